@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tieredmem.codec import JSON, RAW, ZSTD, Codec
+from tieredmem.errors import SerializationError
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=30,
+)
+
+
+@given(json_values)
+def test_round_trip_json(value: object) -> None:
+    codec = Codec(compress_threshold=16)
+    assert codec.decode(codec.encode(value)) == value
+
+
+@given(st.binary())
+def test_round_trip_bytes(value: bytes) -> None:
+    codec = Codec(compress_threshold=16)
+    assert codec.decode(codec.encode(value)) == value
+
+
+def test_frame_header_names_codec_and_compression() -> None:
+    codec = Codec(compress_threshold=64)
+    assert codec.encode({"a": 1})[0] == JSON
+    assert codec.encode(b"x")[0] == RAW
+    big = codec.encode({"text": "word " * 200})
+    assert big[0] == JSON | ZSTD
+    assert len(big) < 200
+
+
+def test_frames_stay_readable_when_defaults_change() -> None:
+    old = Codec(compress_threshold=10, level=19).encode(["hello"] * 50)
+    assert Codec(compress_threshold=10_000, level=1).decode(old) == ["hello"] * 50
+
+
+def test_incompressible_payload_stored_plain() -> None:
+    import os
+
+    data = os.urandom(4096)
+    frame = Codec(compress_threshold=16).encode(data)
+    assert frame[0] == RAW
+    assert frame[1:] == data
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+def test_rich_types_encode_as_json() -> None:
+    codec = Codec()
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    uid = uuid.UUID(int=7)
+    value = {"when": when, "id": uid, "p": Point(1, 2), "arr": np.arange(3)}
+    assert codec.decode(codec.encode(value)) == {
+        "when": "2026-01-02T03:04:05+00:00",
+        "id": str(uid),
+        "p": {"x": 1, "y": 2},
+        "arr": [0, 1, 2],
+    }
+
+
+@pytest.mark.parametrize("bad", [object(), {1, 2}, {"k": object()}, {1: "non-str key"}])
+def test_unsupported_value_names_key_and_type(bad: object) -> None:
+    with pytest.raises(SerializationError) as info:
+        Codec().encode(bad, key="my-key")
+    assert "my-key" in str(info.value)
+    assert isinstance(info.value, TypeError)
+
+
+@pytest.mark.parametrize("frame", [b"", b"\x0f{}", b"\x11not zstd", b"\x01{bad json"])
+def test_damaged_frames_raise_typed_error(frame: bytes) -> None:
+    with pytest.raises(SerializationError):
+        Codec().decode(frame)
+
+
+def test_no_pickle_anywhere() -> None:
+    import pathlib
+
+    import tieredmem
+
+    root = pathlib.Path(tieredmem.__file__).parent
+    for path in root.rglob("*.py"):
+        assert "import pickle" not in path.read_text(), path

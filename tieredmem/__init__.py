@@ -1,0 +1,48 @@
+"""tieredmem: bounded, persistent memory for AI agents.
+
+A byte-bounded LRU hot tier in process memory in front of one SQLite file (WAL) that cold
+data spills into.  ``import tieredmem`` never imports LangGraph, Redis or rich: the
+adapters live in ``tieredmem.langgraph`` and install with extras.
+"""
+
+from __future__ import annotations
+
+from .codec import Codec
+from .errors import (
+    BusyTimeoutError,
+    CorruptStoreError,
+    InvalidKeyError,
+    InvalidNamespaceError,
+    NotAStoreError,
+    SchemaVersionError,
+    SerializationError,
+    StoreClosedError,
+    TieredMemError,
+    UnsupportedURLError,
+    ValueTooLargeError,
+)
+from .hot import parse_bytes
+from .store import Item, Stats, Store, open  # noqa: A004
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BusyTimeoutError",
+    "Codec",
+    "CorruptStoreError",
+    "InvalidKeyError",
+    "InvalidNamespaceError",
+    "Item",
+    "NotAStoreError",
+    "SchemaVersionError",
+    "SerializationError",
+    "Stats",
+    "Store",
+    "StoreClosedError",
+    "TieredMemError",
+    "UnsupportedURLError",
+    "ValueTooLargeError",
+    "__version__",
+    "open",
+    "parse_bytes",
+]

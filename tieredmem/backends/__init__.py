@@ -1,0 +1,199 @@
+"""The cold tier: one narrow protocol, and a registry of backends by URL scheme.
+
+A backend stores rows ``(ns, key, frame, created_at, updated_at, expires_at)`` where ``ns``
+is a namespace joined with :data:`SEP`.  It knows nothing of values, hot tiers or
+histories: the layers above build those from atomic batch writes, point and range reads,
+prefix scans and expiry.  Backends register by URL scheme; third-party ones through the
+``tieredmem.backends`` entry point group (the value is a factory
+``(url, **options) -> Backend``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from ..errors import UnsupportedURLError
+
+__all__ = [
+    "SEP",
+    "Backend",
+    "Delete",
+    "DeleteRange",
+    "Put",
+    "Row",
+    "available_schemes",
+    "open_backend",
+    "register",
+]
+
+#: Separator between namespace labels in a joined namespace (labels may not contain it).
+SEP = "\x1f"
+
+
+class Row(NamedTuple):
+    """One stored item as the cold tier holds it."""
+
+    ns: str
+    key: str
+    frame: bytes
+    created_at: float
+    updated_at: float
+    expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Insert or replace an item.
+
+    ``created_at`` of an existing item is preserved unless ``created`` is given (a
+    buffered write that knows the item was deleted and written anew).
+    """
+
+    ns: str
+    key: str
+    frame: bytes
+    now: float
+    expires_at: float | None = None
+    created: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Delete one item (no error if it is absent)."""
+
+    ns: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRange:
+    """Delete the items of namespace ``ns`` whose keys are in ``[start, stop)``."""
+
+    ns: str
+    start: str
+    stop: str | None = None
+
+
+Op = Put | Delete | DeleteRange
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the cold tier must offer; one conformance suite runs against every backend."""
+
+    url: str
+
+    def get(self, ns: str, key: str) -> Row | None:
+        """Point read (expired rows included: the caller checks ``expires_at``)."""
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Row | None]:
+        """Point reads, in the order given, in one read snapshot."""
+
+    def range(
+        self,
+        ns: str,
+        start: str | None = None,
+        stop: str | None = None,
+        *,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> list[Row]:
+        """Rows of one namespace with ``start <= key < stop``, ordered by key."""
+
+    def scan(
+        self,
+        ns_prefix: str,
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int = 1000,
+        skip_prefix: str | None = None,
+    ) -> list[Row]:
+        """Rows whose namespace is ``ns_prefix`` or below it (but not below
+        ``skip_prefix``), ordered by (ns, key), starting after ``after``."""
+
+    def namespaces(
+        self,
+        ns_prefix: str,
+        *,
+        after: str | None = None,
+        limit: int = 1000,
+        skip_prefix: str | None = None,
+    ) -> list[str]:
+        """Distinct joined namespaces equal to or below ``ns_prefix``, ordered."""
+
+    def write(self, ops: Sequence[Op]) -> list[float]:
+        """Apply *ops* atomically; return ``created_at`` of each :class:`Put`, in order."""
+
+    def expire(self, now: float, *, limit: int = 10_000) -> list[tuple[str, str]]:
+        """Delete rows expired at *now*; return their ``(ns, key)``."""
+
+    def text_search(
+        self, ns_prefix: str, query: str, *, limit: int, skip_prefix: str | None = None
+    ) -> list[tuple[Row, float]]:
+        """Full-text search; ``(row, score)`` best first (higher score is better)."""
+
+    def foreign_change(self) -> bool:
+        """True if another connection committed since the last call (hot tier is stale)."""
+
+    def maintain(self) -> dict[str, Any]:
+        """Index, vacuum and checkpoint now; return what was done."""
+
+    def stats(self) -> dict[str, Any]:
+        """Sizes and counts of the cold tier."""
+
+    def close(self) -> None:
+        """Release connections; idempotent."""
+
+
+BackendFactory = Callable[..., Backend]
+_REGISTRY: dict[str, BackendFactory] = {}
+
+
+def register(scheme: str, factory: BackendFactory) -> None:
+    """Register *factory* for URLs ``scheme://...``."""
+    _REGISTRY[scheme] = factory
+
+
+def _load_entry_points() -> None:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="tieredmem.backends"):
+        if ep.name not in _REGISTRY:
+            _REGISTRY[ep.name] = ep.load()
+
+
+def _sqlite_factory(url: str, **options: Any) -> Backend:
+    from .sqlite import SQLiteBackend
+
+    return SQLiteBackend(url, **options)
+
+
+register("sqlite", _sqlite_factory)
+
+
+def available_schemes() -> list[str]:
+    """URL schemes that :func:`open_backend` accepts now."""
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def open_backend(url: str, **options: Any) -> Backend:
+    """Open the backend for *url*: ``":memory:"``, a path, ``sqlite:///path`` or ``scheme://``.
+
+    :raises UnsupportedURLError: no backend is registered for the scheme.
+    """
+    if url == ":memory:" or "://" not in url:
+        return _sqlite_factory(url, **options)
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in _REGISTRY:
+        _load_entry_points()
+    factory = _REGISTRY.get(scheme)
+    if factory is None:
+        raise UnsupportedURLError(
+            f"no backend for URL scheme {scheme!r} in {url!r}; supported: "
+            + ", ".join(f"{s}://" for s in available_schemes())
+            + ", ':memory:' or a file path"
+        )
+    return factory(url, **options)

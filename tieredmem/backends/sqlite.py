@@ -1,0 +1,651 @@
+"""The SQLite backend: one file, WAL mode, through apsw.
+
+One writer connection (guarded by a lock, so a process never competes with itself for
+SQLite's write lock) and one reader connection per thread, so reads run beside a write.
+Locks between processes wait (busy timeout) instead of failing.
+
+Whether the hot tier above may be trusted is decided by :meth:`SQLiteBackend.foreign_change`:
+it compares the WAL-index header in the ``-shm`` file (a memory read, ~0.1 us) with the one
+seen last and only when it moved asks ``PRAGMA data_version`` on the writer connection,
+which changes exactly when *another* connection committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import apsw
+
+from ..errors import (
+    BusyTimeoutError,
+    CorruptStoreError,
+    NotAStoreError,
+    SchemaVersionError,
+    StoreClosedError,
+    TieredMemError,
+)
+from . import SEP, Delete, Op, Put, Row
+from ._schema import APPLICATION_ID, FORMAT_VERSION, MIGRATIONS
+
+__all__ = ["SQLiteBackend"]
+
+log = logging.getLogger(__name__)
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_TOP = "\U0010ffff"
+#: Internal namespaces (histories, states) live under this root; never full-text indexed.
+INTERNAL = "tieredmem"
+
+_COLS = "ns, key, value, created_at, updated_at, expires_at"
+_GET = f"SELECT {_COLS} FROM items WHERE ns = ? AND key = ?"
+_UPSERT = (
+    "INSERT INTO items (ns, key, value, created_at, updated_at, expires_at) "
+    "VALUES (?1, ?2, ?3, coalesce(?6, ?4), ?4, ?5) "
+    "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
+    "created_at = coalesce(?6, items.created_at), "
+    "updated_at = excluded.updated_at, expires_at = excluded.expires_at "
+    "RETURNING created_at"
+)
+_DELETE = "DELETE FROM items WHERE ns = ? AND key = ?"
+
+
+# -- pragmas: one small function each, saying why (apsw's bestpractice) ---------------
+def _busy_timeout(con: apsw.Connection, ms: int) -> None:
+    """Wait for another process's lock instead of failing with 'database is locked'."""
+    con.set_busy_timeout(ms)
+
+
+def _wal(con: apsw.Connection) -> None:
+    """WAL: readers never block the writer and the writer never blocks readers."""
+    mode = con.pragma("journal_mode", "wal")
+    if str(mode).lower() != "wal":  # pragma: no cover - only on VFSes without shared memory
+        log.warning("journal_mode is %s, not wal", mode)
+
+
+def _synchronous(con: apsw.Connection, level: str) -> None:
+    """NORMAL: a commit survives a process crash (WAL); FULL also survives power loss."""
+    con.pragma("synchronous", level)
+
+
+def _auto_vacuum(con: apsw.Connection) -> None:
+    """INCREMENTAL, set before the first table: deleted data can give disk space back."""
+    con.pragma("auto_vacuum", "incremental")
+
+
+def _journal_size_limit(con: apsw.Connection) -> None:
+    """Truncate the WAL back to 16 MiB after checkpoints, so it cannot grow for ever."""
+    con.pragma("journal_size_limit", 16 * 1024 * 1024)
+
+
+def _no_double_quoted_strings(con: apsw.Connection) -> None:
+    """Typos in identifiers fail instead of silently becoming string literals."""
+    con.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
+    con.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
+
+
+def _check_header(path: str) -> None:
+    """Refuse, without writing anything, a file that is not (or is a newer) tieredmem store."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+    except FileNotFoundError:
+        return
+    if not header:
+        return  # an empty file becomes a new store
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise NotAStoreError(
+            f"{path} is not a tieredmem store (not a SQLite database); "
+            "choose another path or move the file away"
+        )
+    user_version = int.from_bytes(header[60:64], "big")
+    app_id = int.from_bytes(header[68:72], "big")
+    if app_id != APPLICATION_ID:
+        raise NotAStoreError(
+            f"{path} is a SQLite database but not a tieredmem store "
+            f"(application_id {app_id:#x}); choose another path"
+        )
+    if user_version > FORMAT_VERSION:
+        raise SchemaVersionError(
+            f"{path} has format version {user_version}, newer than this tieredmem "
+            f"understands ({FORMAT_VERSION}); upgrade tieredmem to open it"
+        )
+
+
+def _create_private(path: str) -> None:
+    """Create *path* empty with mode 0600 so the database is private to its owner."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def prefix_bounds(prefix: str) -> tuple[str, str]:
+    """``[lo, hi)`` of joined namespaces equal to or below *prefix*.
+
+    Labels contain no control characters, so ``prefix + " "`` sorts after every
+    ``prefix + SEP + ...`` and before any longer label that merely starts with *prefix*.
+    """
+    if not prefix:
+        return "", _TOP
+    return prefix, prefix + " "
+
+
+class SQLiteBackend:
+    """Cold tier on one SQLite file (or ``:memory:``).
+
+    :param str url: ``":memory:"``, a path, or ``sqlite:///path``.
+    :param str synchronous: ``"NORMAL"`` (default) or ``"FULL"``.
+    :param float busy_timeout: seconds a lock is waited for before :class:`BusyTimeoutError`.
+    :param text_of: returns the text to full-text index for a stored frame (or ``None``).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        synchronous: str = "NORMAL",
+        busy_timeout: float = 60.0,
+        text_of: Callable[[bytes], str | None] | None = None,
+    ) -> None:
+        path = url[len("sqlite://") :] if url.startswith("sqlite://") else url
+        if path.startswith("/:memory:") or path == "":
+            path = ":memory:"
+        if synchronous.upper() not in ("NORMAL", "FULL", "OFF", "EXTRA"):
+            raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
+        self.memory = path == ":memory:"
+        self.path = path if self.memory else os.path.abspath(path)
+        self.url = ":memory:" if self.memory else f"sqlite:///{self.path}"
+        self._synchronous = synchronous.upper()
+        self._busy_ms = int(busy_timeout * 1000)
+        self._text_of = text_of
+        self._wlock = threading.RLock()
+        self._local = threading.local()
+        self._readers: list[apsw.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self._pid = os.getpid()
+        self._shm: mmap.mmap | None = None
+        self._seen_header = b""
+        self._seen_dv = 0
+        if not self.memory:
+            _check_header(self.path)
+            _create_private(self.path)
+        self._writer = self._connect(writer=True)
+        self._map_shm()
+
+    # -- connections -----------------------------------------------------------------
+    def _connect(self, *, writer: bool) -> apsw.Connection:
+        flags = apsw.SQLITE_OPEN_READWRITE
+        if writer:
+            flags |= apsw.SQLITE_OPEN_CREATE
+        try:
+            con = apsw.Connection(self.path, flags=flags, statementcachesize=64)
+        except apsw.CantOpenError as exc:
+            raise TieredMemError(f"cannot open {self.path}: {exc}") from exc
+        _busy_timeout(con, self._busy_ms)
+        _no_double_quoted_strings(con)
+        try:
+            if writer:
+                self._setup(con)
+            else:
+                con.pragma("query_only", True)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _setup(self, con: apsw.Connection) -> None:
+        try:
+            user_version = int(con.pragma("user_version"))
+            app_id = int(con.pragma("application_id"))
+            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_schema")]
+        except (apsw.NotADBError, apsw.CorruptError) as exc:
+            raise NotAStoreError(
+                f"{self.path} is not a tieredmem store ({exc}); choose another path"
+            ) from exc
+        if tables and app_id != APPLICATION_ID:
+            raise NotAStoreError(
+                f"{self.path} is a SQLite database but not a tieredmem store; choose another path"
+            )
+        if user_version > FORMAT_VERSION:
+            raise SchemaVersionError(
+                f"{self.path} has format version {user_version}, newer than this "
+                f"tieredmem understands ({FORMAT_VERSION}); upgrade tieredmem to open it"
+            )
+        if not tables:
+            _auto_vacuum(con)
+        if not self.memory:
+            _wal(con)
+            _journal_size_limit(con)
+        _synchronous(con, self._synchronous)
+        con.pragma("temp_store", "memory")
+        self._migrate(con)
+
+    def _migrate(self, con: apsw.Connection) -> None:
+        if int(con.pragma("user_version")) == FORMAT_VERSION:
+            return
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(con.pragma("user_version"))  # re-read under the write lock
+            for number in range(version, FORMAT_VERSION):
+                con.execute(MIGRATIONS[number])
+                log.info("%s: applied migration %d", self.path, number + 1)
+            if version == 0:
+                con.pragma("application_id", APPLICATION_ID)
+                con.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    ("format", "tieredmem"),
+                )
+            con.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                ("format_version", str(FORMAT_VERSION)),
+            )
+            con.pragma("user_version", FORMAT_VERSION)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        if not self.memory:
+            # Put the header (application_id, user_version) into the main file now, so
+            # the next open can vet the file without SQLite.
+            con.pragma("wal_checkpoint", "TRUNCATE")
+
+    def _map_shm(self) -> None:
+        if self.memory:
+            return
+        try:
+            with open(self.path + "-shm", "rb") as fh:
+                self._shm = mmap.mmap(fh.fileno(), 48, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # no shared memory file: always ask SQLite
+            self._shm = None
+        self.foreign_change()
+
+    def _check(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{self.url} is closed; open the store again to use it")
+        if os.getpid() != self._pid:
+            self._after_fork()
+
+    def _after_fork(self) -> None:
+        # A connection must not cross fork(): the child opens its own (diskcache's rule).
+        self._pid = os.getpid()
+        self._wlock = threading.RLock()
+        self._local = threading.local()
+        self._readers = []
+        self._readers_lock = threading.Lock()
+        self._writer = self._connect(writer=True)
+        self._map_shm()
+
+    def _reader(self) -> apsw.Connection:
+        if self.memory:
+            return self._writer
+        try:
+            return self._local.con  # type: ignore[no-any-return]
+        except AttributeError:
+            con = self._connect(writer=False)
+            self._local.con = con
+            with self._readers_lock:
+                self._readers.append(con)
+            return con
+
+    @contextmanager
+    def _reading(self) -> Iterator[apsw.Connection]:
+        self._check()
+        if self.memory or getattr(self._local, "in_write", False):
+            with self._wlock:
+                yield self._writer
+        else:
+            yield self._reader()
+
+    def _error(self, exc: apsw.Error) -> TieredMemError:
+        if isinstance(exc, apsw.BusyError):
+            return BusyTimeoutError(
+                f"{self.path}: the database stayed locked by another connection for longer "
+                f"than the busy timeout ({self._busy_ms / 1000:g}s); retry, or raise busy_timeout"
+            )
+        if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):
+            return CorruptStoreError(
+                f"{self.path} is damaged ({exc}); restore a backup, or run "
+                "'PRAGMA integrity_check' to see what is affected"
+            )
+        if isinstance(exc, apsw.ConnectionClosedError):
+            return StoreClosedError(f"{self.url} is closed; open the store again to use it")
+        return TieredMemError(f"{self.path}: {exc}")
+
+    # -- reads -------------------------------------------------------------------------
+    def get(self, ns: str, key: str) -> Row | None:
+        self._check()
+        try:
+            if self.memory or getattr(self._local, "in_write", False):
+                with self._wlock:
+                    for row in self._writer.execute(_GET, (ns, key)):
+                        return Row(*row)
+                return None
+            for row in self._reader().execute(_GET, (ns, key)):
+                return Row(*row)
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+        return None
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Row | None]:
+        out: list[Row | None] = []
+        try:
+            with self._reading() as con:
+                in_tx = con is not self._writer and len(keys) > 1
+                if in_tx:
+                    con.execute("BEGIN")
+                try:
+                    for ns, key in keys:
+                        found = None
+                        for row in con.execute(_GET, (ns, key)):
+                            found = Row(*row)
+                        out.append(found)
+                finally:
+                    if in_tx:
+                        con.execute("COMMIT")
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+        return out
+
+    def range(
+        self,
+        ns: str,
+        start: str | None = None,
+        stop: str | None = None,
+        *,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> list[Row]:
+        sql = f"SELECT {_COLS} FROM items WHERE ns = ? AND key >= ? AND key < ? ORDER BY key"
+        sql += " DESC" if reverse else ""
+        sql += " LIMIT ?"
+        args = (ns, start or "", _TOP if stop is None else stop, -1 if limit is None else limit)
+        try:
+            with self._reading() as con:
+                return [Row(*r) for r in con.execute(sql, args)]
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
+    def scan(
+        self,
+        ns_prefix: str,
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int = 1000,
+        skip_prefix: str | None = None,
+    ) -> list[Row]:
+        lo, hi = prefix_bounds(ns_prefix)
+        where = "ns >= ? AND ns < ?"
+        args: list[Any] = [lo, hi]
+        if after is not None:
+            where += " AND (ns, key) > (?, ?)"
+            args += list(after)
+        if skip_prefix:
+            where += " AND NOT (ns >= ? AND ns < ?)"
+            args += list(prefix_bounds(skip_prefix))
+        sql = f"SELECT {_COLS} FROM items WHERE {where} ORDER BY ns, key LIMIT {int(limit)}"
+        try:
+            with self._reading() as con:
+                return [Row(*r) for r in con.execute(sql, args)]
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
+    def namespaces(
+        self,
+        ns_prefix: str,
+        *,
+        after: str | None = None,
+        limit: int = 1000,
+        skip_prefix: str | None = None,
+    ) -> list[str]:
+        # A skip-scan: one index seek per distinct namespace, not one step per row.
+        lo, hi = prefix_bounds(ns_prefix)
+        s_lo, s_hi = prefix_bounds(skip_prefix) if skip_prefix else ("", "")
+        out: list[str] = []
+        cursor, strict = (after, True) if after is not None else (lo, False)
+        try:
+            with self._reading() as con:
+                while len(out) < limit:
+                    op = ">" if strict else ">="
+                    found = None
+                    for (ns,) in con.execute(
+                        f"SELECT ns FROM items WHERE ns {op} ? AND ns < ? ORDER BY ns LIMIT 1",
+                        (cursor, hi),
+                    ):
+                        found = ns
+                    if found is None:
+                        break
+                    if skip_prefix and s_lo <= found < s_hi:
+                        cursor, strict = s_hi, False
+                        continue
+                    out.append(found)
+                    cursor, strict = found, True
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+        return out
+
+    def text_search(
+        self, ns_prefix: str, query: str, *, limit: int, skip_prefix: str | None = None
+    ) -> list[tuple[Row, float]]:
+        self.index_pending()
+        lo, hi = prefix_bounds(ns_prefix)
+        sql = (
+            "SELECT i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at, "
+            "bm25(items_fts) AS rank FROM items_fts JOIN items i ON i.id = items_fts.rowid "
+            "WHERE items_fts MATCH ? AND i.ns >= ? AND i.ns < ? "
+            "ORDER BY rank LIMIT ?"
+        )
+        try:
+            with self._reading() as con:
+                rows = list(con.execute(sql, (query, lo, hi, limit)))
+        except apsw.SQLError as exc:
+            raise ValueError(f"bad full-text query {query!r}: {exc}") from None
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+        # bm25() is lower-is-better and negative; report higher-is-better scores.
+        s_lo, s_hi = prefix_bounds(skip_prefix) if skip_prefix else ("", "")
+        out = []
+        for r in rows:
+            row = Row(*r[:6])
+            if not (s_lo <= row.ns < s_hi):
+                out.append((row, -float(r[6])))
+        return out
+
+    # -- writes ------------------------------------------------------------------------
+    @contextmanager
+    def _writing(self) -> Iterator[apsw.Connection]:
+        self._check()
+        with self._wlock:
+            self._local.in_write = True
+            try:
+                yield self._writer
+            finally:
+                self._local.in_write = False
+
+    def write(self, ops: Sequence[Op]) -> list[float]:
+        created: list[float] = []
+        try:
+            with self._writing() as con:
+                if len(ops) == 1 and isinstance(ops[0], Put):
+                    # One autocommit statement: SQLite retries the lock itself.
+                    put = ops[0]
+                    args = (put.ns, put.key, put.frame, put.now, put.expires_at, put.created)
+                    for (c,) in con.execute(_UPSERT, args):
+                        created.append(c)
+                    return created
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    for op in ops:
+                        if isinstance(op, Put):
+                            for (c,) in con.execute(
+                                _UPSERT,
+                                (op.ns, op.key, op.frame, op.now, op.expires_at, op.created),
+                            ):
+                                created.append(c)
+                        elif isinstance(op, Delete):
+                            con.execute(_DELETE, (op.ns, op.key))
+                        else:
+                            con.execute(
+                                "DELETE FROM items WHERE ns = ? AND key >= ? AND key < ?",
+                                (op.ns, op.start, _TOP if op.stop is None else op.stop),
+                            )
+                    con.execute("COMMIT")
+                except BaseException:
+                    if not con.in_transaction:
+                        raise
+                    con.execute("ROLLBACK")
+                    raise
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+        return created
+
+    def expire(self, now: float, *, limit: int = 10_000) -> list[tuple[str, str]]:
+        try:
+            with self._writing() as con:
+                return [
+                    (ns, key)
+                    for ns, key in con.execute(
+                        "DELETE FROM items WHERE id IN (SELECT id FROM items "
+                        "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?) "
+                        "RETURNING ns, key",
+                        (now, limit),
+                    )
+                ]
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
+    def index_pending(self, batch: int = 2000) -> int:
+        """Bring the full-text index up to date; return the number of rows (re)indexed."""
+        done = 0
+        text_of = self._text_of
+        try:
+            while True:
+                with self._writing() as con:
+                    ids = [
+                        r[0] for r in con.execute("SELECT id FROM fts_pending LIMIT ?", (batch,))
+                    ]
+                    if not ids:
+                        return done
+                    con.execute("BEGIN IMMEDIATE")
+                    try:
+                        for item_id in ids:
+                            con.execute("DELETE FROM items_fts WHERE rowid = ?", (item_id,))
+                            text = None
+                            for (frame,) in con.execute(
+                                "SELECT value FROM items WHERE id = ?", (item_id,)
+                            ):
+                                text = text_of(frame) if text_of is not None else None
+                            if text:
+                                con.execute(
+                                    "INSERT INTO items_fts (rowid, text) VALUES (?, ?)",
+                                    (item_id, text),
+                                )
+                            con.execute("DELETE FROM fts_pending WHERE id = ?", (item_id,))
+                        con.execute("COMMIT")
+                    except BaseException:
+                        if con.in_transaction:
+                            con.execute("ROLLBACK")
+                        raise
+                    done += len(ids)
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
+    # -- coherence, maintenance, stats -------------------------------------------------
+    def foreign_change(self) -> bool:
+        if self.memory:
+            return False
+        shm = self._shm
+        header = shm[:48] if shm is not None else b""
+        if shm is not None and header == self._seen_header:
+            return False
+        try:
+            with self._wlock:
+                dv = int(self._writer.pragma("data_version"))
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+        changed = dv != self._seen_dv
+        self._seen_dv = dv
+        self._seen_header = header
+        return changed
+
+    def maintain(self) -> dict[str, Any]:
+        indexed = self.index_pending()
+        try:
+            with self._writing() as con:
+                free_before = int(con.pragma("freelist_count"))
+                for _ in con.execute("PRAGMA incremental_vacuum"):
+                    pass  # each step frees a page: run them all
+                page = int(con.pragma("page_size"))
+                if not self.memory:
+                    con.pragma("wal_checkpoint", "PASSIVE")
+                con.execute("PRAGMA optimize")
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+        return {"indexed": indexed, "vacuumed_bytes": free_before * page}
+
+    def checkpoint(self, mode: str = "TRUNCATE") -> None:
+        """Copy the WAL into the main file (``TRUNCATE`` also empties the WAL)."""
+        if self.memory:
+            return
+        try:
+            with self._writing() as con:
+                con.pragma("wal_checkpoint", mode)
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
+    def integrity_check(self) -> str:
+        """``PRAGMA integrity_check``'s answer: ``"ok"`` for a sound file."""
+        try:
+            with self._writing() as con:
+                return "\n".join(str(r[0]) for r in con.execute("PRAGMA integrity_check"))
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
+    def stats(self) -> dict[str, Any]:
+        try:
+            with self._reading() as con:
+                page = int(con.pragma("page_size"))
+                pages = int(con.pragma("page_count"))
+                free = int(con.pragma("freelist_count"))
+                rows = int(next(iter(con.execute("SELECT count(*) FROM items")))[0])
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+        wal = 0
+        if not self.memory:
+            try:
+                wal = os.path.getsize(self.path + "-wal")
+            except OSError:
+                wal = 0
+        return {
+            "cold_bytes": page * pages,
+            "cold_free_bytes": page * free,
+            "wal_bytes": wal,
+            "cold_rows": rows,
+            "format_version": FORMAT_VERSION,
+        }
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for con in readers:
+            con.close()
+        with self._wlock:
+            if self._shm is not None:
+                self._shm.close()
+                self._shm = None
+            self._writer.close()
+
+
+def ns_join(labels: Sequence[str]) -> str:
+    """Join namespace labels the way rows store them."""
+    return SEP.join(labels)

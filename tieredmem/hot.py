@@ -1,0 +1,133 @@
+"""The hot tier: a byte-bounded LRU in process memory.
+
+:class:`HotTier` is a small :class:`cachetools.LRUCache` subclass, following cachetools'
+composition: every eviction goes through :meth:`popitem`, which counts the spill.  The
+budget is in bytes; each entry is charged its payload plus a fixed per-entry overhead
+measured on CPython (the key string, the entry object, and the LRU's own bookkeeping), so
+the memory the tier really holds stays within a small factor of ``maxsize`` (the test
+suite measures it with :mod:`tracemalloc`).
+
+The tier is *not* thread-safe on its own; :class:`tieredmem.Store` guards it with a lock.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any
+
+from cachetools import Cache, LRUCache
+
+__all__ = ["ENTRY_OVERHEAD", "Entry", "HotTier", "parse_bytes"]
+
+#: Bytes charged per entry on top of its payload and key: the Entry object, the key's
+#: str header, and the LRU's dict/order slots.  Measured in tests/test_hot.py.
+ENTRY_OVERHEAD = 400
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_bytes(size: int | str) -> int:
+    """Parse a byte size: an int, or a string such as ``"64MiB"``, ``"512 kB"`` or ``"1G"``.
+
+    >>> parse_bytes("64MiB")
+    67108864
+    >>> parse_bytes(1000)
+    1000
+
+    :raises ValueError: the size is negative or not understood.
+    """
+    if isinstance(size, bool):
+        raise ValueError(f"not a byte size: {size!r}")
+    if isinstance(size, int):
+        if size < 0:
+            raise ValueError(f"byte size must be >= 0, got {size}")
+        return size
+    if isinstance(size, str):
+        match = _SIZE.match(size)
+        if match and match.group(2).lower() in _UNITS:
+            return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    raise ValueError(
+        f"not a byte size: {size!r} (use an int or a string like '64MiB', '512kB', '1GB')"
+    )
+
+
+class Entry:
+    """A cached item: its decoded scalar or its JSON payload, and its timestamps.
+
+    ``payload`` holds the uncompressed codec payload for containers (decoded afresh on
+    every read, so callers can mutate what they get); ``value`` holds immutable scalars
+    as they are.  ``missing`` entries remember that a key does not exist.
+    """
+
+    __slots__ = ("codec", "created", "expires", "payload", "size", "updated", "value")
+
+    def __init__(
+        self,
+        codec: int,
+        payload: bytes | None,
+        value: Any,
+        created: float | None,
+        updated: float,
+        expires: float | None,
+        size: int,
+    ) -> None:
+        self.codec = codec
+        self.payload = payload
+        self.value = value
+        self.created = created
+        self.updated = updated
+        self.expires = expires
+        self.size = size
+
+
+def _entry_size(entry: Entry) -> int:
+    return entry.size
+
+
+class HotTier(LRUCache[str, Entry]):
+    """A byte-bounded LRU of :class:`Entry` objects; ``maxsize`` is a byte budget."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize=maxsize, getsizeof=_entry_size)
+        self.spills = 0
+        self.spilled_bytes = 0
+
+    @staticmethod
+    def charge(key: str, payload_len: int) -> int:
+        """Bytes charged for an entry under *key* holding *payload_len* payload bytes."""
+        return ENTRY_OVERHEAD + sys.getsizeof(key) + payload_len
+
+    def popitem(self) -> tuple[str, Entry]:
+        """Evict the least recently used entry (the spill hook) and count it."""
+        key, entry = super().popitem()
+        self.spills += 1
+        self.spilled_bytes += entry.size
+        return key, entry
+
+    def peek(self, key: str) -> Entry | None:
+        """The entry under *key* without making it recently used, or ``None``."""
+        try:
+            return Cache.__getitem__(self, key)
+        except KeyError:
+            return None
+
+    def offer(self, key: str, entry: Entry) -> None:
+        """Insert *entry* unless it alone exceeds the budget (then drop any old copy)."""
+        if entry.size > self.maxsize:
+            self.pop(key, None)
+            return
+        self[key] = entry

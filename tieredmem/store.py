@@ -1,0 +1,1091 @@
+"""Store: namespaced items over a hot tier and a cold backend.
+
+A read looks in the hot tier (a byte-bounded LRU) and, on a miss, in the cold tier (one
+SQLite file by default), keeping what it loaded hot.  A write goes to the cold tier and
+then to the hot tier (``durability="sync"``), or to an in-memory batch flushed as one
+transaction every ``flush_interval`` seconds (``durability="batch"``).
+
+>>> import tieredmem
+>>> with tieredmem.open(":memory:") as store:
+...     store.put(("users", "alice"), "prefs", {"lang": "fr"})
+...     store.get(("users", "alice"), "prefs").value
+{'lang': 'fr'}
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import functools
+import logging
+import re
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from .backends import SEP, Backend, Delete, DeleteRange, Put, Row, open_backend
+from .codec import JSON, Codec
+from .errors import (
+    InvalidKeyError,
+    InvalidNamespaceError,
+    SerializationError,
+    StoreClosedError,
+    ValueTooLargeError,
+)
+from .hot import ENTRY_OVERHEAD, Entry, HotTier, parse_bytes
+
+__all__ = ["Item", "Stats", "Store", "open"]
+
+log = logging.getLogger(__name__)
+
+#: Root label of the namespaces tieredmem uses for itself (histories, states).
+INTERNAL_ROOT = "tieredmem"
+_HK = "\x1e"  # between the joined namespace and the key in hot-tier keys
+_CONTROL = re.compile(r"[\x00-\x1f]")
+_MISSING = -1  # Entry.codec of a remembered miss
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+Namespace = tuple[str, ...]
+Clock = Callable[[], float]
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)
+
+
+class Item:
+    """One stored item, as :meth:`Store.get` and :meth:`Store.search` return it.
+
+    ``value`` is the caller's own copy: mutating it changes nothing stored.
+    ``created_at`` survives updates; ``updated_at`` is the last write.  ``score`` is set
+    by full-text search (higher is better) and ``None`` otherwise.
+    """
+
+    __slots__ = ("_created", "_updated", "expires_at", "key", "namespace", "score", "value")
+
+    def __init__(
+        self,
+        namespace: Namespace,
+        key: str,
+        value: Any,
+        created: float,
+        updated: float,
+        expires_at: float | None = None,
+        score: float | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.key = key
+        self.value = value
+        self._created = created
+        self._updated = updated
+        self.expires_at = expires_at
+        self.score = score
+
+    @property
+    def created_at(self) -> datetime:
+        """When the item was first written (UTC)."""
+        return _utc(self._created)
+
+    @property
+    def updated_at(self) -> datetime:
+        """When the item was last written (UTC)."""
+        return _utc(self._updated)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Item):
+            return NotImplemented
+        return (self.namespace, self.key, self.value, self._created, self._updated) == (
+            other.namespace,
+            other.key,
+            other.value,
+            other._created,
+            other._updated,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Item(namespace={self.namespace!r}, key={self.key!r}, value={self.value!r}, "
+            f"created_at={self.created_at.isoformat()}, updated_at={self.updated_at.isoformat()})"
+        )
+
+    def dict(self) -> dict[str, Any]:
+        """The item as a plain dict (times as ISO 8601 strings)."""
+        return {
+            "namespace": list(self.namespace),
+            "key": self.key,
+            "value": self.value,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class Stats:
+    """A snapshot of a store's counters and sizes (see :meth:`Store.stats`)."""
+
+    hot_items: int
+    hot_bytes: int
+    hot_budget: int
+    hits: int
+    misses: int
+    spills: int
+    loads: int
+    writes: int
+    deletes: int
+    expired: int
+    pending_writes: int
+    cold_bytes: int
+    cold_free_bytes: int
+    cold_rows: int
+    wal_bytes: int
+    url: str
+    durability: str
+
+    @property
+    def hit_rate(self) -> float:
+        """Hits over reads (0.0 before the first read)."""
+        reads = self.hits + self.misses
+        return self.hits / reads if reads else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """All fields plus ``hit_rate``, for JSON output."""
+        out = asdict(self)
+        out["hit_rate"] = self.hit_rate
+        return out
+
+
+# -- validation ------------------------------------------------------------------------
+@functools.lru_cache(maxsize=8192)
+def _join(namespace: Namespace, internal: bool) -> str:
+    if not namespace:
+        raise InvalidNamespaceError("a namespace needs at least one label, e.g. ('users',)")
+    for label in namespace:
+        if not isinstance(label, str) or not label:
+            raise InvalidNamespaceError(
+                f"namespace {namespace!r}: every label must be a non-empty string"
+            )
+        if _CONTROL.search(label):
+            raise InvalidNamespaceError(
+                f"namespace {namespace!r}: labels may not contain control characters"
+            )
+    if not internal and namespace[0] == INTERNAL_ROOT:
+        raise InvalidNamespaceError(
+            f"namespace {namespace!r}: the root label {INTERNAL_ROOT!r} is reserved"
+        )
+    return SEP.join(namespace)
+
+
+def _as_namespace(namespace: Any) -> Namespace:
+    if type(namespace) is tuple:
+        return namespace
+    if isinstance(namespace, (list, tuple)):
+        return tuple(namespace)
+    if isinstance(namespace, str):
+        raise InvalidNamespaceError(
+            f"namespace {namespace!r} is a string; use a tuple of labels, e.g. ({namespace!r},)"
+        )
+    raise InvalidNamespaceError(f"namespace must be a tuple of strings, not {namespace!r}")
+
+
+def _ns(namespace: Any, internal: bool = False) -> tuple[Namespace, str]:
+    ns = _as_namespace(namespace)
+    try:
+        return ns, _join(ns, internal)
+    except TypeError:  # unhashable label
+        raise InvalidNamespaceError(
+            f"namespace {namespace!r}: every label must be a non-empty string"
+        ) from None
+
+
+def _prefix(namespace_prefix: Any) -> tuple[Namespace, str]:
+    ns = _as_namespace(namespace_prefix)
+    if not ns:
+        return ns, ""
+    return _ns(ns)
+
+
+def _check_key(key: Any) -> None:
+    if type(key) is not str or not key:
+        raise InvalidKeyError(f"key must be a non-empty string, not {key!r}")
+
+
+def _ttl_seconds(ttl: float | timedelta | None) -> float | None:
+    if ttl is None:
+        return None
+    if isinstance(ttl, timedelta):
+        seconds = ttl.total_seconds()
+    elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
+        seconds = float(ttl)
+    else:
+        raise ValueError(f"ttl must be seconds or a timedelta, not {ttl!r}")
+    if seconds <= 0:
+        raise ValueError(f"ttl must be positive, got {ttl!r}")
+    return seconds
+
+
+# -- filters and text ------------------------------------------------------------------
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "$eq": lambda a, b: a == b,
+    "$ne": lambda a, b: a != b,
+    "$gt": lambda a, b: a > b,
+    "$gte": lambda a, b: a >= b,
+    "$lt": lambda a, b: a < b,
+    "$lte": lambda a, b: a <= b,
+}
+_ABSENT = object()
+
+
+def _field(value: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _ABSENT
+        value = value[part]
+    return value
+
+
+def _compare(op: str, actual: Any, expected: Any) -> bool:
+    if actual is _ABSENT:
+        return op == "$ne"
+    try:
+        return _OPS[op](actual, expected)
+    except TypeError:  # e.g. "a" > 1: not comparable, so no match
+        return False
+
+
+def validate_filter(filter: Mapping[str, Any] | None) -> None:
+    """Raise ``ValueError`` for an operator that :func:`matches` does not know."""
+    if filter is None:
+        return
+    if not isinstance(filter, Mapping):
+        raise ValueError(f"filter must be a mapping, not {filter!r}")
+    for spec in filter.values():
+        if isinstance(spec, Mapping) and spec and all(str(k).startswith("$") for k in spec):
+            for op in spec:
+                if op not in _OPS:
+                    raise ValueError(
+                        f"unknown filter operator {op!r}; use one of {', '.join(_OPS)}"
+                    )
+
+
+def matches(value: Any, filter: Mapping[str, Any] | None) -> bool:
+    """True if *value* satisfies *filter*: exact matches and ``$eq $ne $gt $gte $lt $lte``.
+
+    Keys are field names of the (dict) value, dotted for nested fields.
+
+    >>> matches({"age": 30, "lang": "fr"}, {"lang": "fr", "age": {"$gte": 18}})
+    True
+    """
+    if not filter:
+        return True
+    for path, spec in filter.items():
+        actual = _field(value, path)
+        if isinstance(spec, Mapping) and spec and all(str(k).startswith("$") for k in spec):
+            if not all(_compare(op, actual, expected) for op, expected in spec.items()):
+                return False
+        elif actual is _ABSENT or actual != spec:
+            return False
+    return True
+
+
+def _strings(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _strings(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _strings(v, out)
+
+
+def fts_query(query: str) -> str:
+    """Turn free text into an FTS5 query: any of its words, each quoted (no syntax)."""
+    return " OR ".join(f'"{w}"' for w in _WORD.findall(query))
+
+
+# -- the store -------------------------------------------------------------------------
+class _Tx:
+    __slots__ = ("depth", "overlay")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.overlay: dict[str, tuple[Any, Entry]] = {}
+
+
+class Store:
+    """Namespaced items in a byte-bounded hot tier over a cold backend.
+
+    Build one with :func:`tieredmem.open`.  Thread-safe.  Use as a context manager or
+    call :meth:`close`.
+
+    :param backend: the cold tier.
+    :param hot_bytes: byte budget of the hot tier (int or string such as ``"64MiB"``).
+    :param str durability: ``"sync"`` (a returned call has committed) or ``"batch"``.
+    :param float flush_interval: seconds between batch commits (``durability="batch"``).
+    :param float maintenance_interval: seconds between background maintenance runs
+        (``0`` disables the thread; :meth:`maintain` still works).
+    :param clock: returns the time in seconds (``time.time``); inject one in tests.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        hot_bytes: int | str = "64MiB",
+        durability: str = "sync",
+        flush_interval: float = 1.0,
+        maintenance_interval: float = 60.0,
+        max_pending_bytes: int | str = "16MiB",
+        max_value_bytes: int | str = "256MiB",
+        codec: Codec | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        if durability not in ("sync", "batch"):
+            raise ValueError(f"durability must be 'sync' or 'batch', not {durability!r}")
+        if flush_interval <= 0:
+            raise ValueError("flush_interval must be positive")
+        self._backend = backend
+        self._codec = codec or Codec()
+        self._clock = clock
+        self.durability = durability
+        self.flush_interval = float(flush_interval)
+        self.maintenance_interval = float(maintenance_interval)
+        self._hot = HotTier(parse_bytes(hot_bytes))
+        self._max_pending = parse_bytes(max_pending_bytes)
+        self._max_value = parse_bytes(max_value_bytes)
+        self._lock = threading.Lock()  # hot tier, pending batch, counters; never held for I/O
+        self._write_lock = threading.RLock()  # serializes writes in this process
+        self._local = threading.local()
+        self._epoch = 0  # bumped by every write and invalidation (guards stale fills)
+        self._pending: dict[str, tuple[Any, Entry]] = {}
+        self._pending_bytes = 0
+        self._flushing: dict[str, tuple[Any, Entry]] = {}
+        self._closed = False
+        self._hits = self._misses = self._loads = 0
+        self._writes = self._deletes = self._expired = 0
+        self._maintenance_hooks: list[Callable[[], dict[str, Any]]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_maintenance = clock()
+        if durability == "batch" or maintenance_interval > 0:
+            self._start_worker()
+        self._atexit = _weak_method(self.close)
+        atexit.register(self._atexit)
+
+    # -- lifecycle -------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """Where the cold tier lives (``":memory:"``, ``sqlite:///...``)."""
+        return self._backend.url
+
+    @property
+    def backend(self) -> Backend:
+        """The cold-tier backend (for tools such as ``tieredmem doctor``)."""
+        return self._backend
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    @property
+    def codec(self) -> Codec:
+        """The codec that encodes values into frames."""
+        return self._codec
+
+    @property
+    def clock(self) -> Clock:
+        """The store's clock (seconds since the epoch)."""
+        return self._clock
+
+    def _start_worker(self) -> None:
+        ref = weakref.ref(self)
+        stop = self._stop
+        period = self.flush_interval if self.durability == "batch" else self.maintenance_interval
+
+        def run() -> None:
+            while not stop.wait(period):
+                store = ref()
+                if store is None or store._closed:
+                    return
+                try:
+                    store._tick()
+                except Exception:  # keep the worker alive; the next tick retries
+                    log.exception("background maintenance of %s failed", store.url)
+                del store
+
+        self._thread = threading.Thread(target=run, name="tieredmem-worker", daemon=True)
+        self._thread.start()
+
+    def _tick(self) -> None:
+        if self.durability == "batch":
+            self.flush()
+        if self.maintenance_interval > 0:
+            now = self._clock()
+            if now - self._last_maintenance >= self.maintenance_interval:
+                self.maintain()
+
+    def close(self) -> None:
+        """Flush pending writes and release the file; idempotent."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._stop.set()
+            atexit.unregister(self._atexit)
+            if self._thread is not None and self._thread is not threading.current_thread():
+                self._thread.join(timeout=5)
+            self._backend.close()
+            with self._lock:
+                self._hot.clear()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Store {self.url} durability={self.durability} {state}>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{self.url} is closed; open the store again to use it")
+
+    # -- entries ----------------------------------------------------------------------
+    def _entry(
+        self,
+        hk: str,
+        codec: int,
+        payload: bytes,
+        created: float | None,
+        updated: float,
+        expires: float | None,
+    ) -> Entry:
+        if codec == JSON and payload[:1] in (b"{", b"["):
+            return Entry(
+                codec, payload, None, created, updated, expires, HotTier.charge(hk, len(payload))
+            )
+        value = self._codec.load_payload(codec, payload)
+        return Entry(
+            codec, None, value, created, updated, expires, HotTier.charge(hk, len(payload))
+        )
+
+    def _row_entry(self, hk: str, row: Row) -> Entry:
+        codec, payload = self._codec.unframe(row.frame)
+        return self._entry(hk, codec, payload, row.created_at, row.updated_at, row.expires_at)
+
+    @staticmethod
+    def _missing(hk: str) -> Entry:
+        return Entry(_MISSING, None, None, None, 0.0, None, ENTRY_OVERHEAD + len(hk))
+
+    def _value(self, entry: Entry) -> Any:
+        if entry.payload is not None:
+            return orjson.loads(entry.payload)
+        return entry.value
+
+    def _created(self, ns: str, key: str, entry: Entry) -> float:
+        if entry.created is not None:
+            return entry.created
+        # A batched or transactional write whose row may already exist: ask the cold tier.
+        row = self._backend.get(ns, key)
+        entry.created = row.created_at if row is not None else entry.updated
+        return entry.created
+
+    # -- reads -------------------------------------------------------------------------
+    def _lookup(self, ns: str, key: str, hk: str) -> Entry | None:
+        """The live entry for a key (None when absent or expired)."""
+        tx: _Tx | None = getattr(self._local, "tx", None)
+        entry: Entry | None = None
+        if tx is not None and hk in tx.overlay:
+            entry = tx.overlay[hk][1]
+        else:
+            if self._backend.foreign_change():
+                self._invalidate_all()
+            with self._lock:
+                if self._pending or self._flushing:
+                    pend = self._pending.get(hk) or self._flushing.get(hk)
+                    if pend is not None:
+                        entry = pend[1]
+                if entry is None:
+                    entry = self._hot.get(hk)
+                    if entry is not None:
+                        self._hits += 1
+                    else:
+                        self._misses += 1
+                        epoch = self._epoch
+            if entry is None:
+                row = self._backend.get(ns, key)
+                entry = self._row_entry(hk, row) if row is not None else self._missing(hk)
+                with self._lock:
+                    self._loads += row is not None
+                    if epoch == self._epoch:
+                        self._hot.offer(hk, entry)
+        if entry.codec == _MISSING:
+            return None
+        if entry.expires is not None and entry.expires <= self._clock():
+            return None
+        return entry
+
+    def get(self, namespace: Sequence[str], key: str) -> Item | None:
+        """Return the item, or ``None`` if it does not exist or has expired.
+
+        :raises InvalidNamespaceError: *namespace* is not a non-empty tuple of strings.
+        :raises StoreClosedError: the store was closed.
+        """
+        self._check_open()
+        ns_t, ns = _ns(namespace)
+        _check_key(key)
+        return self._get(ns_t, ns, key)
+
+    def _get(self, ns_t: Namespace, ns: str, key: str) -> Item | None:
+        entry = self._lookup(ns, key, ns + _HK + key)
+        if entry is None:
+            return None
+        return Item(
+            ns_t,
+            key,
+            self._value(entry),
+            self._created(ns, key, entry),
+            entry.updated,
+            entry.expires,
+        )
+
+    def get_many(self, keys: Iterable[tuple[Sequence[str], str]]) -> list[Item | None]:
+        """Return items for ``(namespace, key)`` pairs, in order (``None`` where absent)."""
+        self._check_open()
+        wanted = []
+        for namespace, key in keys:
+            ns_t, ns = _ns(namespace)
+            _check_key(key)
+            wanted.append((ns_t, ns, key))
+        # Load every cold miss in one snapshot, then answer through the hot tier.
+        if self._backend.foreign_change():
+            self._invalidate_all()
+        with self._lock:
+            cold = [
+                (ns, key)
+                for _, ns, key in wanted
+                if ns + _HK + key not in self._hot
+                and ns + _HK + key not in self._pending
+                and ns + _HK + key not in self._flushing
+            ]
+            epoch = self._epoch
+        if len(cold) > 1:
+            rows = self._backend.get_many(cold)
+            with self._lock:
+                if epoch == self._epoch:
+                    for (ns, key), row in zip(cold, rows):
+                        hk = ns + _HK + key
+                        self._loads += row is not None
+                        self._hot.offer(hk, self._row_entry(hk, row) if row else self._missing(hk))
+        return [self._get(ns_t, ns, key) for ns_t, ns, key in wanted]
+
+    def __contains__(self, address: tuple[Sequence[str], str]) -> bool:
+        namespace, key = address
+        return self.get(namespace, key) is not None
+
+    # -- writes ------------------------------------------------------------------------
+    def _prepare(
+        self, ns: str, key: str, value: Any, ttl: float | timedelta | None
+    ) -> tuple[Put, Entry]:
+        seconds = _ttl_seconds(ttl)
+        codec, payload = self._codec.payload(value, key=key)
+        frame = self._codec.frame(codec, payload)
+        if len(frame) > self._max_value:
+            raise ValueTooLargeError(
+                f"value for key {key!r} is {len(frame)} bytes encoded, over max_value_bytes "
+                f"({self._max_value}); split it (a History stores long sequences in chunks)"
+            )
+        now = self._clock()
+        expires = now + seconds if seconds is not None else None
+        hk = ns + _HK + key
+        return Put(ns, key, frame, now, expires), self._entry(
+            hk, codec, payload, None, now, expires
+        )
+
+    def put(
+        self,
+        namespace: Sequence[str],
+        key: str,
+        value: Any,
+        *,
+        ttl: float | timedelta | None = None,
+    ) -> None:
+        """Store *value* under ``(namespace, key)``, replacing any previous value.
+
+        :param ttl: seconds (or a timedelta) after which the item expires; ``None``: never.
+        :raises SerializationError: *value* cannot be encoded; nothing was written.
+        :raises ValueTooLargeError: the encoded value exceeds ``max_value_bytes``.
+        """
+        self._check_open()
+        _, ns = _ns(namespace)
+        _check_key(key)
+        self._apply([self._prepare(ns, key, value, ttl)])
+
+    def put_many(
+        self,
+        items: Iterable[tuple[Sequence[str], str, Any]],
+        *,
+        ttl: float | timedelta | None = None,
+    ) -> None:
+        """Store several ``(namespace, key, value)`` items atomically (all or none)."""
+        self._check_open()
+        prepared = []
+        for namespace, key, value in items:
+            _, ns = _ns(namespace)
+            _check_key(key)
+            prepared.append(self._prepare(ns, key, value, ttl))
+        self._apply(prepared)
+
+    def delete(self, namespace: Sequence[str], key: str) -> None:
+        """Delete an item; deleting an absent item is not an error."""
+        self._check_open()
+        _, ns = _ns(namespace)
+        _check_key(key)
+        self._apply([(Delete(ns, key), self._missing(ns + _HK + key))])
+
+    def delete_many(self, keys: Iterable[tuple[Sequence[str], str]]) -> None:
+        """Delete several items atomically."""
+        self._check_open()
+        ops = []
+        for namespace, key in keys:
+            _, ns = _ns(namespace)
+            _check_key(key)
+            ops.append((Delete(ns, key), self._missing(ns + _HK + key)))
+        self._apply(ops)
+
+    def _apply(self, ops: Sequence[tuple[Any, Entry]]) -> None:
+        """Write ops (each with the hot entry it leaves behind) in one atomic step."""
+        if not ops:
+            return
+        tx: _Tx | None = getattr(self._local, "tx", None)
+        if tx is not None:
+            for op, entry in ops:
+                hk = op.ns + _HK + op.key
+                prev = tx.overlay.get(hk)
+                with self._lock:
+                    self._inherit_created(hk, entry, prev[1] if prev else None)
+                tx.overlay[hk] = (op, entry)
+            return
+        if self.durability == "batch":
+            with self._lock:
+                for op, entry in ops:
+                    hk = op.ns + _HK + op.key
+                    self._inherit_created(hk, entry, None)
+                    self._pending[hk] = (op, entry)
+                    self._pending_bytes += entry.size
+                    self._count(op)
+                self._epoch += 1
+                full = self._pending_bytes >= self._max_pending
+            if full:
+                self.flush()
+            return
+        with self._write_lock:
+            created = self._backend.write(_ops(ops))
+            with self._lock:
+                it = iter(created)
+                self._epoch += 1
+                for op, entry in ops:
+                    if isinstance(op, Put):
+                        entry.created = next(it)
+                    self._count(op)
+                    self._hot.offer(op.ns + _HK + op.key, entry)
+
+    def _inherit_created(self, hk: str, entry: Entry, prev: Entry | None) -> None:
+        """Give a buffered write the ``created_at`` of the version it replaces, if known.
+
+        Call with ``self._lock`` held.  Unknown stays ``None`` and is resolved from the
+        cold tier on read (see :meth:`_created`).
+        """
+        if entry.codec == _MISSING:
+            return
+        if prev is None:
+            pend = self._pending.get(hk) or self._flushing.get(hk)
+            prev = pend[1] if pend is not None else self._hot.peek(hk)
+        if prev is None:
+            return
+        if prev.codec == _MISSING:
+            entry.created = entry.updated  # the previous version is deleted: a new item
+        elif prev.created is not None:
+            entry.created = prev.created
+
+    def _count(self, op: Any) -> None:
+        if isinstance(op, Put):
+            self._writes += 1
+        else:
+            self._deletes += 1
+
+    def _delete_range(self, ns: str, start: str, stop: str | None) -> None:
+        """Delete keys ``[start, stop)`` of one (internal) namespace; flushes first."""
+        self.flush()
+        with self._write_lock:
+            self._backend.write([DeleteRange(ns, start, stop)])
+            self._invalidate_prefix(ns + _HK)
+
+    def flush(self) -> None:
+        """Commit batched writes now (a no-op with ``durability="sync"``)."""
+        if self._closed:
+            return
+        with self._write_lock:
+            with self._lock:
+                if not self._pending:
+                    return
+                batch, self._pending, self._pending_bytes = self._pending, {}, 0
+                self._flushing = batch
+            try:
+                created = self._backend.write(_ops(batch.values()))
+            except BaseException:
+                with self._lock:  # keep them pending: nothing acknowledged is dropped
+                    batch.update(self._pending)
+                    self._pending = batch
+                    self._pending_bytes = sum(e.size for _, e in batch.values())
+                    self._flushing = {}
+                raise
+            with self._lock:
+                it = iter(created)
+                for hk, (op, entry) in batch.items():
+                    if isinstance(op, Put):
+                        entry.created = next(it)
+                    if hk not in self._pending:
+                        self._hot.offer(hk, entry)
+                self._flushing = {}
+                self._epoch += 1
+
+    @contextmanager
+    def transaction(self) -> Iterator[Store]:
+        """Group writes so they commit together, or not at all if the block raises.
+
+        Reads inside the block see its own writes; nested blocks roll back to where they
+        began.  Writes are buffered until the outermost block exits, so no lock is held
+        while your code runs.
+
+        >>> import tieredmem
+        >>> store = tieredmem.open(":memory:")
+        >>> with store.transaction():
+        ...     store.put(("a",), "x", 1)
+        ...     store.put(("a",), "y", 2)
+        >>> store.get(("a",), "y").value
+        2
+        """
+        self._check_open()
+        tx: _Tx | None = getattr(self._local, "tx", None)
+        outer = tx is None
+        if tx is None:
+            tx = self._local.tx = _Tx()
+        snapshot = dict(tx.overlay)
+        tx.depth += 1
+        try:
+            yield self
+        except BaseException:
+            tx.overlay = snapshot
+            if outer:
+                self._local.tx = None
+            raise
+        finally:
+            tx.depth -= 1
+        if outer:
+            self._local.tx = None
+            self._apply(list(tx.overlay.values()))
+
+    # -- search ------------------------------------------------------------------------
+    def search(
+        self,
+        namespace_prefix: Sequence[str] = (),
+        *,
+        query: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> list[Item]:
+        """Items under *namespace_prefix* matching *filter* and the full-text *query*.
+
+        Without *query* items come in (namespace, key) order; with it, best match first,
+        each with ``score``.  *filter* takes exact matches and ``$eq $ne $gt $gte $lt $lte``
+        on fields of dict values (dotted for nested fields).  Batched writes are flushed
+        first; writes buffered in an open :meth:`transaction` are not searched.
+        """
+        self._check_open()
+        _, prefix = _prefix(namespace_prefix)
+        validate_filter(filter)
+        if limit < 0 or offset < 0:
+            raise ValueError("limit and offset must be >= 0")
+        self.flush()
+        return self._search(prefix, query=query, filter=filter, limit=limit, offset=offset)
+
+    def _search(
+        self,
+        prefix: str,
+        *,
+        query: str | None,
+        filter: Mapping[str, Any] | None,
+        limit: int,
+        offset: int,
+        internal: bool = False,
+    ) -> list[Item]:
+        skip = None if internal or prefix else INTERNAL_ROOT
+        now = self._clock()
+        wanted = offset + limit
+        found: list[Item] = []
+        if query is not None:
+            q = fts_query(query)
+            if not q or limit == 0:
+                return []
+            ask = max(wanted * 2, 20)
+            while True:
+                hits = self._backend.text_search(prefix, q, limit=ask, skip_prefix=skip)
+                found = []
+                for row, score in hits:
+                    item = self._row_item(row, now, score)
+                    if item is not None and matches(item.value, filter):
+                        found.append(item)
+                if len(found) >= wanted or len(hits) < ask:
+                    break
+                ask *= 4
+            return found[offset:wanted]
+        after: tuple[str, str] | None = None
+        while len(found) < wanted:
+            rows = self._backend.scan(prefix, after=after, limit=500, skip_prefix=skip)
+            for row in rows:
+                item = self._row_item(row, now, None)
+                if item is not None and matches(item.value, filter):
+                    found.append(item)
+            if len(rows) < 500:
+                break
+            after = (rows[-1].ns, rows[-1].key)
+        return found[offset:wanted]
+
+    def _row_item(self, row: Row, now: float, score: float | None) -> Item | None:
+        if row.expires_at is not None and row.expires_at <= now:
+            return None
+        value = self._codec.decode(row.frame)
+        return Item(
+            tuple(row.ns.split(SEP)),
+            row.key,
+            value,
+            row.created_at,
+            row.updated_at,
+            row.expires_at,
+            score,
+        )
+
+    def list_namespaces(
+        self,
+        *,
+        prefix: Sequence[str] | None = None,
+        suffix: Sequence[str] | None = None,
+        max_depth: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Namespace]:
+        """Namespaces that hold items, sorted; ``"*"`` in *prefix*/*suffix* matches any label.
+
+        *max_depth* truncates deeper namespaces to that many labels (deduplicated).
+        Reading never creates a namespace.
+        """
+        self._check_open()
+        if max_depth is not None and max_depth < 1:
+            raise ValueError("max_depth must be >= 1")
+        self.flush()
+        pre = tuple(prefix or ())
+        suf = tuple(suffix or ())
+        literal: list[str] = []
+        for label in pre:
+            if label == "*":
+                break
+            literal.append(label)
+        _, lit = _prefix(tuple(literal))
+        skip = None if lit else INTERNAL_ROOT
+        out: list[Namespace] = []
+        seen: set[Namespace] = set()
+        after: str | None = None
+        while len(out) < offset + limit:
+            batch = self._backend.namespaces(lit, after=after, limit=500, skip_prefix=skip)
+            for joined in batch:
+                ns = tuple(joined.split(SEP))
+                if not _match_labels(ns, pre) or not _match_labels(ns[::-1], suf[::-1]):
+                    continue
+                if max_depth is not None:
+                    ns = ns[:max_depth]
+                if ns not in seen:
+                    seen.add(ns)
+                    out.append(ns)
+            if len(batch) < 500:
+                break
+            after = batch[-1]
+        return out[offset : offset + limit]
+
+    # -- maintenance -------------------------------------------------------------------
+    def _invalidate_all(self) -> None:
+        with self._lock:
+            self._hot.clear()
+            self._epoch += 1
+
+    def _invalidate_prefix(self, hk_prefix: str) -> None:
+        with self._lock:
+            for hk in [k for k in self._hot if k.startswith(hk_prefix)]:
+                del self._hot[hk]
+            self._epoch += 1
+
+    def add_maintenance_hook(self, hook: Callable[[], dict[str, Any]]) -> None:
+        """Run *hook* on every :meth:`maintain` (retention policies of higher layers)."""
+        self._maintenance_hooks.append(hook)
+
+    def maintain(self) -> dict[str, Any]:
+        """Expire, apply retention, index, vacuum and checkpoint now; return what was done."""
+        self._check_open()
+        self._last_maintenance = self._clock()
+        self.flush()
+        report: dict[str, Any] = {}
+        for hook in list(self._maintenance_hooks):
+            for k, v in hook().items():
+                report[k] = report.get(k, 0) + v if isinstance(v, int) else v
+        expired = 0
+        while True:
+            with self._write_lock:
+                keys = self._backend.expire(self._clock())
+                if keys:
+                    with self._lock:
+                        for ns, key in keys:
+                            self._hot.pop(ns + _HK + key, None)
+                        self._epoch += 1
+            expired += len(keys)
+            if len(keys) < 10_000:
+                break
+        with self._lock:
+            self._expired += expired
+        report["expired"] = expired
+        report.update(self._backend.maintain())
+        return report
+
+    def stats(self) -> Stats:
+        """Counters and sizes of both tiers."""
+        self._check_open()
+        cold = self._backend.stats()
+        with self._lock:
+            return Stats(
+                hot_items=len(self._hot),
+                hot_bytes=int(self._hot.currsize),
+                hot_budget=int(self._hot.maxsize),
+                hits=self._hits,
+                misses=self._misses,
+                spills=self._hot.spills,
+                loads=self._loads,
+                writes=self._writes,
+                deletes=self._deletes,
+                expired=self._expired,
+                pending_writes=len(self._pending),
+                cold_bytes=cold["cold_bytes"],
+                cold_free_bytes=cold["cold_free_bytes"],
+                cold_rows=cold["cold_rows"],
+                wal_bytes=cold["wal_bytes"],
+                url=self.url,
+                durability=self.durability,
+            )
+
+
+def _ops(ops: Iterable[tuple[Any, Entry]]) -> list[Any]:
+    """Backend ops of buffered writes, each Put carrying the created_at it settled on."""
+    out = []
+    for op, entry in ops:
+        if isinstance(op, Put) and entry.created is not None and op.created is None:
+            op = dataclasses.replace(op, created=entry.created)
+        out.append(op)
+    return out
+
+
+def _match_labels(ns: Namespace, pattern: Namespace) -> bool:
+    if len(ns) < len(pattern):
+        return False
+    return all(p == "*" or p == label for p, label in zip(pattern, ns))
+
+
+def _weak_method(method: Callable[[], None]) -> Callable[[], None]:
+    ref = weakref.WeakMethod(method)
+
+    def call() -> None:
+        bound = ref()
+        if bound is not None:
+            bound()
+
+    return call
+
+
+def _text_of(codec: Codec) -> Callable[[bytes], str | None]:
+    def text_of(frame: bytes) -> str | None:
+        try:
+            value = codec.decode(frame)
+        except SerializationError:
+            return None
+        parts: list[str] = []
+        _strings(value, parts)
+        return "\n".join(parts) or None
+
+    return text_of
+
+
+def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
+    url: str,
+    *,
+    hot_bytes: int | str = "64MiB",
+    durability: str = "sync",
+    flush_interval: float = 1.0,
+    maintenance_interval: float = 60.0,
+    synchronous: str = "NORMAL",
+    busy_timeout: float = 60.0,
+    compress_threshold: int = 256,
+    compress_level: int = 3,
+    max_value_bytes: int | str = "256MiB",
+    clock: Clock = time.time,
+) -> Store:
+    """Open (or create) a store.
+
+    :param str url: ``":memory:"`` (nothing on disk), a file path, ``"sqlite:///path"``,
+        or a URL whose scheme a backend registered (see ``tieredmem.backends``).
+    :param hot_bytes: hot-tier budget in bytes, e.g. ``"64MiB"``.
+    :param str durability: ``"sync"`` (default) or ``"batch"``.
+    :param float flush_interval: seconds between batch commits (the most a crash loses).
+    :param str synchronous: SQLite ``synchronous``: ``"NORMAL"`` survives a process crash,
+        ``"FULL"`` also a power loss.
+    :param float busy_timeout: seconds to wait for another process's lock.
+    :raises NotAStoreError: the file is not a tieredmem store (it is left untouched).
+    :raises SchemaVersionError: the file was written by a newer tieredmem.
+    :raises UnsupportedURLError: unknown URL scheme.
+
+    >>> import tieredmem
+    >>> store = tieredmem.open(":memory:", hot_bytes="1MiB")
+    >>> store.put(("notes",), "n1", "remember the milk")
+    >>> [i.key for i in store.search(("notes",), query="milk")]
+    ['n1']
+    >>> store.close()
+    """
+    codec = Codec(compress_threshold=compress_threshold, level=compress_level)
+    backend = open_backend(
+        url, synchronous=synchronous, busy_timeout=busy_timeout, text_of=_text_of(codec)
+    )
+    try:
+        return Store(
+            backend,
+            hot_bytes=hot_bytes,
+            durability=durability,
+            flush_interval=flush_interval,
+            maintenance_interval=maintenance_interval,
+            max_value_bytes=max_value_bytes,
+            codec=codec,
+            clock=clock,
+        )
+    except BaseException:
+        backend.close()
+        raise
