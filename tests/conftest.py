@@ -46,7 +46,9 @@ def db_path(tmp_path: Path) -> str:
 
 # A tiny hot tier makes every operation spill; a large one keeps everything hot.
 @pytest.fixture(params=["memory", "file-tiny-hot", "file-large-hot", "file-batch"])
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[tieredmem.Store]:
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> Iterator[tieredmem.Store]:
     kind = request.param
     url = ":memory:" if kind == "memory" else str(tmp_path / "s.db")
     s = tieredmem.open(

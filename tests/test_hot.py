@@ -10,7 +10,14 @@ from tieredmem.hot import Entry, HotTier, parse_bytes
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("64MiB", 64 * 2**20), ("512kB", 512_000), ("1 GiB", 2**30), ("10", 10), (7, 7), ("1.5KiB", 1536)],
+    [
+        ("64MiB", 64 * 2**20),
+        ("512kB", 512_000),
+        ("1 GiB", 2**30),
+        ("10", 10),
+        (7, 7),
+        ("1.5KiB", 1536),
+    ],
 )
 def test_parse_bytes(text: str | int, expected: int) -> None:
     assert parse_bytes(text) == expected

@@ -33,7 +33,15 @@ def test_put_get_delete(store: tieredmem.Store) -> None:
 
 
 def test_scalars_bytes_and_lists(store: tieredmem.Store) -> None:
-    values = {"s": "text", "i": 42, "f": 1.5, "b": True, "n": None, "raw": b"\x00\x01", "l": [1, "a"]}
+    values = {
+        "s": "text",
+        "i": 42,
+        "f": 1.5,
+        "b": True,
+        "n": None,
+        "raw": b"\x00\x01",
+        "l": [1, "a"],
+    }
     for key, value in values.items():
         store.put(("t",), key, value)
     for key, value in values.items():
@@ -131,11 +139,10 @@ def test_transaction_commits_together(store: tieredmem.Store) -> None:
 
 def test_transaction_rolls_back(store: tieredmem.Store) -> None:
     store.put(NS, "a", "before")
-    with pytest.raises(RuntimeError):
-        with store.transaction():
-            store.put(NS, "a", "during")
-            store.put(NS, "b", 2)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.put(NS, "a", "during")
+        store.put(NS, "b", 2)
+        raise RuntimeError("boom")
     item = store.get(NS, "a")
     assert item is not None and item.value == "before"
     assert store.get(NS, "b") is None
@@ -144,10 +151,9 @@ def test_transaction_rolls_back(store: tieredmem.Store) -> None:
 def test_nested_transaction_rolls_back_to_its_start(store: tieredmem.Store) -> None:
     with store.transaction():
         store.put(NS, "outer", 1)
-        with pytest.raises(KeyError):
-            with store.transaction():
-                store.put(NS, "inner", 2)
-                raise KeyError("x")
+        with pytest.raises(KeyError), store.transaction():
+            store.put(NS, "inner", 2)
+            raise KeyError("x")
     assert store.get(NS, "outer") is not None
     assert store.get(NS, "inner") is None
 
@@ -222,7 +228,13 @@ def test_search_query_ranks_best_first(store: tieredmem.Store) -> None:
 def test_list_namespaces(store: tieredmem.Store) -> None:
     for ns in [("a", "x", "1"), ("a", "x", "2"), ("a", "y"), ("b",), ("b", "z", "1")]:
         store.put(ns, "k", 1)
-    assert store.list_namespaces() == [("a", "x", "1"), ("a", "x", "2"), ("a", "y"), ("b",), ("b", "z", "1")]
+    assert store.list_namespaces() == [
+        ("a", "x", "1"),
+        ("a", "x", "2"),
+        ("a", "y"),
+        ("b",),
+        ("b", "z", "1"),
+    ]
     assert store.list_namespaces(prefix=("a",)) == [("a", "x", "1"), ("a", "x", "2"), ("a", "y")]
     assert store.list_namespaces(prefix=("a", "*", "2")) == [("a", "x", "2")]
     assert store.list_namespaces(suffix=("1",)) == [("a", "x", "1"), ("b", "z", "1")]

@@ -15,7 +15,6 @@ transaction every ``flush_interval`` seconds (``durability="batch"``).
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import functools
 import logging
 import re
@@ -366,6 +365,7 @@ class Store:
         self._write_lock = threading.RLock()  # serializes writes in this process
         self._local = threading.local()
         self._epoch = 0  # bumped by every write and invalidation (guards stale fills)
+        self._tx_active = 0  # open transactions in any thread (reads then check overlays)
         self._pending: dict[str, tuple[Any, Entry]] = {}
         self._pending_bytes = 0
         self._flushing: dict[str, tuple[Any, Entry]] = {}
@@ -545,9 +545,30 @@ class Store:
         :raises InvalidNamespaceError: *namespace* is not a non-empty tuple of strings.
         :raises StoreClosedError: the store was closed.
         """
-        self._check_open()
+        if self._closed:
+            self._check_open()
         ns_t, ns = _ns(namespace)
-        _check_key(key)
+        if type(key) is not str or not key:
+            _check_key(key)
+        # Fast path: no transaction, nothing batched, no other process wrote, and hot.
+        if not (self._tx_active or self._pending or self._flushing):
+            if self._backend.foreign_change():
+                self._invalidate_all()
+            else:
+                hk = ns + _HK + key
+                with self._lock:
+                    try:
+                        entry = self._hot[hk]
+                        self._hits += 1
+                    except KeyError:
+                        entry = None
+                if entry is not None and entry.created is not None:
+                    if entry.codec == _MISSING:
+                        return None
+                    if entry.expires is not None and entry.expires <= self._clock():
+                        return None
+                    value = entry.value if entry.payload is None else orjson.loads(entry.payload)
+                    return Item(ns_t, key, value, entry.created, entry.updated, entry.expires)
         return self._get(ns_t, ns, key)
 
     def _get(self, ns_t: Namespace, ns: str, key: str) -> Item | None:
@@ -785,19 +806,22 @@ class Store:
         outer = tx is None
         if tx is None:
             tx = self._local.tx = _Tx()
+            with self._lock:
+                self._tx_active += 1
         snapshot = dict(tx.overlay)
         tx.depth += 1
         try:
             yield self
         except BaseException:
             tx.overlay = snapshot
-            if outer:
-                self._local.tx = None
             raise
         finally:
             tx.depth -= 1
+            if outer:
+                self._local.tx = None
+                with self._lock:
+                    self._tx_active -= 1
         if outer:
-            self._local.tx = None
             self._apply(list(tx.overlay.values()))
 
     # -- search ------------------------------------------------------------------------
@@ -1001,7 +1025,7 @@ def _ops(ops: Iterable[tuple[Any, Entry]]) -> list[Any]:
     out = []
     for op, entry in ops:
         if isinstance(op, Put) and entry.created is not None and op.created is None:
-            op = dataclasses.replace(op, created=entry.created)
+            op = op._replace(created=entry.created)
         out.append(op)
     return out
 

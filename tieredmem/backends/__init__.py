@@ -11,7 +11,6 @@ prefix scans and expiry.  Backends register by URL scheme; third-party ones thro
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from ..errors import UnsupportedURLError
@@ -43,8 +42,7 @@ class Row(NamedTuple):
     expires_at: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Put:
+class Put(NamedTuple):
     """Insert or replace an item.
 
     ``created_at`` of an existing item is preserved unless ``created`` is given (a
@@ -59,16 +57,14 @@ class Put:
     created: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Delete:
+class Delete(NamedTuple):
     """Delete one item (no error if it is absent)."""
 
     ns: str
     key: str
 
 
-@dataclass(frozen=True, slots=True)
-class DeleteRange:
+class DeleteRange(NamedTuple):
     """Delete the items of namespace ``ns`` whose keys are in ``[start, stop)``."""
 
     ns: str

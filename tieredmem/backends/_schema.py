@@ -30,24 +30,34 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (ns, key)
     );
     CREATE INDEX items_expires ON items (expires_at) WHERE expires_at IS NOT NULL;
-    -- Rows whose full-text entry is stale; indexed lazily (search, maintenance) so a
-    -- put never pays for tokenizing.  (No OR IGNORE here: inside a trigger the outer
-    -- statement's conflict policy would override it.)  Internal namespaces ('tieredmem' root) are skipped.
+    -- Rows whose full-text entry is stale.  The triggers that fill it (FTS_TRIGGERS) are
+    -- created by the first full-text search, so a store that never searches text never
+    -- pays for it; indexing itself is lazy (search, maintenance), never in a put.
     CREATE TABLE fts_pending (id INTEGER PRIMARY KEY);
     CREATE VIRTUAL TABLE items_fts USING fts5 (text, content='', contentless_delete=1);
-    CREATE TRIGGER items_fts_insert AFTER INSERT ON items
-        WHEN NOT (new.ns = 'tieredmem' OR substr(new.ns, 1, 10) = 'tieredmem' || char(31))
-        BEGIN INSERT INTO fts_pending (id) SELECT new.id
-              WHERE NOT EXISTS (SELECT 1 FROM fts_pending WHERE id = new.id); END;
-    CREATE TRIGGER items_fts_update AFTER UPDATE OF value ON items
-        WHEN NOT (new.ns = 'tieredmem' OR substr(new.ns, 1, 10) = 'tieredmem' || char(31))
-        BEGIN INSERT INTO fts_pending (id) SELECT new.id
-              WHERE NOT EXISTS (SELECT 1 FROM fts_pending WHERE id = new.id); END;
-    CREATE TRIGGER items_fts_delete AFTER DELETE ON items
-        WHEN NOT (old.ns = 'tieredmem' OR substr(old.ns, 1, 10) = 'tieredmem' || char(31))
-        BEGIN INSERT INTO fts_pending (id) SELECT old.id
-              WHERE NOT EXISTS (SELECT 1 FROM fts_pending WHERE id = old.id); END;
     """,
 )
 
 FORMAT_VERSION = len(MIGRATIONS)
+
+_NOT_INTERNAL = "NOT ({row}.ns = 'tieredmem' OR substr({row}.ns, 1, 10) = 'tieredmem' || char(31))"
+_MARK = (
+    "BEGIN INSERT INTO fts_pending (id) SELECT {row}.id "
+    "WHERE NOT EXISTS (SELECT 1 FROM fts_pending WHERE id = {row}.id); END"
+)
+# No OR IGNORE in these triggers: inside a trigger the outer statement's conflict policy
+# (an UPSERT's) would override it.  Internal namespaces (histories, states) are skipped.
+FTS_TRIGGERS: tuple[str, ...] = tuple(
+    f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON items "
+    f"WHEN {_NOT_INTERNAL.format(row=row)} {_MARK.format(row=row)}"
+    for name, event, row in (
+        ("items_fts_insert", "INSERT", "new"),
+        ("items_fts_update", "UPDATE OF value", "new"),
+        ("items_fts_delete", "DELETE", "old"),
+    )
+)
+#: Queue every existing (non-internal) row for indexing when full-text search is enabled.
+FTS_BACKFILL = (
+    f"INSERT INTO fts_pending (id) SELECT id FROM items WHERE {_NOT_INTERNAL.format(row='items')} "
+    "AND id NOT IN (SELECT id FROM fts_pending)"
+)

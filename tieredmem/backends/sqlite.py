@@ -4,10 +4,17 @@ One writer connection (guarded by a lock, so a process never competes with itsel
 SQLite's write lock) and one reader connection per thread, so reads run beside a write.
 Locks between processes wait (busy timeout) instead of failing.
 
-Whether the hot tier above may be trusted is decided by :meth:`SQLiteBackend.foreign_change`:
-it compares the WAL-index header in the ``-shm`` file (a memory read, ~0.1 us) with the one
-seen last and only when it moved asks ``PRAGMA data_version`` on the writer connection,
-which changes exactly when *another* connection committed.
+Whether the hot tier above may be trusted is decided by :meth:`SQLiteBackend.foreign_change`.
+Every commit through tieredmem stamps a unique ``(pid, sequence)`` into a 16-byte
+memory-mapped sidecar file (``<db>-tmver``).  A read compares the stamp with the one it
+saw last (a memory read, ~0.1 us) and only when it moved asks ``PRAGMA data_version`` on
+the writer connection, which changes exactly when *another* connection committed.
+
+Why a sidecar and not SQLite's own ``-shm`` header: mapping ``-shm`` means opening and
+closing a descriptor on it, and closing any descriptor drops the process's POSIX locks on
+that file, SQLite's included; another process then re-initialises the shared memory under
+the live connections (a SIGBUS, seen in tests/test_processes.py).  The sidecar carries no
+locks, so its descriptors can come and go.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,13 +39,14 @@ from ..errors import (
     TieredMemError,
 )
 from . import SEP, Delete, Op, Put, Row
-from ._schema import APPLICATION_ID, FORMAT_VERSION, MIGRATIONS
+from ._schema import APPLICATION_ID, FORMAT_VERSION, FTS_BACKFILL, FTS_TRIGGERS, MIGRATIONS
 
 __all__ = ["SQLiteBackend"]
 
 log = logging.getLogger(__name__)
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+_STAMP_SIZE = 4096
 _TOP = "\U0010ffff"
 #: Internal namespaces (histories, states) live under this root; never full-text indexed.
 INTERNAL = "tieredmem"
@@ -170,15 +179,17 @@ class SQLiteBackend:
         self._readers: list[apsw.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        self._fts = False
         self._pid = os.getpid()
-        self._shm: mmap.mmap | None = None
-        self._seen_header = b""
+        self._stamp_map: mmap.mmap | None = None
+        self._stamp_seq = 0
+        self._seen_stamp = b""
         self._seen_dv = 0
         if not self.memory:
             _check_header(self.path)
             _create_private(self.path)
         self._writer = self._connect(writer=True)
-        self._map_shm()
+        self._map_stamp()
 
     # -- connections -----------------------------------------------------------------
     def _connect(self, *, writer: bool) -> apsw.Connection:
@@ -257,15 +268,29 @@ class SQLiteBackend:
             # the next open can vet the file without SQLite.
             con.pragma("wal_checkpoint", "TRUNCATE")
 
-    def _map_shm(self) -> None:
+    def _map_stamp(self) -> None:
         if self.memory:
             return
+        path = self.path + "-tmver"
         try:
-            with open(self.path + "-shm", "rb") as fh:
-                self._shm = mmap.mmap(fh.fileno(), 48, access=mmap.ACCESS_READ)
-        except (OSError, ValueError):  # no shared memory file: always ask SQLite
-            self._shm = None
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                if os.fstat(fd).st_size < _STAMP_SIZE:
+                    os.ftruncate(fd, _STAMP_SIZE)
+                self._stamp_map = mmap.mmap(fd, _STAMP_SIZE, access=mmap.ACCESS_WRITE)
+            finally:
+                os.close(fd)
+        except OSError as exc:  # read-only directory: fall back to asking SQLite every read
+            log.warning("%s: no version stamp (%s); every read checks data_version", path, exc)
+            self._stamp_map = None
         self.foreign_change()
+
+    def _stamp(self) -> None:
+        """Tell other processes' hot tiers that this process committed (after COMMIT)."""
+        stamp = self._stamp_map
+        if stamp is not None:
+            self._stamp_seq += 1
+            stamp[0:16] = struct.pack("<QQ", self._pid, self._stamp_seq)
 
     def _check(self) -> None:
         if self._closed:
@@ -281,7 +306,7 @@ class SQLiteBackend:
         self._readers = []
         self._readers_lock = threading.Lock()
         self._writer = self._connect(writer=True)
-        self._map_shm()
+        self._map_stamp()
 
     def _reader(self) -> apsw.Connection:
         if self.memory:
@@ -434,6 +459,7 @@ class SQLiteBackend:
     def text_search(
         self, ns_prefix: str, query: str, *, limit: int, skip_prefix: str | None = None
     ) -> list[tuple[Row, float]]:
+        self.enable_fts()
         self.index_pending()
         lo, hi = prefix_bounds(ns_prefix)
         sql = (
@@ -470,46 +496,48 @@ class SQLiteBackend:
                 self._local.in_write = False
 
     def write(self, ops: Sequence[Op]) -> list[float]:
+        self._check()
         created: list[float] = []
-        try:
-            with self._writing() as con:
-                if len(ops) == 1 and isinstance(ops[0], Put):
+        local = self._local
+        with self._wlock:
+            con = self._writer
+            local.in_write = True
+            try:
+                if len(ops) == 1 and type(ops[0]) is Put:
                     # One autocommit statement: SQLite retries the lock itself.
-                    put = ops[0]
-                    args = (put.ns, put.key, put.frame, put.now, put.expires_at, put.created)
-                    for (c,) in con.execute(_UPSERT, args):
+                    for (c,) in con.execute(_UPSERT, ops[0][:6]):
                         created.append(c)
+                    self._stamp()
                     return created
                 con.execute("BEGIN IMMEDIATE")
                 try:
                     for op in ops:
-                        if isinstance(op, Put):
-                            for (c,) in con.execute(
-                                _UPSERT,
-                                (op.ns, op.key, op.frame, op.now, op.expires_at, op.created),
-                            ):
+                        if type(op) is Put:
+                            for (c,) in con.execute(_UPSERT, op[:6]):
                                 created.append(c)
-                        elif isinstance(op, Delete):
-                            con.execute(_DELETE, (op.ns, op.key))
+                        elif type(op) is Delete:
+                            con.execute(_DELETE, op)
                         else:
                             con.execute(
                                 "DELETE FROM items WHERE ns = ? AND key >= ? AND key < ?",
                                 (op.ns, op.start, _TOP if op.stop is None else op.stop),
                             )
                     con.execute("COMMIT")
+                    self._stamp()
                 except BaseException:
-                    if not con.in_transaction:
-                        raise
-                    con.execute("ROLLBACK")
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
                     raise
-        except apsw.Error as exc:
-            raise self._error(exc) from exc
+            except apsw.Error as exc:
+                raise self._error(exc) from exc
+            finally:
+                local.in_write = False
         return created
 
     def expire(self, now: float, *, limit: int = 10_000) -> list[tuple[str, str]]:
         try:
             with self._writing() as con:
-                return [
+                keys = [
                     (ns, key)
                     for ns, key in con.execute(
                         "DELETE FROM items WHERE id IN (SELECT id FROM items "
@@ -518,11 +546,46 @@ class SQLiteBackend:
                         (now, limit),
                     )
                 ]
+                if keys:
+                    self._stamp()
+                return keys
         except apsw.Error as exc:
             raise self._error(exc) from exc
 
+    def fts_enabled(self) -> bool:
+        """True once full-text search was used on this file (by any process)."""
+        if not self._fts:
+            with self._reading() as con:
+                self._fts = any(
+                    con.execute("SELECT 1 FROM sqlite_schema WHERE name = 'items_fts_insert'")
+                )
+        return self._fts
+
+    def enable_fts(self) -> None:
+        """Start keeping the full-text index: triggers, plus every existing row queued."""
+        if self.fts_enabled():
+            return
+        try:
+            with self._writing() as con:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql in FTS_TRIGGERS:
+                        con.execute(sql)
+                    con.execute(FTS_BACKFILL)
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+        self._fts = True
+        log.info("%s: full-text index enabled", self.path)
+
     def index_pending(self, batch: int = 2000) -> int:
         """Bring the full-text index up to date; return the number of rows (re)indexed."""
+        if not self.fts_enabled():
+            return 0
         done = 0
         text_of = self._text_of
         try:
@@ -561,9 +624,9 @@ class SQLiteBackend:
     def foreign_change(self) -> bool:
         if self.memory:
             return False
-        shm = self._shm
-        header = shm[:48] if shm is not None else b""
-        if shm is not None and header == self._seen_header:
+        stamp_map = self._stamp_map
+        stamp = stamp_map[0:16] if stamp_map is not None else b""
+        if stamp_map is not None and stamp == self._seen_stamp:
             return False
         try:
             with self._wlock:
@@ -572,7 +635,7 @@ class SQLiteBackend:
             raise self._error(exc) from exc
         changed = dv != self._seen_dv
         self._seen_dv = dv
-        self._seen_header = header
+        self._seen_stamp = stamp
         return changed
 
     def maintain(self) -> dict[str, Any]:
@@ -640,9 +703,9 @@ class SQLiteBackend:
         for con in readers:
             con.close()
         with self._wlock:
-            if self._shm is not None:
-                self._shm.close()
-                self._shm = None
+            if self._stamp_map is not None:
+                self._stamp_map.close()
+                self._stamp_map = None
             self._writer.close()
 
 

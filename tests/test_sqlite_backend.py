@@ -1,0 +1,148 @@
+"""The SQLite cold tier: file format, refusals that leave files untouched, settings."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import apsw
+import pytest
+
+import tieredmem
+from tieredmem import CorruptStoreError, NotAStoreError, SchemaVersionError
+from tieredmem.backends._schema import APPLICATION_ID, FORMAT_VERSION
+from tieredmem.backends.sqlite import SQLiteBackend
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _assert_untouched(path: Path, before: str) -> None:
+    assert _digest(path) == before
+    assert not Path(str(path) + "-wal").exists()
+    assert not Path(str(path) + "-shm").exists()
+    assert not Path(str(path) + "-tmver").exists()
+
+
+def test_new_file_is_private_wal_incremental(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    with tieredmem.open(str(path)) as store:
+        store.put(("a",), "k", 1)
+        con = apsw.Connection(str(path))
+        assert con.pragma("journal_mode") == "wal"
+        assert con.pragma("auto_vacuum") == 2  # incremental
+        assert con.pragma("application_id") == APPLICATION_ID
+        assert con.pragma("user_version") == FORMAT_VERSION
+        meta = dict(con.execute("SELECT key, value FROM meta"))
+        assert meta["format"] == "tieredmem"
+        assert meta["format_version"] == str(FORMAT_VERSION)
+        con.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_synchronous_full_option(tmp_path: Path) -> None:
+    backend = SQLiteBackend(str(tmp_path / "f.db"), synchronous="FULL")
+    assert backend._writer.pragma("synchronous") == 2
+    backend.close()
+    with pytest.raises(ValueError):
+        SQLiteBackend(str(tmp_path / "g.db"), synchronous="SOMETIMES")
+
+
+def test_refuses_non_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"hello, this is not a database" * 10)
+    before = _digest(path)
+    with pytest.raises(NotAStoreError, match=str(path)):
+        tieredmem.open(str(path))
+    _assert_untouched(path, before)
+
+
+def test_refuses_other_sqlite_database(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE people (name TEXT)")
+    con.execute("INSERT INTO people VALUES ('ann')")
+    con.commit()
+    con.close()
+    before = _digest(path)
+    with pytest.raises(NotAStoreError, match="not a tieredmem store"):
+        tieredmem.open(str(path))
+    _assert_untouched(path, before)
+
+
+def test_refuses_newer_format(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    with tieredmem.open(str(path)) as store:
+        store.put(("a",), "k", 1)
+    con = apsw.Connection(str(path))
+    con.pragma("user_version", FORMAT_VERSION + 1)
+    con.pragma("journal_mode", "delete")
+    con.close()
+    Path(str(path) + "-tmver").unlink()
+    before = _digest(path)
+    with pytest.raises(SchemaVersionError, match="upgrade tieredmem"):
+        tieredmem.open(str(path))
+    _assert_untouched(path, before)
+
+
+def test_empty_file_becomes_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    with tieredmem.open(str(path)) as store:
+        store.put(("a",), "k", 1)
+    with tieredmem.open(str(path)) as store:
+        assert store.get(("a",), "k") is not None
+
+
+def test_corrupt_file_raises_typed_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with tieredmem.open(str(path), hot_bytes=1) as store:
+        store.put_many([(("a",), f"k{i}", os.urandom(3000)) for i in range(200)])
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for offset in range(page * 3, len(data) - page, page):  # trash every page after the schema
+        data[offset : offset + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    with pytest.raises((CorruptStoreError, NotAStoreError)):
+        with tieredmem.open(str(path), hot_bytes=1) as store:
+            for i in range(200):
+                store.get(("a",), f"k{i}")
+
+
+def test_file_reopens_across_versions_of_defaults(tmp_path: Path) -> None:
+    """Frames written with one codec setting are read with another."""
+    path = str(tmp_path / "d.db")
+    with tieredmem.open(path, compress_threshold=10, compress_level=19) as store:
+        store.put(("a",), "k", {"text": "abc " * 100})
+    with tieredmem.open(path, compress_threshold=1_000_000, compress_level=1) as store:
+        item = store.get(("a",), "k")
+        assert item is not None and item.value == {"text": "abc " * 100}
+
+
+def test_backend_conformance_basics(tmp_path: Path) -> None:
+    """The narrow protocol every backend implements."""
+    from tieredmem.backends import SEP, Backend, Delete, DeleteRange, Put
+
+    b = SQLiteBackend(str(tmp_path / "p.db"))
+    assert isinstance(b, Backend)
+    ns = SEP.join(("h", "x"))
+    created = b.write(
+        [Put(ns, f"{i:04d}", b"\x02v", 1.0) for i in range(10)] + [Delete(ns, "0003")]
+    )
+    assert created == [1.0] * 10
+    assert [r.key for r in b.range(ns, "0002", "0006")] == ["0002", "0004", "0005"]
+    assert [r.key for r in b.range(ns, limit=2, reverse=True)] == ["0009", "0008"]
+    b.write([DeleteRange(ns, "0000", "0005")])
+    assert [r.key for r in b.range(ns)] == ["0005", "0006", "0007", "0008", "0009"]
+    assert b.get(ns, "0005") is not None and b.get(ns, "0000") is None
+    assert [r.key for r in b.get_many([(ns, "0005"), (ns, "zz")]) if r] == ["0005"]
+    b.write([Put("h", "k", b"\x02v", 2.0, expires_at=5.0)])
+    assert b.namespaces("h") == ["h", ns]
+    assert b.expire(6.0) == [("h", "k")]
+    assert [r.key for r in b.scan("h", after=(ns, "0006"))] == ["0007", "0008", "0009"]
+    b.close()
+    b.close()
