@@ -107,10 +107,12 @@ def test_corrupt_file_raises_typed_error(tmp_path: Path) -> None:
     for offset in range(page * 3, len(data) - page, page):  # trash every page after the schema
         data[offset : offset + 64] = b"\xff" * 64
     path.write_bytes(bytes(data))
-    with pytest.raises((CorruptStoreError, NotAStoreError)):
-        with tieredmem.open(str(path), hot_bytes=1) as store:
-            for i in range(200):
-                store.get(("a",), f"k{i}")
+    with (
+        pytest.raises((CorruptStoreError, NotAStoreError)),
+        tieredmem.open(str(path), hot_bytes=1) as store,
+    ):
+        for i in range(200):
+            store.get(("a",), f"k{i}")
 
 
 def test_file_reopens_across_versions_of_defaults(tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ def test_list_namespace_accepted(store: tieredmem.Store) -> None:
 
 def test_unsupported_value_leaves_store_intact(store: tieredmem.Store) -> None:
     store.put(NS, "k", {"ok": 1})
-    with pytest.raises(SerializationError, match="'k'.*set"):
+    with pytest.raises(SerializationError, match=r"'k'.*set"):
         store.put(NS, "k", {1, 2})
     with pytest.raises(SerializationError):
         store.put_many([(NS, "a", 1), (NS, "b", object())])
@@ -211,7 +211,7 @@ def test_search_query_ranks_best_first(store: tieredmem.Store) -> None:
     store.put(("docs",), "3", {"text": "dogs only"})
     store.put(("docs",), "4", "a plain string about a cat")
     hits = store.search(("docs",), query="cat")
-    assert [h.key for h in hits][0] == "2"
+    assert hits[0].key == "2"
     assert {h.key for h in hits} == {"1", "2", "4"}
     assert all(h.score is not None for h in hits)
     assert hits[0].score >= hits[-1].score  # type: ignore[operator]

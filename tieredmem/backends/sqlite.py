@@ -512,10 +512,10 @@ class SQLiteBackend:
                 con.execute("BEGIN IMMEDIATE")
                 try:
                     for op in ops:
-                        if type(op) is Put:
+                        if isinstance(op, Put):
                             for (c,) in con.execute(_UPSERT, op[:6]):
                                 created.append(c)
-                        elif type(op) is Delete:
+                        elif isinstance(op, Delete):
                             con.execute(_DELETE, op)
                         else:
                             con.execute(
