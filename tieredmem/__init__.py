@@ -21,7 +21,11 @@ from .errors import (
     UnsupportedURLError,
     ValueTooLargeError,
 )
+from .history import History
 from .hot import parse_bytes
+from .memory import MemorySaver
+from .retention import Retention
+from .state import State
 from .store import Item, Stats, Store, open  # noqa: A004
 
 __version__ = "0.1.0"
@@ -32,10 +36,14 @@ __all__ = [
     "CorruptStoreError",
     "InvalidKeyError",
     "InvalidNamespaceError",
+    "History",
     "Item",
+    "MemorySaver",
     "NotAStoreError",
     "SchemaVersionError",
+    "Retention",
     "SerializationError",
+    "State",
     "Stats",
     "Store",
     "StoreClosedError",

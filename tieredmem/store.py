@@ -749,12 +749,90 @@ class Store:
         else:
             self._deletes += 1
 
-    def _delete_range(self, ns: str, start: str, stop: str | None) -> None:
-        """Delete keys ``[start, stop)`` of one (internal) namespace; flushes first."""
+    # -- internal API for the layers above (histories, states, LangGraph adapters) -----
+    def internal_ns(self, *labels: str) -> str:
+        """Joined namespace under the reserved ``tieredmem`` root (for tieredmem's layers)."""
+        return _ns((INTERNAL_ROOT, *labels), internal=True)[1]
+
+    def read(self, ns: str, key: str) -> Item | None:
+        """:meth:`get` for a joined (possibly internal) namespace."""
+        self._check_open()
+        return self._get(tuple(ns.split(SEP)), ns, key)
+
+    def write(
+        self,
+        puts: Sequence[tuple[str, str, Any]] = (),
+        deletes: Sequence[tuple[str, str]] = (),
+        ranges: Sequence[tuple[str, str, str | None]] = (),
+        *,
+        ttl: float | timedelta | None = None,
+    ) -> None:
+        """Write to joined (possibly internal) namespaces atomically.
+
+        *puts* are ``(ns, key, value)``, *deletes* ``(ns, key)``, *ranges* ``(ns, start,
+        stop)`` key ranges to delete.  Every value is encoded before anything is written.
+        A write with ranges commits at once (batched writes are flushed first).
+        """
+        self._check_open()
+        prepared: list[tuple[Any, Entry]] = [
+            self._prepare(ns, key, value, ttl) for ns, key, value in puts
+        ]
+        prepared += [(Delete(ns, key), self._missing(ns + _HK + key)) for ns, key in deletes]
+        if not ranges:
+            self._apply(prepared)
+            return
+        if getattr(self._local, "tx", None) is not None:
+            raise RuntimeError("range deletes cannot run inside store.transaction()")
         self.flush()
+        ops: list[Any] = [DeleteRange(ns, start, stop) for ns, start, stop in ranges]
         with self._write_lock:
-            self._backend.write([DeleteRange(ns, start, stop)])
-            self._invalidate_prefix(ns + _HK)
+            created = self._backend.write(ops + _ops(prepared))
+            with self._lock:
+                self._epoch += 1
+                for ns, start, stop in ranges:
+                    lo, hi = (
+                        ns + _HK + start,
+                        ns + _HK + (stop if stop is not None else "\U0010ffff"),
+                    )
+                    for hk in [k for k in self._hot if lo <= k < hi]:
+                        del self._hot[hk]
+                it = iter(created)
+                for op, entry in prepared:
+                    if isinstance(op, Put):
+                        entry.created = next(it)
+                    self._count(op)
+                    self._hot.offer(op.ns + _HK + op.key, entry)
+
+    def keys(self, ns: str, start: str = "", stop: str | None = None) -> list[str]:
+        """Keys of a joined namespace in ``[start, stop)``, without loading values."""
+        self._check_open()
+        self.flush()
+        return self._backend.keys(ns, start, stop)
+
+    def rows(self, ns: str, start: str = "", stop: str | None = None) -> list[Item]:
+        """Live items of a joined namespace in key range ``[start, stop)``, in key order."""
+        self._check_open()
+        self.flush()
+        now = self._clock()
+        out = []
+        for row in self._backend.range(ns, start, stop):
+            item = self._row_item(row, now, None)
+            if item is not None:
+                out.append(item)
+        return out
+
+    def namespaces_under(self, ns_prefix: str) -> list[str]:
+        """Joined namespaces at or below a joined (possibly internal) prefix."""
+        self._check_open()
+        self.flush()
+        out: list[str] = []
+        after: str | None = None
+        while True:
+            batch = self._backend.namespaces(ns_prefix, after=after, limit=1000)
+            out += batch
+            if len(batch) < 1000:
+                return out
+            after = batch[-1]
 
     def flush(self) -> None:
         """Commit batched writes now (a no-op with ``durability="sync"``)."""

@@ -98,6 +98,9 @@ class Backend(Protocol):
     ) -> list[Row]:
         """Rows of one namespace with ``start <= key < stop``, ordered by key."""
 
+    def keys(self, ns: str, start: str = "", stop: str | None = None) -> list[str]:
+        """Keys of one namespace with ``start <= key < stop``, ordered, values not read."""
+
     def scan(
         self,
         ns_prefix: str,

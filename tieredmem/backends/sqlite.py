@@ -398,6 +398,14 @@ class SQLiteBackend:
         except apsw.Error as exc:
             raise self._error(exc) from exc
 
+    def keys(self, ns: str, start: str = "", stop: str | None = None) -> list[str]:
+        sql = "SELECT key FROM items WHERE ns = ? AND key >= ? AND key < ? ORDER BY key"
+        try:
+            with self._reading() as con:
+                return [r[0] for r in con.execute(sql, (ns, start, _TOP if stop is None else stop))]
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
     def scan(
         self,
         ns_prefix: str,

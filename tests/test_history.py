@@ -1,0 +1,201 @@
+"""History: against a plain list, lazily loaded, bounded reads, retention."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+import tieredmem
+from tieredmem import Retention, SerializationError
+
+from .conftest import FakeClock
+
+items = st.one_of(
+    st.integers(-1000, 1000), st.text(max_size=30), st.dictionaries(st.just("k"), st.integers(0, 9))
+)
+
+
+class HistoryVsList(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp()
+        self.model: list[object] = []
+        self.batch = False
+        self._open()
+
+    def _open(self) -> None:
+        self.memory = tieredmem.MemorySaver(
+            path=f"{self.dir}/h.db",
+            hot_bytes=2000,  # tiny: chunks spill and are read back from disk
+            chunk_items=4,
+            chunk_bytes=120,
+            max_history=5,
+            durability="batch" if self.batch else "sync",
+            maintenance_interval=0,
+        )
+        self.h = self.memory.history("s")
+
+    @rule(item=items)
+    def append(self, item: object) -> None:
+        self.h.append(item)
+        self.model.append(item)
+
+    @rule(batch=st.lists(items, max_size=12))
+    def extend(self, batch: list[object]) -> None:
+        self.h.extend(batch)
+        self.model.extend(batch)
+
+    @rule(i=st.integers(-40, 40))
+    def index(self, i: int) -> None:
+        if -len(self.model) <= i < len(self.model):
+            assert self.h[i] == self.model[i]
+        else:
+            with pytest.raises(IndexError):
+                self.h[i]
+
+    @rule(
+        a=st.none() | st.integers(-30, 30),
+        b=st.none() | st.integers(-30, 30),
+        step=st.sampled_from([None, 1, 2, -1]),
+    )
+    def slice(self, a: int | None, b: int | None, step: int | None) -> None:
+        assert self.h[a:b:step] == self.model[a:b:step]
+
+    @rule(n=st.none() | st.integers(0, 12))
+    def recent(self, n: int | None) -> None:
+        k = 5 if n is None else n
+        assert self.h.recent(n) == (self.model[-k:] if k else [])
+
+    @rule(batch=st.booleans())
+    def reopen(self, batch: bool) -> None:
+        self.memory.close()
+        self.batch = batch
+        self._open()
+
+    @invariant()
+    def same(self) -> None:
+        assert len(self.h) == len(self.model)
+        assert list(self.h) == self.model
+
+    def teardown(self) -> None:
+        self.memory.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+HistoryVsList.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+TestHistoryVsList = HistoryVsList.TestCase
+
+
+def test_reading_last_item_after_reopen_loads_constant_chunks(tmp_path) -> None:
+    path = str(tmp_path / "lazy.db")
+    with tieredmem.MemorySaver(path=path, chunk_items=20) as memory:
+        memory.history("long").extend({"i": i, "text": "x" * 50} for i in range(10_000))
+    with tieredmem.MemorySaver(path=path, chunk_items=20, hot_bytes="1MiB") as memory:
+        h = memory.history("long")
+        assert len(h) == 10_000
+        before = memory.stats()["loads"]
+        assert h[-1]["i"] == 9_999
+        assert h[-30]["i"] == 9_970
+        assert h[5]["i"] == 5
+        stats = memory.stats()
+        assert stats["loads"] - before <= 3  # one chunk per read, not the history
+        assert stats["chunk_reads"] <= 3
+
+
+def test_append_never_rewrites_a_chunk(tmp_path) -> None:
+    """Appends write one small row; only sealing writes a chunk, once."""
+    with tieredmem.MemorySaver(path=str(tmp_path / "a.db"), chunk_items=10) as memory:
+        h = memory.history("s")
+        writes_before = memory.store.stats().writes
+        for i in range(95):
+            h.append({"i": i})
+        writes = memory.store.stats().writes - writes_before
+        # One tail row per append, except the 9 appends that sealed a chunk and wrote
+        # that chunk's row instead: each chunk is written once, never rewritten.
+        assert writes == (95 - 9) + 9
+        assert h.stats()["chunks"] == 9 and h.stats()["tail_items"] == 5
+
+
+def test_unserializable_item_leaves_history_unchanged(tmp_path) -> None:
+    with tieredmem.MemorySaver(path=str(tmp_path / "s.db")) as memory:
+        h = memory.history("s")
+        h.append("ok")
+        with pytest.raises(SerializationError, match=r"s\[1\]"):
+            h.append({"bad": object()})
+        with pytest.raises(SerializationError):
+            h.extend(["fine", {1, 2}])
+        assert list(h) == ["ok"]
+    with tieredmem.MemorySaver(path=str(tmp_path / "s.db")) as memory:
+        assert list(memory.history("s")) == ["ok"]
+
+
+def test_bad_history_name(tmp_path) -> None:
+    with tieredmem.MemorySaver(persistent=False) as memory:
+        for bad in ("", "a\x1fb", None):
+            with pytest.raises(tieredmem.InvalidKeyError):
+                memory.history(bad)  # type: ignore[arg-type]
+
+
+def test_retention_max_items_and_ttl_with_injected_clock(tmp_path) -> None:
+    clock = FakeClock()
+    with tieredmem.MemorySaver(
+        path=str(tmp_path / "r.db"),
+        chunk_items=10,
+        retention=Retention(max_items=25),
+        maintenance_interval=0,
+        clock=clock,
+    ) as memory:
+        h = memory.history("s")
+        for i in range(100):
+            h.append(i)
+            clock.tick(1)
+        report = memory.maintain()
+        assert report["retention_deleted"] == 75
+        assert len(h) == 25 and h[0] == 75 and h[-1] == 99 and list(h) == list(range(75, 100))
+        # Per-history override: a ttl of 10 seconds.
+        h2 = memory.history("t", retention=Retention(ttl=10))
+        for i in range(30):
+            h2.append(i)
+            clock.tick(1)
+        memory.maintain()
+        assert list(h2) == list(range(20, 30))
+    with tieredmem.MemorySaver(path=str(tmp_path / "r.db"), chunk_items=10) as memory:
+        assert list(memory.history("s")) == list(range(75, 100))
+
+
+def test_retention_keeps_pinned_items(tmp_path) -> None:
+    policy = Retention(max_items=5, keep=lambda item: isinstance(item, dict) and item.get("pin"))
+    with tieredmem.MemorySaver(
+        path=str(tmp_path / "p.db"), chunk_items=4, retention=policy, maintenance_interval=0
+    ) as memory:
+        h = memory.history("s")
+        for i in range(30):
+            h.append({"i": i, "pin": i % 10 == 0})
+        memory.maintain()
+        assert [x["i"] for x in h] == [0, 10, 20, 25, 26, 27, 28, 29]
+        assert len(h) == 8 and h[1] == {"i": 10, "pin": True}
+        h.append({"i": 30, "pin": False})
+        assert h[-1]["i"] == 30 and len(h) == 9
+
+
+def test_retention_returns_space_and_file_stays_flat(tmp_path) -> None:
+    import os
+
+    path = tmp_path / "flat.db"
+    with tieredmem.MemorySaver(
+        path=str(path), chunk_items=50, retention=Retention(max_items=500), maintenance_interval=0
+    ) as memory:
+        h = memory.history("s")
+        sizes = []
+        for _ in range(6):
+            h.extend({"i": i, "text": os.urandom(200).hex()} for i in range(2000))
+            memory.maintain()
+            memory.store.backend.checkpoint()  # type: ignore[attr-defined]
+            sizes.append(os.path.getsize(path))
+        assert len(h) == 500
+        assert max(sizes[2:]) <= sizes[1] * 1.2, sizes

@@ -1,0 +1,345 @@
+"""History: an append-only sequence of any length, stored in chunks, loaded lazily.
+
+Layout, under the internal namespace ``("tieredmem", "history", name)``:
+
+- ``t{seq:012d}``: one row per item of the open *tail* (an append writes one small row,
+  never a whole chunk);
+- ``c{seq:012d}.{count:06d}``: one row per sealed *chunk* of consecutive items
+  ``{"ts": [...], "v": [...]}``, compressed.  When the tail reaches ``chunk_items`` items
+  or ``chunk_bytes`` bytes it becomes a chunk and its rows are deleted, in one transaction.
+
+The in-memory index is the list of chunk keys (read without their values on open) and
+their cumulative counts; an index lookup finds the chunk holding a position, and only
+the chunks read are loaded.  Recently written chunks stay in the store's hot tier.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
+
+import orjson
+
+from .codec import dumps_json
+from .errors import InvalidKeyError
+from .retention import Retention
+from .store import _CONTROL, Store
+
+__all__ = ["History"]
+
+
+def _tail_key(seq: int) -> str:
+    return f"t{seq:012d}"
+
+
+def _chunk_key(seq: int, count: int) -> str:
+    return f"c{seq:012d}.{count:06d}"
+
+
+def check_name(kind: str, name: Any) -> str:
+    """Validate a history/state name (it becomes a namespace label)."""
+    if not isinstance(name, str) or not name or _CONTROL.search(name):
+        raise InvalidKeyError(f"{kind} name must be a non-empty string without control characters")
+    return name
+
+
+class _Entry:
+    __slots__ = ("payload", "seq", "ts")
+
+    def __init__(self, seq: int, ts: float, payload: bytes) -> None:
+        self.seq = seq
+        self.ts = ts
+        self.payload = payload
+
+
+class History(Sequence[Any]):
+    """An append-only, lazily loaded sequence (get one from :meth:`MemorySaver.history`).
+
+    Supports ``append``, ``extend``, ``len``, integer and slice indexing (negative too),
+    iteration and :meth:`recent`.  Values returned are the caller's own copies.
+    Items must be JSON-compatible (see :mod:`tieredmem.codec`).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        *,
+        max_history: int = 100,
+        chunk_items: int = 50,
+        chunk_bytes: int = 64 * 1024,
+        retention: Retention | None = None,
+    ) -> None:
+        self.name = check_name("history", name)
+        if chunk_items < 1 or chunk_bytes < 1 or max_history < 0:
+            raise ValueError("chunk_items and chunk_bytes must be >= 1, max_history >= 0")
+        self._store = store
+        self._ns = store.internal_ns("history", name)
+        self.max_history = max_history
+        self.chunk_items = chunk_items
+        self.chunk_bytes = chunk_bytes
+        self.retention = retention
+        self._lock = threading.RLock()
+        self.chunk_reads = 0
+        self._load()
+
+    # -- index ------------------------------------------------------------------------
+    def _load(self) -> None:
+        with self._lock:
+            chunks: list[tuple[int, int, str]] = []
+            tail_keys = []
+            for key in self._store.keys(self._ns):
+                if key[0] == "c":
+                    seq, count = key[1:].split(".")
+                    chunks.append((int(seq), int(count), key))
+                elif key[0] == "t":
+                    tail_keys.append(key)
+            self._set_chunks(chunks)
+            self._tail: list[_Entry] = []
+            self._tail_bytes = 0
+            if tail_keys:
+                for item in self._store.rows(self._ns, "t", "u"):
+                    payload = orjson.dumps(item.value)
+                    self._tail.append(_Entry(int(item.key[1:]), item._updated, payload))
+                    self._tail_bytes += len(payload)
+            last_chunk_end = chunks[-1][0] + chunks[-1][1] if chunks else 0
+            self._next_seq = max(last_chunk_end, self._tail[-1].seq + 1 if self._tail else 0)
+
+    def _set_chunks(self, chunks: list[tuple[int, int, str]]) -> None:
+        self._chunks = chunks
+        self._starts: list[int] = []
+        total = 0
+        for _, count, _ in chunks:
+            self._starts.append(total)
+            total += count
+        self._chunked = total
+
+    def reload(self) -> None:
+        """Re-read the index from the store (after another process appended)."""
+        self._load()
+
+    # -- writes -----------------------------------------------------------------------
+    def append(self, item: Any) -> None:
+        """Append one item (committed when this returns, with ``durability="sync"``).
+
+        :raises SerializationError: *item* cannot be encoded; the history is unchanged.
+        """
+        self._add([dumps_json(item, key=f"{self.name}[{len(self)}]")])
+
+    def extend(self, items: Any) -> None:
+        """Append several items atomically (all or none)."""
+        payloads = []
+        base = len(self)
+        for i, item in enumerate(items):
+            payloads.append(dumps_json(item, key=f"{self.name}[{base + i}]"))
+        if payloads:
+            self._add(payloads)
+
+    def _add(self, payloads: list[bytes]) -> None:
+        store = self._store
+        with self._lock:
+            now = store.clock()
+            seq = self._next_seq
+            new = [_Entry(seq + i, now, p) for i, p in enumerate(payloads)]
+            entries = self._tail + new
+            chunks: list[list[_Entry]] = []
+            current: list[_Entry] = []
+            size = 0
+            for e in entries:
+                current.append(e)
+                size += len(e.payload)
+                if len(current) >= self.chunk_items or size >= self.chunk_bytes:
+                    chunks.append(current)
+                    current, size = [], 0
+            tail = current
+            ns = self._ns
+            puts: list[tuple[str, str, Any]] = [
+                (
+                    ns,
+                    _chunk_key(c[0].seq, len(c)),
+                    {"ts": [e.ts for e in c], "v": [orjson.Fragment(e.payload) for e in c]},
+                )
+                for c in chunks
+            ]
+            fresh = {e.seq for e in new}
+            puts += [
+                (ns, _tail_key(e.seq), orjson.Fragment(e.payload)) for e in tail if e.seq in fresh
+            ]
+            ranges: list[tuple[str, str, str | None]] = []
+            if chunks and self._tail:
+                # Tail rows that became part of a chunk are deleted in the same transaction.
+                ranges.append((ns, _tail_key(self._tail[0].seq), _tail_key(chunks[-1][-1].seq + 1)))
+            store.write(puts, ranges=ranges)
+            for c in chunks:
+                self._chunks.append((c[0].seq, len(c), _chunk_key(c[0].seq, len(c))))
+                self._starts.append(self._chunked)
+                self._chunked += len(c)
+            self._tail = tail
+            self._tail_bytes = sum(len(e.payload) for e in tail)
+            self._next_seq = seq + len(payloads)
+
+    # -- reads ------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._chunked + len(self._tail)
+
+    def _load_chunk(self, key: str) -> dict[str, Any] | None:
+        item = self._store.read(self._ns, key)
+        self.chunk_reads += 1
+        return item.value if item is not None else None
+
+    def _chunk_items(self, index: int) -> list[Any]:
+        """Decoded items of chunk *index* (retrying if retention rewrote it meanwhile)."""
+        for _ in range(3):
+            with self._lock:
+                key = self._chunks[index][2] if index < len(self._chunks) else None
+            if key is not None:
+                chunk = self._load_chunk(key)
+                if chunk is not None:
+                    return list(chunk["v"])
+            self._load()
+        raise RuntimeError(f"history {self.name!r} changed while being read; retry")
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return self._slice(index)
+        with self._lock:
+            n = len(self)
+            i = index + n if index < 0 else index
+            if not 0 <= i < n:
+                raise IndexError(f"history index {index} out of range ({n} items)")
+            if i >= self._chunked:
+                return orjson.loads(self._tail[i - self._chunked].payload)
+            c = bisect_right(self._starts, i) - 1
+            offset = i - self._starts[c]
+        return self._chunk_items(c)[offset]
+
+    def _slice(self, s: slice) -> list[Any]:
+        with self._lock:
+            positions = range(len(self))[s]
+            if not positions:
+                return []
+            if s.step not in (None, 1):
+                return [self[i] for i in positions]
+            lo, hi = positions.start, positions.stop
+            chunked = self._chunked
+            starts = list(self._starts)
+            tail = [e.payload for e in self._tail[max(lo - chunked, 0) : max(hi - chunked, 0)]]
+        out: list[Any] = []
+        if lo < chunked:
+            first = bisect_right(starts, lo) - 1
+            last = bisect_right(starts, min(hi, chunked) - 1) - 1
+            for c in range(first, last + 1):
+                items = self._chunk_items(c)
+                begin = max(lo - starts[c], 0)
+                end = min(hi - starts[c], len(items))
+                out.extend(items[begin:end])
+        if tail:
+            out.extend(orjson.loads(b"[" + b",".join(tail) + b"]"))
+        return out
+
+    def __iter__(self) -> Iterator[Any]:
+        # One chunk in memory at a time, whatever the length.
+        with self._lock:
+            n_chunks = len(self._chunks)
+            tail = [e.payload for e in self._tail]
+        for c in range(n_chunks):
+            yield from self._chunk_items(c)
+        for payload in tail:
+            yield orjson.loads(payload)
+
+    def recent(self, n: int | None = None) -> list[Any]:
+        """The last *n* items (``max_history`` by default), oldest first."""
+        n = self.max_history if n is None else n
+        if n <= 0:
+            return []
+        return self._slice(slice(-n, None))
+
+    def stats(self) -> dict[str, Any]:
+        """Items, chunks, tail size and chunk reads of this history object."""
+        with self._lock:
+            return {
+                "name": self.name,
+                "items": len(self),
+                "chunks": len(self._chunks),
+                "tail_items": len(self._tail),
+                "tail_bytes": self._tail_bytes,
+                "chunk_reads": self.chunk_reads,
+            }
+
+    def __repr__(self) -> str:
+        return f"<History {self.name!r} items={len(self)} chunks={len(self._chunks)}>"
+
+    # -- retention --------------------------------------------------------------------
+    def apply_retention(self, policy: Retention) -> int:
+        """Delete what *policy* no longer keeps; return the number of items deleted.
+
+        ``keep`` runs without any lock held.  Chunks that keep pinned items are rewritten
+        with just those items.
+        """
+        if not policy.active:
+            return 0
+        now = self._store.clock()
+        horizon = policy.horizon(now)
+        deleted = 0
+        with self._lock:
+            total = len(self)
+            cut = total - policy.max_items if policy.max_items is not None else 0
+            chunks = list(self._chunks)
+            starts = list(self._starts)
+            tail = list(self._tail)
+            chunked = self._chunked
+
+        def candidate(position: int, ts: float) -> bool:
+            return position < cut or (horizon is not None and ts < horizon)
+
+        ns = self._ns
+        for c, (seq, count, key) in enumerate(chunks):
+            if not candidate(starts[c], float("inf")) and horizon is None:
+                break
+            chunk = self._load_chunk(key)
+            if chunk is None:
+                continue
+            ts_list, values = chunk["ts"], chunk["v"]
+            if not any(candidate(starts[c] + i, ts) for i, ts in enumerate(ts_list)):
+                break  # positions and times only grow: nothing later is due either
+            kept = [
+                (ts, v)
+                for i, (ts, v) in enumerate(zip(ts_list, values))
+                if not candidate(starts[c] + i, ts) or policy.pinned(v)
+            ]
+            if len(kept) == count:
+                continue
+            puts: list[tuple[str, str, Any]] = []
+            if kept:
+                puts.append(
+                    (
+                        ns,
+                        _chunk_key(seq, len(kept)),
+                        {"ts": [k[0] for k in kept], "v": [k[1] for k in kept]},
+                    )
+                )
+            self._store.write(puts, deletes=[(ns, key)])
+            deleted += count - len(kept)
+        doomed = [
+            e.seq
+            for i, e in enumerate(tail)
+            if candidate(chunked + i, e.ts) and not policy.pinned(orjson.loads(e.payload))
+        ]
+        with self._lock:
+            # Only rows still in the tail: an append may have sealed some into a chunk.
+            live = {e.seq for e in self._tail}
+            doomed = [seq for seq in doomed if seq in live]
+            if doomed:
+                self._store.write(deletes=[(ns, _tail_key(seq)) for seq in doomed])
+                deleted += len(doomed)
+            if deleted:
+                self._load()
+        return deleted
