@@ -13,27 +13,33 @@ __all__ = ()
 APPLICATION_ID = 0x544D454D
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1: items, expiry index, deferred full-text index, settings.
+    # 1: items (one b-tree keyed by namespace and key), expiry index, settings, and the
+    #    tables of the full-text index, which stays empty until the first text search.
     """
     CREATE TABLE meta (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
     ) WITHOUT ROWID;
     CREATE TABLE items (
-        id         INTEGER PRIMARY KEY,
         ns         TEXT NOT NULL,
         key        TEXT NOT NULL,
         value      BLOB NOT NULL,
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL,
         expires_at REAL,
+        PRIMARY KEY (ns, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX items_expires ON items (expires_at) WHERE expires_at IS NOT NULL;
+    -- Full-text documents: FTS5 needs integer rowids, items has none.  'stale' rows are
+    -- (re)indexed lazily (by a search or maintenance), never inside a put.
+    CREATE TABLE fts_docs (
+        id    INTEGER PRIMARY KEY,
+        ns    TEXT NOT NULL,
+        key   TEXT NOT NULL,
+        stale INTEGER NOT NULL DEFAULT 1,
         UNIQUE (ns, key)
     );
-    CREATE INDEX items_expires ON items (expires_at) WHERE expires_at IS NOT NULL;
-    -- Rows whose full-text entry is stale.  The triggers that fill it (FTS_TRIGGERS) are
-    -- created by the first full-text search, so a store that never searches text never
-    -- pays for it; indexing itself is lazy (search, maintenance), never in a put.
-    CREATE TABLE fts_pending (id INTEGER PRIMARY KEY);
+    CREATE INDEX fts_docs_stale ON fts_docs (id) WHERE stale = 1;
     CREATE VIRTUAL TABLE items_fts USING fts5 (text, content='', contentless_delete=1);
     """,
 )
@@ -42,11 +48,15 @@ FORMAT_VERSION = len(MIGRATIONS)
 
 _NOT_INTERNAL = "NOT ({row}.ns = 'tieredmem' OR substr({row}.ns, 1, 10) = 'tieredmem' || char(31))"
 _MARK = (
-    "BEGIN INSERT INTO fts_pending (id) SELECT {row}.id "
-    "WHERE NOT EXISTS (SELECT 1 FROM fts_pending WHERE id = {row}.id); END"
+    "BEGIN "
+    "INSERT INTO fts_docs (ns, key) SELECT {row}.ns, {row}.key WHERE NOT EXISTS "
+    "(SELECT 1 FROM fts_docs WHERE ns = {row}.ns AND key = {row}.key); "
+    "UPDATE fts_docs SET stale = 1 WHERE ns = {row}.ns AND key = {row}.key AND stale = 0; "
+    "END"
 )
-# No OR IGNORE in these triggers: inside a trigger the outer statement's conflict policy
-# (an UPSERT's) would override it.  Internal namespaces (histories, states) are skipped.
+# Created by the first full-text search, so a store that never searches text never pays
+# for them.  No OR IGNORE inside: a trigger's conflict policy is overridden by the outer
+# statement's (an UPSERT's).  Internal namespaces (histories, states) are skipped.
 FTS_TRIGGERS: tuple[str, ...] = tuple(
     f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON items "
     f"WHEN {_NOT_INTERNAL.format(row=row)} {_MARK.format(row=row)}"
@@ -56,8 +66,9 @@ FTS_TRIGGERS: tuple[str, ...] = tuple(
         ("items_fts_delete", "DELETE", "old"),
     )
 )
-#: Queue every existing (non-internal) row for indexing when full-text search is enabled.
+#: Queue every existing (non-internal) item for indexing when full-text search is enabled.
 FTS_BACKFILL = (
-    f"INSERT INTO fts_pending (id) SELECT id FROM items WHERE {_NOT_INTERNAL.format(row='items')} "
-    "AND id NOT IN (SELECT id FROM fts_pending)"
+    "INSERT INTO fts_docs (ns, key) SELECT ns, key FROM items "
+    f"WHERE {_NOT_INTERNAL.format(row='items')} "
+    "AND NOT EXISTS (SELECT 1 FROM fts_docs d WHERE d.ns = items.ns AND d.key = items.key)"
 )

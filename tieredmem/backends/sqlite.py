@@ -472,8 +472,10 @@ class SQLiteBackend:
         lo, hi = prefix_bounds(ns_prefix)
         sql = (
             "SELECT i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at, "
-            "bm25(items_fts) AS rank FROM items_fts JOIN items i ON i.id = items_fts.rowid "
-            "WHERE items_fts MATCH ? AND i.ns >= ? AND i.ns < ? "
+            "bm25(items_fts) AS rank FROM items_fts "
+            "JOIN fts_docs d ON d.id = items_fts.rowid "
+            "JOIN items i ON i.ns = d.ns AND i.key = d.key "
+            "WHERE items_fts MATCH ? AND d.ns >= ? AND d.ns < ? "
             "ORDER BY rank LIMIT ?"
         )
         try:
@@ -548,7 +550,7 @@ class SQLiteBackend:
                 keys = [
                     (ns, key)
                     for ns, key in con.execute(
-                        "DELETE FROM items WHERE id IN (SELECT id FROM items "
+                        "DELETE FROM items WHERE (ns, key) IN (SELECT ns, key FROM items "
                         "WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?) "
                         "RETURNING ns, key",
                         (now, limit),
@@ -599,32 +601,38 @@ class SQLiteBackend:
         try:
             while True:
                 with self._writing() as con:
-                    ids = [
-                        r[0] for r in con.execute("SELECT id FROM fts_pending LIMIT ?", (batch,))
-                    ]
-                    if not ids:
+                    stale = list(
+                        con.execute(
+                            "SELECT id, ns, key FROM fts_docs WHERE stale = 1 LIMIT ?", (batch,)
+                        )
+                    )
+                    if not stale:
                         return done
                     con.execute("BEGIN IMMEDIATE")
                     try:
-                        for item_id in ids:
-                            con.execute("DELETE FROM items_fts WHERE rowid = ?", (item_id,))
-                            text = None
+                        for doc_id, ns, key in stale:
+                            con.execute("DELETE FROM items_fts WHERE rowid = ?", (doc_id,))
+                            frame = None
                             for (frame,) in con.execute(
-                                "SELECT value FROM items WHERE id = ?", (item_id,)
+                                "SELECT value FROM items WHERE ns = ? AND key = ?", (ns, key)
                             ):
-                                text = text_of(frame) if text_of is not None else None
+                                pass
+                            if frame is None:
+                                con.execute("DELETE FROM fts_docs WHERE id = ?", (doc_id,))
+                                continue
+                            text = text_of(frame) if text_of is not None else None
                             if text:
                                 con.execute(
                                     "INSERT INTO items_fts (rowid, text) VALUES (?, ?)",
-                                    (item_id, text),
+                                    (doc_id, text),
                                 )
-                            con.execute("DELETE FROM fts_pending WHERE id = ?", (item_id,))
+                            con.execute("UPDATE fts_docs SET stale = 0 WHERE id = ?", (doc_id,))
                         con.execute("COMMIT")
                     except BaseException:
                         if con.in_transaction:
                             con.execute("ROLLBACK")
                         raise
-                    done += len(ids)
+                    done += len(stale)
         except apsw.Error as exc:
             raise self._error(exc) from exc
 
