@@ -3,10 +3,14 @@
 Layout, under the internal namespace ``("tieredmem", "history", name)``:
 
 - ``t{seq:012d}``: one row per item of the open *tail* (an append writes one small row,
-  never a whole chunk);
-- ``c{seq:012d}.{count:06d}``: one row per sealed *chunk* of consecutive items
-  ``{"ts": [...], "v": [...]}``, compressed.  When the tail reaches ``chunk_items`` items
-  or ``chunk_bytes`` bytes it becomes a chunk and its rows are deleted, in one transaction.
+  never a whole chunk), holding the item's encoded bytes;
+- ``c{seq:012d}.{count:06d}``: one row per sealed *chunk* of consecutive items: a small
+  binary frame (count, append times, lengths, payloads), compressed by the store.  When
+  the tail reaches ``chunk_items`` items or ``chunk_bytes`` bytes it becomes a chunk and its
+  rows are deleted, in one transaction.
+
+Items are encoded by ``dumps``/``loads`` (orjson by default); the LangGraph checkpointer
+reuses the same machinery with LangGraph's serializer for its append-only channel logs.
 
 The in-memory index is the list of chunk keys (read without their values on open) and
 their cumulative counts; an index lookup finds the chunk holding a position, and only
@@ -15,9 +19,10 @@ the chunks read are loaded.  Recently written chunks stay in the store's hot tie
 
 from __future__ import annotations
 
+import struct
 import threading
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
 import orjson
@@ -36,6 +41,42 @@ def _tail_key(seq: int) -> str:
 
 def _chunk_key(seq: int, count: int) -> str:
     return f"c{seq:012d}.{count:06d}"
+
+
+_HEAD = struct.Struct("<I")
+
+
+def pack_chunk(entries: Sequence[tuple[float, bytes]]) -> bytes:
+    """Binary chunk: count, append times (f64), lengths (u32), then the payloads."""
+    n = len(entries)
+    return b"".join(
+        (
+            _HEAD.pack(n),
+            struct.pack(f"<{n}d", *(ts for ts, _ in entries)),
+            struct.pack(f"<{n}I", *(len(p) for _, p in entries)),
+            *(p for _, p in entries),
+        )
+    )
+
+
+def unpack_chunk(data: bytes) -> list[tuple[float, bytes]]:
+    """Inverse of :func:`pack_chunk`."""
+    (n,) = _HEAD.unpack_from(data, 0)
+    times = struct.unpack_from(f"<{n}d", data, 4)
+    lengths = struct.unpack_from(f"<{n}I", data, 4 + 8 * n)
+    pos = 4 + 12 * n
+    out = []
+    for ts, length in zip(times, lengths):
+        out.append((ts, data[pos : pos + length]))
+        pos += length
+    return out
+
+
+def _json_loads_many(payloads: Sequence[bytes]) -> list[Any]:
+    if not payloads:
+        return []
+    result: list[Any] = orjson.loads(b"[" + b",".join(payloads) + b"]")
+    return result
 
 
 def check_name(kind: str, name: Any) -> str:
@@ -71,12 +112,20 @@ class History(Sequence[Any]):
         chunk_items: int = 50,
         chunk_bytes: int = 64 * 1024,
         retention: Retention | None = None,
+        ns: str | None = None,
+        dumps: Callable[[Any], bytes] | None = None,
+        loads: Callable[[bytes], Any] | None = None,
     ) -> None:
         self.name = check_name("history", name)
         if chunk_items < 1 or chunk_bytes < 1 or max_history < 0:
             raise ValueError("chunk_items and chunk_bytes must be >= 1, max_history >= 0")
         self._store = store
-        self._ns = store.internal_ns("history", name)
+        self._ns = ns if ns is not None else store.internal_ns("history", name)
+        self._dumps = dumps
+        self._loads: Callable[[bytes], Any] = loads or orjson.loads
+        self._loads_many: Callable[[Sequence[bytes]], list[Any]] = (
+            _json_loads_many if loads is None else (lambda ps: [self._loads(p) for p in ps])
+        )
         self.max_history = max_history
         self.chunk_items = chunk_items
         self.chunk_bytes = chunk_bytes
@@ -101,7 +150,7 @@ class History(Sequence[Any]):
             self._tail_bytes = 0
             if tail_keys:
                 for item in self._store.rows(self._ns, "t", "u"):
-                    payload = orjson.dumps(item.value)
+                    payload = item.value
                     self._tail.append(_Entry(int(item.key[1:]), item._updated, payload))
                     self._tail_bytes += len(payload)
             last_chunk_end = chunks[-1][0] + chunks[-1][1] if chunks else 0
@@ -126,16 +175,19 @@ class History(Sequence[Any]):
 
         :raises SerializationError: *item* cannot be encoded; the history is unchanged.
         """
-        self._add([dumps_json(item, key=f"{self.name}[{len(self)}]")])
+        self._add([self._encode(item, len(self))])
 
     def extend(self, items: Any) -> None:
         """Append several items atomically (all or none)."""
-        payloads = []
         base = len(self)
-        for i, item in enumerate(items):
-            payloads.append(dumps_json(item, key=f"{self.name}[{base + i}]"))
+        payloads = [self._encode(item, base + i) for i, item in enumerate(items)]
         if payloads:
             self._add(payloads)
+
+    def _encode(self, item: Any, position: int) -> bytes:
+        if self._dumps is not None:
+            return self._dumps(item)
+        return dumps_json(item, key=f"{self.name}[{position}]")
 
     def _add(self, payloads: list[bytes]) -> None:
         store = self._store
@@ -156,17 +208,11 @@ class History(Sequence[Any]):
             tail = current
             ns = self._ns
             puts: list[tuple[str, str, Any]] = [
-                (
-                    ns,
-                    _chunk_key(c[0].seq, len(c)),
-                    {"ts": [e.ts for e in c], "v": [orjson.Fragment(e.payload) for e in c]},
-                )
+                (ns, _chunk_key(c[0].seq, len(c)), pack_chunk([(e.ts, e.payload) for e in c]))
                 for c in chunks
             ]
             fresh = {e.seq for e in new}
-            puts += [
-                (ns, _tail_key(e.seq), orjson.Fragment(e.payload)) for e in tail if e.seq in fresh
-            ]
+            puts += [(ns, _tail_key(e.seq), e.payload) for e in tail if e.seq in fresh]
             ranges: list[tuple[str, str, str | None]] = []
             if chunks and self._tail:
                 # Tail rows that became part of a chunk are deleted in the same transaction.
@@ -184,10 +230,10 @@ class History(Sequence[Any]):
     def __len__(self) -> int:
         return self._chunked + len(self._tail)
 
-    def _load_chunk(self, key: str) -> dict[str, Any] | None:
+    def _load_chunk(self, key: str) -> list[tuple[float, bytes]] | None:
         item = self._store.read(self._ns, key)
         self.chunk_reads += 1
-        return item.value if item is not None else None
+        return unpack_chunk(item.value) if item is not None else None
 
     def _chunk_items(self, index: int) -> list[Any]:
         """Decoded items of chunk *index* (retrying if retention rewrote it meanwhile)."""
@@ -197,7 +243,7 @@ class History(Sequence[Any]):
             if key is not None:
                 chunk = self._load_chunk(key)
                 if chunk is not None:
-                    return list(chunk["v"])
+                    return self._loads_many([p for _, p in chunk])
             self._load()
         raise RuntimeError(f"history {self.name!r} changed while being read; retry")
 
@@ -216,7 +262,7 @@ class History(Sequence[Any]):
             if not 0 <= i < n:
                 raise IndexError(f"history index {index} out of range ({n} items)")
             if i >= self._chunked:
-                return orjson.loads(self._tail[i - self._chunked].payload)
+                return self._loads(self._tail[i - self._chunked].payload)
             c = bisect_right(self._starts, i) - 1
             offset = i - self._starts[c]
         return self._chunk_items(c)[offset]
@@ -242,7 +288,7 @@ class History(Sequence[Any]):
                 end = min(hi - starts[c], len(items))
                 out.extend(items[begin:end])
         if tail:
-            out.extend(orjson.loads(b"[" + b",".join(tail) + b"]"))
+            out.extend(self._loads_many(tail))
         return out
 
     def __iter__(self) -> Iterator[Any]:
@@ -253,7 +299,7 @@ class History(Sequence[Any]):
         for c in range(n_chunks):
             yield from self._chunk_items(c)
         for payload in tail:
-            yield orjson.loads(payload)
+            yield self._loads(payload)
 
     def recent(self, n: int | None = None) -> list[Any]:
         """The last *n* items (``max_history`` by default), oldest first."""
@@ -307,31 +353,24 @@ class History(Sequence[Any]):
             chunk = self._load_chunk(key)
             if chunk is None:
                 continue
-            ts_list, values = chunk["ts"], chunk["v"]
-            if not any(candidate(starts[c] + i, ts) for i, ts in enumerate(ts_list)):
+            if not any(candidate(starts[c] + i, ts) for i, (ts, _) in enumerate(chunk)):
                 break  # positions and times only grow: nothing later is due either
             kept = [
-                (ts, v)
-                for i, (ts, v) in enumerate(zip(ts_list, values))
-                if not candidate(starts[c] + i, ts) or policy.pinned(v)
+                (ts, p)
+                for i, (ts, p) in enumerate(chunk)
+                if not candidate(starts[c] + i, ts) or policy.pinned(self._loads(p))
             ]
             if len(kept) == count:
                 continue
             puts: list[tuple[str, str, Any]] = []
             if kept:
-                puts.append(
-                    (
-                        ns,
-                        _chunk_key(seq, len(kept)),
-                        {"ts": [k[0] for k in kept], "v": [k[1] for k in kept]},
-                    )
-                )
+                puts.append((ns, _chunk_key(seq, len(kept)), pack_chunk(kept)))
             self._store.write(puts, deletes=[(ns, key)])
             deleted += count - len(kept)
         doomed = [
             e.seq
             for i, e in enumerate(tail)
-            if candidate(chunked + i, e.ts) and not policy.pinned(orjson.loads(e.payload))
+            if candidate(chunked + i, e.ts) and not policy.pinned(self._loads(e.payload))
         ]
         with self._lock:
             # Only rows still in the tail: an append may have sealed some into a chunk.

@@ -613,10 +613,10 @@ class SQLiteBackend:
                         for doc_id, ns, key in stale:
                             con.execute("DELETE FROM items_fts WHERE rowid = ?", (doc_id,))
                             frame = None
-                            for (frame,) in con.execute(
+                            for row in con.execute(
                                 "SELECT value FROM items WHERE ns = ? AND key = ?", (ns, key)
                             ):
-                                pass
+                                frame = row[0]
                             if frame is None:
                                 con.execute("DELETE FROM fts_docs WHERE id = ?", (doc_id,))
                                 continue
