@@ -601,11 +601,11 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[dict[st
     conv = [(wid, r) for wid, r in results.items() if wid.startswith("a/")]
     if conv:
         print(f"\n(a) conversation agent: one session, ~500 B messages, hot tier {args.hot_bytes}")
-        rows = []
+        rows: list[list[Any]] = []
         for wid, r in conv:
             name = wid[2:]
             if "error" in r:
-                rows.append([name, "FAILED", *[None] * 9])
+                rows.append([name, "FAILED", *[None] * 8])
                 continue
             rows.append(
                 [
@@ -915,13 +915,12 @@ def main(argv: list[str] | None = None) -> int:
     output = Path(
         args.output or RESULTS / ("agent_memory_quick.json" if args.quick else "agent_memory.json")
     )
-    own_dir = args.dir is None
-    args.dir = args.dir or tempfile.mkdtemp(prefix="tieredmem-bench-")
-    os.makedirs(args.dir, exist_ok=True)
-
     plan = [(wid, opts) for wid, _, opts in configs(args) if selected(wid, args.only)]
     if not plan:
         parser.error(f"--only {','.join(args.only)} matches no configuration")
+    own_dir = args.dir is None
+    args.dir = args.dir or tempfile.mkdtemp(prefix="tieredmem-bench-")
+    os.makedirs(args.dir, exist_ok=True)
     results: dict[str, Result] = {}
     try:
         for wid, opts in plan:

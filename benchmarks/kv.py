@@ -47,7 +47,7 @@ From the repository root (the script finds ``tieredmem`` next to it)::
 
 It prints a table, the ratios the targets talk about, and the command that reproduces
 the run, and writes everything with machine info to ``benchmarks/results/kv.json``
-(``kv-quick.json`` for ``--quick``, so a smoke run never overwrites a full run).
+(``kv_quick.json`` for ``--quick``, so a smoke run never overwrites a full run).
 All files live in a temporary directory (``--dir``) that is removed at the end.
 """
 
@@ -96,7 +96,7 @@ KEY = "key-%08d"
 MISS_KEY = "missing-%08d"
 RSS_KEY = "rss-%08d"
 
-VOCAB = (
+_VOCAB_TEXT = (
     "the memory agent model user said that this would be a good time to remember what "
     "happened before we asked about project plan meeting notes city weather travel book "
     "store order price code test build deploy server error fix review issue branch merge "
@@ -106,11 +106,13 @@ VOCAB = (
     "slow early late new old first last next other same different important simple clear "
     "open close read write send keep find call help show start stop try need want like "
     "know think feel make take give look come go see get put run tell work seem leave"
-).split()
-TAGS = (
+)
+VOCAB = _VOCAB_TEXT.split()
+_TAGS_TEXT = (
     "work home travel food music code health money family sport news books "
     "ideas todo done urgent later personal shared archive draft"
-).split()
+)
+TAGS = _TAGS_TEXT.split()
 
 Value = dict[str, Any]
 Getter = Callable[[str], Any]
@@ -414,7 +416,9 @@ def run_gets(get: Getter, indices: Sequence[int], key_fmt: str, hit: bool) -> di
     return phase_result(lat, sum(lat), errors)
 
 
-def run_threads(store: Adapter, subset: Sequence[int], threads: int, ops: int, seed: int):
+def run_threads(
+    store: Adapter, subset: Sequence[int], threads: int, ops: int, seed: int
+) -> dict[str, Any]:
     """*threads* threads, each doing ``ops // threads`` random hot gets, started at once."""
     per = ops // threads
     lats = [zeros(per) for _ in range(threads)]
@@ -570,16 +574,12 @@ def worker(name: str, opts: argparse.Namespace) -> None:
 
 
 # -- parent: run workers, summarize, report ---------------------------------------------
+WORKER_OPTIONS = ("keys", "ops", "hot_keys", "hot_bytes", "threads", "rss_mb", "seed")
+
+
 def worker_args(opts: argparse.Namespace) -> list[str]:
-    return [
-        "--keys", str(opts.keys),
-        "--ops", str(opts.ops),
-        "--hot-keys", str(opts.hot_keys),
-        "--hot-bytes", str(opts.hot_bytes),
-        "--threads", str(opts.threads),
-        "--rss-mb", str(opts.rss_mb),
-        "--seed", str(opts.seed),
-    ]  # fmt: skip
+    """The options a worker needs, as command-line arguments."""
+    return [a for k in WORKER_OPTIONS for a in (f"--{k.replace('_', '-')}", str(getattr(opts, k)))]
 
 
 def run_worker(name: str, opts: argparse.Namespace, base: Path, rep: int) -> dict[str, Any]:
@@ -604,7 +604,12 @@ def run_worker(name: str, opts: argparse.Namespace, base: Path, rep: int) -> dic
 
 def median(values: Sequence[float | None]) -> float | None:
     vals = [v for v in values if v is not None]
-    return round(statistics.median(vals), 2) if vals else None
+    if not vals:
+        return None
+    mid = statistics.median(vals)
+    if all(isinstance(v, int) for v in vals) and mid == int(mid):
+        return int(mid)
+    return round(mid, 2)
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -639,29 +644,28 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
+#: (label, phase, numerator config, denominator config); "get" means tieredmem-sync's gets.
 RATIOS = (
-    # (name, numerator (config, phase), denominator (config, phase)); gets use tieredmem-sync
-    ("hot get: tieredmem / diskcache", ("tieredmem-sync", "get_hot"), ("diskcache", "get_hot")),
-    ("hot get: tieredmem / raw apsw SELECT", ("tieredmem-sync", "get_hot"), ("raw-apsw", "get_hot")),
-    ("cold get: tieredmem / diskcache", ("tieredmem-sync", "get_cold"), ("diskcache", "get_cold")),
-    ("cold get: tieredmem / raw apsw SELECT", ("tieredmem-sync", "get_cold"), ("raw-apsw", "get_cold")),
-    ("sync set: tieredmem / diskcache", ("tieredmem-sync", "set"), ("diskcache", "set")),
-    ("sync set: tieredmem / raw apsw autocommit INSERT", ("tieredmem-sync", "set"), ("raw-apsw", "set")),
-    ("batch set: tieredmem / diskcache", ("tieredmem-batch", "set"), ("diskcache", "set")),
-    ("4-thread hot get: tieredmem / diskcache",
-     ("tieredmem-sync", "get_hot_4threads"), ("diskcache", "get_hot_4threads")),
-    ("disk size: tieredmem / diskcache", ("tieredmem-sync", "disk_bytes"), ("diskcache", "disk_bytes")),
-)  # fmt: skip
+    ("hot get: tieredmem / diskcache", "get_hot", "tieredmem-sync", "diskcache"),
+    ("hot get: tieredmem / raw apsw SELECT", "get_hot", "tieredmem-sync", "raw-apsw"),
+    ("cold get: tieredmem / diskcache", "get_cold", "tieredmem-sync", "diskcache"),
+    ("cold get: tieredmem / raw apsw SELECT", "get_cold", "tieredmem-sync", "raw-apsw"),
+    ("sync set: tieredmem / diskcache", "set", "tieredmem-sync", "diskcache"),
+    ("sync set: tieredmem / raw apsw autocommit INSERT", "set", "tieredmem-sync", "raw-apsw"),
+    ("batch set: tieredmem / diskcache", "set", "tieredmem-batch", "diskcache"),
+    ("4-thread hot get: tieredmem / diskcache", "get_hot_4threads", "tieredmem-sync", "diskcache"),
+    ("disk size: tieredmem / diskcache", "disk_bytes", "tieredmem-sync", "diskcache"),
+)
 
 
 def ratios(summary: dict[str, Any]) -> dict[str, float | None]:
     out = {}
-    for name, (ca, pa), (cb, pb) in RATIOS:
-        if pa == "disk_bytes":
-            a, b = summary.get(ca, {}).get(pa), summary.get(cb, {}).get(pb)
+    for label, phase, num, den in RATIOS:
+        if phase == "disk_bytes":
+            a, b = summary.get(num, {}).get(phase), summary.get(den, {}).get(phase)
         else:
-            a, b = metric(summary, ca, pa), metric(summary, cb, pb)
-        out[name] = ratio(a, b)
+            a, b = metric(summary, num, phase), metric(summary, den, phase)
+        out[label] = ratio(a, b)
     return out
 
 
@@ -671,9 +675,19 @@ def fmt(x: Any, spec: str = ",.0f") -> str:
 
 def table(summary: dict[str, Any]) -> str:
     head = (
-        "config", "set/s", "get_hot/s", "get_cold/s", "get_miss/s", "4thr hot/s",
-        "hot p50", "hot p99", "set p50", "set p99", "disk MB", "RSS MB",
-    )  # fmt: skip
+        "config",
+        "set/s",
+        "get_hot/s",
+        "get_cold/s",
+        "get_miss/s",
+        "4thr hot/s",
+        "hot p50",
+        "hot p99",
+        "set p50",
+        "set p99",
+        "disk MB",
+        "RSS MB",
+    )
     rows = [list(head)]
     for config in KV_CONFIGS:
         s = summary.get(config)
@@ -683,20 +697,22 @@ def table(summary: dict[str, Any]) -> str:
             rows.append([config, "FAILED", *[""] * (len(head) - 2)])
             continue
         disk = s.get("disk_bytes")
-        rows.append([
-            config,
-            fmt(metric(summary, config, "set")),
-            fmt(metric(summary, config, "get_hot")),
-            fmt(metric(summary, config, "get_cold")),
-            fmt(metric(summary, config, "get_miss")),
-            fmt(metric(summary, config, "get_hot_4threads")),
-            fmt(metric(summary, config, "get_hot", "p50_us"), ".1f"),
-            fmt(metric(summary, config, "get_hot", "p99_us"), ".1f"),
-            fmt(metric(summary, config, "set", "p50_us"), ".1f"),
-            fmt(metric(summary, config, "set", "p99_us"), ".1f"),
-            fmt(disk / 1e6 if disk is not None else None, ".1f"),
-            fmt(s.get("peak_rss_mb"), ".1f"),
-        ])  # fmt: skip
+        rows.append(
+            [
+                config,
+                fmt(metric(summary, config, "set")),
+                fmt(metric(summary, config, "get_hot")),
+                fmt(metric(summary, config, "get_cold")),
+                fmt(metric(summary, config, "get_miss")),
+                fmt(metric(summary, config, "get_hot_4threads")),
+                fmt(metric(summary, config, "get_hot", "p50_us"), ".1f"),
+                fmt(metric(summary, config, "get_hot", "p99_us"), ".1f"),
+                fmt(metric(summary, config, "set", "p50_us"), ".1f"),
+                fmt(metric(summary, config, "set", "p99_us"), ".1f"),
+                fmt(disk / 1e6 if disk is not None else None, ".1f"),
+                fmt(s.get("peak_rss_mb"), ".1f"),
+            ]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = [
         "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
@@ -706,8 +722,26 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def git_state() -> dict[str, Any] | None:
+    """The commit of the repository, and whether ``tieredmem/`` differs from it."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
+        )
+        return out.stdout.strip()
+
+    try:
+        return {
+            "commit": git("rev-parse", "HEAD"),
+            "tieredmem_modified": bool(git("status", "--porcelain", "--", "tieredmem")),
+        }
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def machine() -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in PACKAGES:
         try:
             versions[pkg] = importlib.metadata.version(pkg)
@@ -720,6 +754,7 @@ def machine() -> dict[str, Any]:
     except ImportError:
         pass
     return {
+        "git": git_state(),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "processor": platform.processor(),
@@ -786,8 +821,10 @@ def report(opts: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
     for name in failed:
         print(f"\n{name} FAILED:\n{summary[name]['error']}")
 
-    out = Path(opts.out) if opts.out else HERE / "results" / (
-        "kv-quick.json" if opts.quick else "kv.json"
+    out = (
+        Path(opts.out)
+        if opts.out
+        else HERE / "results" / ("kv_quick.json" if opts.quick else "kv.json")
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -795,9 +832,19 @@ def report(opts: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
         "command": command,
         "options": {
             k: getattr(opts, k)
-            for k in ("keys", "ops", "hot_keys", "hot_bytes", "threads", "rss_mb", "seed",
-                      "repeat", "quick", "only")
-        },  # fmt: skip
+            for k in (
+                "keys",
+                "ops",
+                "hot_keys",
+                "hot_bytes",
+                "threads",
+                "rss_mb",
+                "seed",
+                "repeat",
+                "quick",
+                "only",
+            )
+        },
         "machine": machine(),
         "summary": summary,
         "ratios": rats,
@@ -826,18 +873,29 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--keys", type=int, help="keys written (default 100000; 10000 with --quick)")
     p.add_argument("--ops", type=int, help="gets per get phase (default 100000; 10000 --quick)")
-    p.add_argument("--hot-keys", type=int, help="size of the hot subset (default 10000, "
-                   "at most keys/10)")  # fmt: skip
-    p.add_argument("--hot-bytes", help="tieredmem hot tier budget (default 16MiB; 2MiB with "
-                   "--quick, so the cold phase still misses it)")  # fmt: skip
+    p.add_argument(
+        "--hot-keys", type=int, help="size of the hot subset (default 10000, at most keys/10)"
+    )
+    p.add_argument(
+        "--hot-bytes",
+        help="tieredmem hot tier budget (default 16MiB; 2MiB with "
+        "--quick, so the cold phase still misses it)",
+    )
     p.add_argument("--threads", type=int, default=4, help="reader threads (default 4)")
-    p.add_argument("--rss-mb", type=float, help="MiB of values tieredmem-rss writes "
-                   "(default 100; 32 with --quick)")  # fmt: skip
+    p.add_argument(
+        "--rss-mb",
+        type=float,
+        help="MiB of values tieredmem-rss writes (default 100; 32 with --quick)",
+    )
     p.add_argument("--seed", type=int, default=42, help="workload seed (default 42)")
     p.add_argument("--quick", action="store_true", help="small smoke run (CI)")
     p.add_argument("--only", help="comma-separated configurations: " + ", ".join(CONFIGS))
-    p.add_argument("--repeat", type=int, default=1, help="runs per configuration; > 1 "
-                   "reports medians (default 1)")  # fmt: skip
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per configuration; > 1 reports medians (default 1)",
+    )
     p.add_argument("--dir", help="directory for the files (default: a new temporary one)")
     p.add_argument("--out", help="JSON output (default benchmarks/results/kv.json)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -868,8 +926,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
     try:
         for step, (rep, name) in enumerate(plan(configs, opts.repeat), 1):
-            print(f"[{step}/{len(configs) * opts.repeat}] {name} ...", end=" ", file=sys.stderr,
-                  flush=True)  # fmt: skip
+            print(
+                f"[{step}/{len(configs) * opts.repeat}] {name} ...",
+                end=" ",
+                file=sys.stderr,
+                flush=True,
+            )
             t0 = time.perf_counter()
             result = run_worker(name, opts, base, rep)
             status = "FAILED" if "error" in result else "ok"

@@ -212,12 +212,16 @@ class History(Sequence[Any]):
                 for c in chunks
             ]
             fresh = {e.seq for e in new}
-            puts += [(ns, _tail_key(e.seq), e.payload) for e in tail if e.seq in fresh]
-            ranges: list[tuple[str, str, str | None]] = []
-            if chunks and self._tail:
-                # Tail rows that became part of a chunk are deleted in the same transaction.
-                ranges.append((ns, _tail_key(self._tail[0].seq), _tail_key(chunks[-1][-1].seq + 1)))
-            store.write(puts, ranges=ranges)
+            rows = [(ns, _tail_key(e.seq), e.payload) for e in tail if e.seq in fresh]
+            # Tail rows that became part of a chunk are deleted in the same transaction.
+            # (Point deletes, not a range: they stay in the write batch with durability="batch".)
+            sealed = {e.seq for c in chunks for e in c}
+            deletes = [(ns, _tail_key(e.seq)) for e in self._tail if e.seq in sealed]
+            if puts:
+                store.write(puts + rows, deletes=deletes)
+            else:
+                # Tail rows are short-lived (rewritten into a chunk soon): no zstd for them.
+                store.write(rows, compress=False)
             for c in chunks:
                 self._chunks.append((c[0].seq, len(c), _chunk_key(c[0].seq, len(c))))
                 self._starts.append(self._chunked)

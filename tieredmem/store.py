@@ -592,6 +592,14 @@ class Store:
             ns_t, ns = _ns(namespace)
             _check_key(key)
             wanted.append((ns_t, ns, key))
+        return self._get_many(wanted)
+
+    def read_many(self, keys: Sequence[tuple[str, str]]) -> list[Item | None]:
+        """:meth:`get_many` for joined (possibly internal) namespaces."""
+        self._check_open()
+        return self._get_many([(tuple(ns.split(SEP)), ns, key) for ns, key in keys])
+
+    def _get_many(self, wanted: list[tuple[Namespace, str, str]]) -> list[Item | None]:
         # Load every cold miss in one snapshot, then answer through the hot tier.
         if self._backend.foreign_change():
             self._invalidate_all()
@@ -620,11 +628,16 @@ class Store:
 
     # -- writes ------------------------------------------------------------------------
     def _prepare(
-        self, ns: str, key: str, value: Any, ttl: float | timedelta | None
+        self,
+        ns: str,
+        key: str,
+        value: Any,
+        ttl: float | timedelta | None,
+        compress: bool = True,
     ) -> tuple[Put, Entry]:
         seconds = _ttl_seconds(ttl)
         codec, payload = self._codec.payload(value, key=key)
-        frame = self._codec.frame(codec, payload)
+        frame = self._codec.frame(codec, payload) if compress else bytes((codec,)) + payload
         if len(frame) > self._max_value:
             raise ValueTooLargeError(
                 f"value for key {key!r} is {len(frame)} bytes encoded, over max_value_bytes "
@@ -766,16 +779,18 @@ class Store:
         ranges: Sequence[tuple[str, str, str | None]] = (),
         *,
         ttl: float | timedelta | None = None,
+        compress: bool = True,
     ) -> None:
         """Write to joined (possibly internal) namespaces atomically.
 
         *puts* are ``(ns, key, value)``, *deletes* ``(ns, key)``, *ranges* ``(ns, start,
         stop)`` key ranges to delete.  Every value is encoded before anything is written.
         A write with ranges commits at once (batched writes are flushed first).
+        ``compress=False`` stores short-lived rows without zstd.
         """
         self._check_open()
         prepared: list[tuple[Any, Entry]] = [
-            self._prepare(ns, key, value, ttl) for ns, key, value in puts
+            self._prepare(ns, key, value, ttl, compress) for ns, key, value in puts
         ]
         prepared += [(Delete(ns, key), self._missing(ns + _HK + key)) for ns, key in deletes]
         if not ranges:

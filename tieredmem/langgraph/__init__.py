@@ -1,0 +1,13 @@
+"""LangGraph adapters (install with ``pip install 'tieredmem[langgraph]'``).
+
+``import tieredmem`` never imports this package; import it explicitly::
+
+    from tieredmem.langgraph import TieredSaver
+    graph = builder.compile(checkpointer=TieredSaver("agent.db"))
+"""
+
+from __future__ import annotations
+
+from .checkpoint import TieredSaver
+
+__all__ = ["TieredSaver"]
