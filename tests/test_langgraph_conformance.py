@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("langgraph.checkpoint.conformance")
 
-from langgraph.checkpoint.conformance import checkpointer_test, validate  # noqa: E402
-from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES  # noqa: E402
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
 
-from tieredmem.langgraph import TieredSaver  # noqa: E402
+from tieredmem.langgraph import TieredSaver
 
 
 @checkpointer_test(name="TieredSaver(file)")
@@ -44,6 +44,8 @@ def test_conformance_full(factory) -> None:  # type: ignore[no-untyped-def]
     report = asyncio.run(validate(factory))
     failures = {k: r.failures for k, r in report.results.items() if r.passed is not True}
     assert not failures, failures
-    assert {k for k, r in report.results.items() if r.detected} == {c.value for c in ALL_CAPABILITIES}
+    assert {k for k, r in report.results.items() if r.detected} == {
+        c.value for c in ALL_CAPABILITIES
+    }
     assert report.conformance_level() == "FULL"
     assert sum(r.tests_passed for r in report.results.values()) >= 81

@@ -29,7 +29,6 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any, cast
 
 import ormsgpack
@@ -141,14 +140,10 @@ class TieredSaver(BaseCheckpointSaver[str]):
 
     # -- construction ---------------------------------------------------------------
     @classmethod
-    @contextmanager
-    def from_conn_string(cls, conn_string: str, **kwargs: Any) -> Iterator[TieredSaver]:
-        """``with TieredSaver.from_conn_string("agent.db") as saver:`` (LangGraph's idiom)."""
-        saver = cls(conn_string, **kwargs)
-        try:
-            yield saver
-        finally:
-            saver.close()
+    def from_conn_string(cls, conn_string: str, **kwargs: Any) -> TieredSaver:
+        """LangGraph's idiom, sync or async: ``with TieredSaver.from_conn_string(path) as s:``
+        or ``async with TieredSaver.from_conn_string(path) as s:`` (closed on exit)."""
+        return cls(conn_string, **kwargs)
 
     def close(self) -> None:
         """Close the store if this saver opened it; idempotent."""
@@ -240,7 +235,9 @@ class TieredSaver(BaseCheckpointSaver[str]):
         self._last_lists[key] = (log_id, len(value), value)
         return {"log": log_id, "n": len(value)}
 
-    def _load_values(self, thread: str, cns: str, versions: ChannelVersions) -> dict[str, Any]:
+    def _load_values(
+        self, thread: str, cns: str, versions: ChannelVersions, remember: bool = False
+    ) -> dict[str, Any]:
         ns = self._ns(thread, cns)
         keys = [(k, _vkey(k, v)) for k, v in versions.items()]
         items = self.store.read_many([(ns, vk) for _, vk in keys]) if keys else []
@@ -250,7 +247,12 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 continue
             ref = _unpack(item.value)
             if "log" in ref:
-                out[channel] = self._log(thread, cns, ref["log"])[: ref["n"]]
+                value = self._log(thread, cns, ref["log"])[: ref["n"]]
+                out[channel] = value
+                if remember:
+                    # The graph continues from these very objects: the next put can see
+                    # by identity that its list extends this one.
+                    self._last_lists[(thread, cns, channel)] = (ref["log"], ref["n"], value)
             else:
                 out[channel] = self.serde.loads_typed((ref["t"], ref["d"]))
         return out
@@ -261,13 +263,19 @@ class TieredSaver(BaseCheckpointSaver[str]):
         return [(w[0], w[2], self.serde.loads_typed((w[4], w[5]))) for w in rows]
 
     def _tuple(
-        self, thread: str, cns: str, checkpoint_id: str, row: Any, config: RunnableConfig | None
+        self,
+        thread: str,
+        cns: str,
+        checkpoint_id: str,
+        row: Any,
+        config: RunnableConfig | None,
+        remember: bool = False,
     ) -> CheckpointTuple:
         ns = self._ns(thread, cns)
         checkpoint = cast(Checkpoint, self.serde.loads_typed((row["ct"], row["cd"])))
         metadata = cast(CheckpointMetadata, self.serde.loads_typed((row["mt"], row["md"])))
         checkpoint["channel_values"] = self._load_values(
-            thread, cns, checkpoint["channel_versions"]
+            thread, cns, checkpoint["channel_versions"], remember
         )
         parent = row["p"]
         return CheckpointTuple(
@@ -304,15 +312,16 @@ class TieredSaver(BaseCheckpointSaver[str]):
         ns = self._ns(thread, cns)
         checkpoint_id = get_checkpoint_id(config)
         given = config if checkpoint_id else None
+        latest = self._get(ns, _LATEST)
         if not checkpoint_id:
-            checkpoint_id = self._get(ns, _LATEST)
+            checkpoint_id = latest
             if checkpoint_id is None:
                 return None
         row = self._get(ns, "c" + checkpoint_id)
         if row is None:
             return None
         self._touch(thread)
-        return self._tuple(thread, cns, checkpoint_id, row, given)
+        return self._tuple(thread, cns, checkpoint_id, row, given, checkpoint_id == latest)
 
     def _namespaces(self, thread: str | None) -> list[tuple[str, str]]:
         """``(thread, checkpoint_ns)`` pairs that hold checkpoints."""
