@@ -365,3 +365,19 @@ def test_contains(store: tieredmem.Store) -> None:
     store.put(NS, "k", 0)
     assert (NS, "k") in store
     assert (NS, "nope") not in store
+
+
+def test_lookups_of_absent_keys_do_not_evict_real_data(tmp_path) -> None:
+    with tieredmem.open(str(tmp_path / "m.db"), hot_bytes="256KiB", maintenance_interval=0) as s:
+        s.put_many([(NS, f"k{i}", {"i": i, "pad": "x" * 500}) for i in range(100)])
+        for i in range(100):
+            s.get(NS, f"k{i}")
+        hot_before = s.stats().hot_items
+        for i in range(20_000):
+            assert s.get(NS, f"absent-{i}") is None
+        st = s.stats()
+        assert st.hot_items >= hot_before  # the 100 real items are all still hot
+        loads = st.loads
+        for i in range(100):
+            s.get(NS, f"k{i}")
+        assert s.stats().loads == loads

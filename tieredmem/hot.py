@@ -101,10 +101,41 @@ def _entry_size(entry: Entry) -> int:
 class HotTier(LRUCache[str, Entry]):
     """A byte-bounded LRU of :class:`Entry` objects; ``maxsize`` is a byte budget."""
 
+    #: At most this share of the budget holds remembered misses, so a stream of lookups
+    #: of absent keys cannot push real data out.
+    MISS_SHARE = 8
+
     def __init__(self, maxsize: int) -> None:
         super().__init__(maxsize=maxsize, getsizeof=_entry_size)
         self.spills = 0
         self.spilled_bytes = 0
+        self.miss_bytes = 0
+
+    def fresh(self) -> HotTier:
+        """An empty tier with the same budget and counters (faster than ``clear()``,
+        which would count every entry as a spill)."""
+        tier = HotTier(int(self.maxsize))
+        tier.spills, tier.spilled_bytes = self.spills, self.spilled_bytes
+        return tier
+
+    def __setitem__(self, key: str, value: Entry) -> None:
+        old = self.peek(key)
+        super().__setitem__(key, value)
+        if old is not None and old.codec < 0:
+            self.miss_bytes -= old.size
+        if value.codec < 0:
+            self.miss_bytes += value.size
+
+    def __delitem__(self, key: str) -> None:
+        old = self.peek(key)
+        super().__delitem__(key)
+        if old is not None and old.codec < 0:
+            self.miss_bytes -= old.size
+
+    def offer_miss(self, key: str, entry: Entry) -> None:
+        """Remember that *key* is absent, within the miss share of the budget."""
+        if self.miss_bytes + entry.size <= self.maxsize // self.MISS_SHARE:
+            self.offer(key, entry)
 
     @staticmethod
     def charge(key: str, payload_len: int) -> int:

@@ -448,7 +448,7 @@ class Store:
                 self._thread.join(timeout=5)
             self._backend.close()
             with self._lock:
-                self._hot.clear()
+                self._hot = self._hot.fresh()
 
     def __enter__(self) -> Store:
         return self
@@ -532,7 +532,10 @@ class Store:
                 with self._lock:
                     self._loads += row is not None
                     if epoch == self._epoch:
-                        self._hot.offer(hk, entry)
+                        if row is not None:
+                            self._hot.offer(hk, entry)
+                        else:
+                            self._hot.offer_miss(hk, entry)
         if entry.codec == _MISSING:
             return None
         if entry.expires is not None and entry.expires <= self._clock():
@@ -557,14 +560,16 @@ class Store:
             else:
                 hk = ns + _HK + key
                 with self._lock:
-                    try:
-                        entry = self._hot[hk]
-                        self._hits += 1
-                    except KeyError:
-                        entry = None
+                    entry: Entry | None = self._hot.get(hk)
+                    if entry is not None:
+                        if entry.codec == _MISSING:
+                            self._hits += 1
+                            return None
+                        if entry.created is None:
+                            entry = None  # resolved (and counted) on the slow path
+                        else:
+                            self._hits += 1
                 if entry is not None and entry.created is not None:
-                    if entry.codec == _MISSING:
-                        return None
                     if entry.expires is not None and entry.expires <= self._clock():
                         return None
                     value = entry.value if entry.payload is None else orjson.loads(entry.payload)
@@ -619,7 +624,10 @@ class Store:
                     for (ns, key), row in zip(cold, rows):
                         hk = ns + _HK + key
                         self._loads += row is not None
-                        self._hot.offer(hk, self._row_entry(hk, row) if row else self._missing(hk))
+                        if row is not None:
+                            self._hot.offer(hk, self._row_entry(hk, row))
+                        else:
+                            self._hot.offer_miss(hk, self._missing(hk))
         return [self._get(ns_t, ns, key) for ns_t, ns, key in wanted]
 
     def __contains__(self, address: tuple[Sequence[str], str]) -> bool:
@@ -1047,7 +1055,7 @@ class Store:
     # -- maintenance -------------------------------------------------------------------
     def _invalidate_all(self) -> None:
         with self._lock:
-            self._hot.clear()
+            self._hot = self._hot.fresh()
             self._epoch += 1
 
     def _invalidate_prefix(self, hk_prefix: str) -> None:
