@@ -119,7 +119,8 @@ class HotTier(LRUCache[str, Entry]):
         return tier
 
     def __setitem__(self, key: str, value: Entry) -> None:
-        old = self.peek(key)
+        # Only look at the old entry when it can be a miss (the common path stays cheap).
+        old = self.peek(key) if self.miss_bytes else None
         super().__setitem__(key, value)
         if old is not None and old.codec < 0:
             self.miss_bytes -= old.size
@@ -127,7 +128,7 @@ class HotTier(LRUCache[str, Entry]):
             self.miss_bytes += value.size
 
     def __delitem__(self, key: str) -> None:
-        old = self.peek(key)
+        old = self.peek(key) if self.miss_bytes else None
         super().__delitem__(key)
         if old is not None and old.codec < 0:
             self.miss_bytes -= old.size
@@ -151,10 +152,9 @@ class HotTier(LRUCache[str, Entry]):
 
     def peek(self, key: str) -> Entry | None:
         """The entry under *key* without making it recently used, or ``None``."""
-        try:
-            return Cache.__getitem__(self, key)
-        except KeyError:
+        if not Cache.__contains__(self, key):
             return None
+        return Cache.__getitem__(self, key)
 
     def offer(self, key: str, entry: Entry) -> None:
         """Insert *entry* unless it alone exceeds the budget (then drop any old copy)."""

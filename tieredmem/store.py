@@ -561,15 +561,29 @@ class Store:
                 hk = ns + _HK + key
                 with self._lock:
                     entry: Entry | None = self._hot.get(hk)
-                    if entry is not None:
-                        if entry.codec == _MISSING:
-                            self._hits += 1
-                            return None
-                        if entry.created is None:
-                            entry = None  # resolved (and counted) on the slow path
-                        else:
-                            self._hits += 1
-                if entry is not None and entry.created is not None:
+                    if entry is None:
+                        self._misses += 1
+                        epoch = self._epoch
+                    elif entry.codec == _MISSING:
+                        self._hits += 1
+                        return None
+                    elif entry.created is not None:
+                        self._hits += 1
+                if entry is None:
+                    # Cold: one point read, then keep it hot (unless a write raced us).
+                    row = self._backend.get(ns, key)
+                    if row is None:
+                        missing = self._missing(hk)
+                        with self._lock:
+                            if epoch == self._epoch:
+                                self._hot.offer_miss(hk, missing)
+                        return None
+                    entry = self._row_entry(hk, row)
+                    with self._lock:
+                        self._loads += 1
+                        if epoch == self._epoch:
+                            self._hot.offer(hk, entry)
+                if entry.created is not None:
                     if entry.expires is not None and entry.expires <= self._clock():
                         return None
                     value = entry.value if entry.payload is None else orjson.loads(entry.payload)
