@@ -199,3 +199,21 @@ def test_retention_returns_space_and_file_stays_flat(tmp_path) -> None:
             sizes.append(os.path.getsize(path))
         assert len(h) == 500
         assert max(sizes[2:]) <= sizes[1] * 1.2, sizes
+
+
+def test_histories_not_used_lately_release_their_tail(tmp_path) -> None:
+    with tieredmem.MemorySaver(
+        path=str(tmp_path / "many.db"), chunk_items=10, open_histories=2
+    ) as memory:
+        held = [memory.history(f"s{i}") for i in range(6)]
+        for round_ in range(3):
+            for i, h in enumerate(held):
+                h = memory.history(f"s{i}")
+                h.extend({"s": i, "n": round_ * 7 + k} for k in range(7))
+        released = [h for h in held if all(e.payload is None for e in h._tail)]
+        assert len(released) >= 4  # only the 2 most recently used keep tail bytes
+        for i, h in enumerate(held):
+            assert [x["n"] for x in h] == list(range(21))
+            assert h.recent(5) == [{"s": i, "n": n} for n in range(16, 21)]
+            h.append({"s": i, "n": 21})
+            assert len(h) == 22 and h[-1]["n"] == 21

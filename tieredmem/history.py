@@ -87,12 +87,16 @@ def check_name(kind: str, name: Any) -> str:
 
 
 class _Entry:
-    __slots__ = ("payload", "seq", "ts")
+    """A tail item: its position and time; its bytes stay in the store (hot tier or
+    file), so an open history holds no item data of its own."""
 
-    def __init__(self, seq: int, ts: float, payload: bytes) -> None:
+    __slots__ = ("payload", "seq", "size", "ts")
+
+    def __init__(self, seq: int, ts: float, payload: bytes | None, size: int) -> None:
         self.seq = seq
         self.ts = ts
         self.payload = payload
+        self.size = size
 
 
 class History(Sequence[Any]):
@@ -132,6 +136,7 @@ class History(Sequence[Any]):
         self.retention = retention
         self._lock = threading.RLock()
         self.chunk_reads = 0
+        self._released = False
         self._load()
 
     # -- index ------------------------------------------------------------------------
@@ -150,9 +155,9 @@ class History(Sequence[Any]):
             self._tail_bytes = 0
             if tail_keys:
                 for item in self._store.rows(self._ns, "t", "u"):
-                    payload = item.value
-                    self._tail.append(_Entry(int(item.key[1:]), item._updated, payload))
-                    self._tail_bytes += len(payload)
+                    size = len(item.value)
+                    self._tail.append(_Entry(int(item.key[1:]), item._updated, None, size))
+                    self._tail_bytes += size
             last_chunk_end = chunks[-1][0] + chunks[-1][1] if chunks else 0
             self._next_seq = max(last_chunk_end, self._tail[-1].seq + 1 if self._tail else 0)
 
@@ -194,21 +199,23 @@ class History(Sequence[Any]):
         with self._lock:
             now = store.clock()
             seq = self._next_seq
-            new = [_Entry(seq + i, now, p) for i, p in enumerate(payloads)]
+            new = [_Entry(seq + i, now, p, len(p)) for i, p in enumerate(payloads)]
             entries = self._tail + new
             chunks: list[list[_Entry]] = []
             current: list[_Entry] = []
             size = 0
             for e in entries:
                 current.append(e)
-                size += len(e.payload)
+                size += e.size
                 if len(current) >= self.chunk_items or size >= self.chunk_bytes:
                     chunks.append(current)
                     current, size = [], 0
             tail = current
             ns = self._ns
+            if chunks:
+                self._fill([e for c in chunks for e in c])
             puts: list[tuple[str, str, Any]] = [
-                (ns, _chunk_key(c[0].seq, len(c)), pack_chunk([(e.ts, e.payload) for e in c]))
+                (ns, _chunk_key(c[0].seq, len(c)), pack_chunk([(e.ts, e.payload) for e in c]))  # type: ignore[misc]
                 for c in chunks
             ]
             fresh = {e.seq for e in new}
@@ -227,8 +234,46 @@ class History(Sequence[Any]):
                 self._starts.append(self._chunked)
                 self._chunked += len(c)
             self._tail = tail
-            self._tail_bytes = sum(len(e.payload) for e in tail)
+            if self._released:
+                for e in tail:
+                    e.payload = None  # the store has it
+            self._tail_bytes = sum(e.size for e in tail)
             self._next_seq = seq + len(payloads)
+
+    def _fill(self, entries: Sequence[_Entry]) -> None:
+        """Load the bytes of tail entries from the store (usually its hot tier)."""
+        missing = [e for e in entries if e.payload is None]
+        if not missing:
+            return
+        items = self._store.read_many([(self._ns, _tail_key(e.seq)) for e in missing])
+        for e, item in zip(missing, items):
+            if item is None:
+                raise RuntimeError(
+                    f"history {self.name!r}: item {e.seq} vanished (another process wrote "
+                    "this history?); call reload()"
+                )
+            e.payload = item.value
+
+    def _tail_payloads(self, entries: Sequence[_Entry]) -> list[bytes]:
+        entries = list(entries)
+        self._fill(entries)
+        out = [e.payload for e in entries]
+        if self._released:
+            for e in entries:
+                e.payload = None
+        return out  # type: ignore[return-value]
+
+    def release(self) -> None:
+        """Drop the tail's bytes from this object (they stay in the store and are read
+        back when needed); a MemorySaver does this for histories it has not used lately."""
+        with self._lock:
+            self._released = True
+            for e in self._tail:
+                e.payload = None
+
+    def retain(self) -> None:
+        """Keep tail bytes in this object again (the default): faster ``recent()``."""
+        self._released = False
 
     # -- reads ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -266,7 +311,7 @@ class History(Sequence[Any]):
             if not 0 <= i < n:
                 raise IndexError(f"history index {index} out of range ({n} items)")
             if i >= self._chunked:
-                return self._loads(self._tail[i - self._chunked].payload)
+                return self._loads(self._tail_payloads([self._tail[i - self._chunked]])[0])
             c = bisect_right(self._starts, i) - 1
             offset = i - self._starts[c]
         return self._chunk_items(c)[offset]
@@ -281,7 +326,7 @@ class History(Sequence[Any]):
             lo, hi = positions.start, positions.stop
             chunked = self._chunked
             starts = list(self._starts)
-            tail = [e.payload for e in self._tail[max(lo - chunked, 0) : max(hi - chunked, 0)]]
+            tail = self._tail_payloads(self._tail[max(lo - chunked, 0) : max(hi - chunked, 0)])
         out: list[Any] = []
         if lo < chunked:
             first = bisect_right(starts, lo) - 1
@@ -299,7 +344,7 @@ class History(Sequence[Any]):
         # One chunk in memory at a time, whatever the length.
         with self._lock:
             n_chunks = len(self._chunks)
-            tail = [e.payload for e in self._tail]
+            tail = self._tail_payloads(self._tail)
         for c in range(n_chunks):
             yield from self._chunk_items(c)
         for payload in tail:
@@ -374,7 +419,8 @@ class History(Sequence[Any]):
         doomed = [
             e.seq
             for i, e in enumerate(tail)
-            if candidate(chunked + i, e.ts) and not policy.pinned(self._loads(e.payload))
+            if candidate(chunked + i, e.ts)
+            and not policy.pinned(self._loads(self._tail_payloads([e])[0]))
         ]
         with self._lock:
             # Only rows still in the tail: an append may have sealed some into a chunk.

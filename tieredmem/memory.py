@@ -72,6 +72,15 @@ for _names, _arg, _parse in (
         _CONFIG[_name] = (_arg, _parse)
 
 
+class _HistoryLRU(LRUCache[str, History]):
+    """Recently used histories keep their open tail in memory; the others release it."""
+
+    def popitem(self) -> tuple[str, History]:
+        name, history = super().popitem()
+        history.release()
+        return name, history
+
+
 class MemorySaver:
     """Bounded, persistent memory for one agent (or many sessions of one).
 
@@ -140,7 +149,7 @@ class MemorySaver:
         # Every live History object is in the weak map (one object per name); the most
         # recently used also stay in a small LRU so re-opening one is free.
         self._histories: weakref.WeakValueDictionary[str, History] = weakref.WeakValueDictionary()
-        self._recent_histories: LRUCache[str, History] = LRUCache(maxsize=open_histories)
+        self._recent_histories: LRUCache[str, History] = _HistoryLRU(maxsize=open_histories)
         self._history_retention: dict[str, Retention] = {}
         self._states: weakref.WeakValueDictionary[str, State] = weakref.WeakValueDictionary()
         self._tasks: dict[str, dict[str, Any]] = {}
@@ -215,6 +224,8 @@ class MemorySaver:
                 self._histories[name] = h
             elif retention is not None:
                 h.retention = retention
+            if name not in self._recent_histories:
+                h.retain()
             self._recent_histories[name] = h
             return h
 
