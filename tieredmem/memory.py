@@ -112,6 +112,7 @@ class MemorySaver:
         chunk_bytes: int | str = "64KiB",
         maintenance_interval: float = 60.0,
         flush_interval: float = 1.0,
+        max_pending_bytes: int | str = "4MiB",
         clock: Clock = time.time,
         open_histories: int = 128,
         store: Store | None = None,
@@ -140,6 +141,7 @@ class MemorySaver:
                     durability=durability,
                     maintenance_interval=maintenance_interval,
                     flush_interval=flush_interval,
+                    max_pending_bytes=max_pending_bytes,
                     clock=clock,
                 )
             except BaseException:

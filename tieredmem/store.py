@@ -1187,6 +1187,7 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     compress_threshold: int = 256,
     compress_level: int = 3,
     max_value_bytes: int | str = "256MiB",
+    max_pending_bytes: int | str = "16MiB",
     clock: Clock = time.time,
 ) -> Store:
     """Open (or create) a store.
@@ -1199,6 +1200,8 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     :param str synchronous: SQLite ``synchronous``: ``"NORMAL"`` survives a process crash,
         ``"FULL"`` also a power loss.
     :param float busy_timeout: seconds to wait for another process's lock.
+    :param max_pending_bytes: with ``durability="batch"``, commit early once this many
+        bytes of writes are waiting (bounds the memory the batch holds).
     :raises NotAStoreError: the file is not a tieredmem store (it is left untouched).
     :raises SchemaVersionError: the file was written by a newer tieredmem.
     :raises UnsupportedURLError: unknown URL scheme.
@@ -1222,6 +1225,7 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
             flush_interval=flush_interval,
             maintenance_interval=maintenance_interval,
             max_value_bytes=max_value_bytes,
+            max_pending_bytes=max_pending_bytes,
             codec=codec,
             clock=clock,
         )
