@@ -374,6 +374,7 @@ class Store:
         self._writes = self._deletes = self._expired = 0
         self._maintenance_hooks: list[Callable[[], dict[str, Any]]] = []
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_maintenance = clock()
         if durability == "batch" or maintenance_interval > 0:
@@ -409,13 +410,15 @@ class Store:
 
     def _start_worker(self) -> None:
         ref = weakref.ref(self)
-        stop = self._stop
+        stop, wake = self._stop, self._wake
         period = self.flush_interval if self.durability == "batch" else self.maintenance_interval
 
         def run() -> None:
-            while not stop.wait(period):
+            while True:
+                wake.wait(period)
+                wake.clear()
                 store = ref()
-                if store is None or store._closed:
+                if stop.is_set() or store is None or store._closed:
                     return
                 try:
                     store._tick()
@@ -443,6 +446,7 @@ class Store:
         finally:
             self._closed = True
             self._stop.set()
+            self._wake.set()
             atexit.unregister(self._atexit)
             if self._thread is not None and self._thread is not threading.current_thread():
                 self._thread.join(timeout=5)
@@ -659,7 +663,13 @@ class Store:
     ) -> tuple[Put, Entry]:
         seconds = _ttl_seconds(ttl)
         codec, payload = self._codec.payload(value, key=key)
-        frame = self._codec.frame(codec, payload) if compress else bytes((codec,)) + payload
+        # With durability="batch", compression waits for the commit (often in the
+        # background thread, beside the caller), so put() only encodes.
+        defer = compress and self.durability == "batch"
+        if compress and not defer:
+            frame = self._codec.frame(codec, payload)
+        else:
+            frame = bytes((codec,)) + payload
         if len(frame) > self._max_value:
             raise ValueTooLargeError(
                 f"value for key {key!r} is {len(frame)} bytes encoded, over max_value_bytes "
@@ -668,7 +678,7 @@ class Store:
         now = self._clock()
         expires = now + seconds if seconds is not None else None
         hk = ns + _HK + key
-        return Put(ns, key, frame, now, expires), self._entry(
+        return Put(ns, key, frame, now, expires, None, defer), self._entry(
             hk, codec, payload, None, now, expires
         )
 
@@ -745,12 +755,14 @@ class Store:
                     self._pending_bytes += entry.size
                     self._count(op)
                 self._epoch += 1
-                full = self._pending_bytes >= self._max_pending
-            if full:
-                self.flush()
+                pending = self._pending_bytes
+            if pending >= 2 * self._max_pending:
+                self.flush()  # back-pressure: the writer outpaces the background commits
+            elif pending >= self._max_pending:
+                self._wake.set()
             return
         with self._write_lock:
-            created = self._backend.write(_ops(ops))
+            created = self._backend.write(_ops(ops, self._codec))
             with self._lock:
                 it = iter(created)
                 self._epoch += 1
@@ -769,8 +781,10 @@ class Store:
         if entry.codec == _MISSING:
             return
         if prev is None:
+            # Only a buffered version matters: a committed row keeps its created_at in the
+            # cold tier anyway (the upsert preserves it).
             pend = self._pending.get(hk) or self._flushing.get(hk)
-            prev = pend[1] if pend is not None else self._hot.peek(hk)
+            prev = pend[1] if pend is not None else None
         if prev is None:
             return
         if prev.codec == _MISSING:
@@ -823,7 +837,7 @@ class Store:
         self.flush()
         ops: list[Any] = [DeleteRange(ns, start, stop) for ns, start, stop in ranges]
         with self._write_lock:
-            created = self._backend.write(ops + _ops(prepared))
+            created = self._backend.write(ops + _ops(prepared, self._codec))
             with self._lock:
                 self._epoch += 1
                 for ns, start, stop in ranges:
@@ -882,7 +896,7 @@ class Store:
                 batch, self._pending, self._pending_bytes = self._pending, {}, 0
                 self._flushing = batch
             try:
-                created = self._backend.write(_ops(batch.values()))
+                created = self._backend.write(_ops(batch.values(), self._codec))
             except BaseException:
                 with self._lock:  # keep them pending: nothing acknowledged is dropped
                     batch.update(self._pending)
@@ -1135,12 +1149,16 @@ class Store:
             )
 
 
-def _ops(ops: Iterable[tuple[Any, Entry]]) -> list[Any]:
-    """Backend ops of buffered writes, each Put carrying the created_at it settled on."""
+def _ops(ops: Iterable[tuple[Any, Entry]], codec: Codec) -> list[Any]:
+    """Backend ops of buffered writes: each Put compressed if it waited for the commit,
+    and carrying the created_at it settled on."""
     out = []
     for op, entry in ops:
-        if isinstance(op, Put) and entry.created is not None and op.created is None:
-            op = op._replace(created=entry.created)
+        if isinstance(op, Put):
+            if op.deferred:
+                op = op._replace(frame=codec.frame(op.frame[0], op.frame[1:]), deferred=False)
+            if entry.created is not None and op.created is None:
+                op = op._replace(created=entry.created)
         out.append(op)
     return out
 

@@ -55,6 +55,8 @@ class Put(NamedTuple):
     now: float
     expires_at: float | None = None
     created: float | None = None
+    #: ``frame`` is not compressed yet: the store compresses it when it commits the batch.
+    deferred: bool = False
 
 
 class Delete(NamedTuple):
