@@ -148,3 +148,19 @@ def test_backend_conformance_basics(tmp_path: Path) -> None:
     assert [r.key for r in b.scan("h", after=(ns, "0006"))] == ["0007", "0008", "0009"]
     b.close()
     b.close()
+
+
+def test_short_lived_threads_do_not_pile_up_connections(tmp_path: Path) -> None:
+    """LangGraph starts threads freely; reader connections must stay bounded."""
+    import threading
+
+    with tieredmem.open(str(tmp_path / "t.db"), hot_bytes=1) as store:
+        store.put(("a",), "k", 1)
+        for _ in range(200):
+            t = threading.Thread(target=lambda: store.get(("a",), "k"))
+            t.start()
+            t.join()
+        backend = store.backend
+        assert len(backend._readers) <= 8  # type: ignore[attr-defined]
+        fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+        assert fds < 100

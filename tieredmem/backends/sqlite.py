@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _STAMP_SIZE = 4096
+_MAX_IDLE = 8  # idle reader connections kept open
 _TOP = "\U0010ffff"
 #: Internal namespaces (histories, states) live under this root; never full-text indexed.
 INTERNAL = "tieredmem"
@@ -177,6 +178,7 @@ class SQLiteBackend:
         self._wlock = threading.RLock()
         self._local = threading.local()
         self._readers: list[apsw.Connection] = []
+        self._idle: list[apsw.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
         self._fts = False
@@ -304,21 +306,34 @@ class SQLiteBackend:
         self._wlock = threading.RLock()
         self._local = threading.local()
         self._readers = []
+        self._idle = []
         self._readers_lock = threading.Lock()
         self._writer = self._connect(writer=True)
         self._map_stamp()
 
-    def _reader(self) -> apsw.Connection:
-        if self.memory:
-            return self._writer
-        try:
-            return self._local.con  # type: ignore[no-any-return]
-        except AttributeError:
-            con = self._connect(writer=False)
-            self._local.con = con
-            with self._readers_lock:
-                self._readers.append(con)
-            return con
+    def _acquire(self) -> apsw.Connection:
+        """A reader connection from the pool (opened when every pooled one is busy).
+
+        A pool, not one connection per thread: LangGraph and thread pools start threads
+        freely, and per-thread connections would pile up (memory, file handles) until close.
+        The pool holds as many connections as reads ever ran at once, at most _MAX_IDLE idle.
+        """
+        with self._readers_lock:
+            if self._idle:
+                return self._idle.pop()
+        con = self._connect(writer=False)
+        with self._readers_lock:
+            self._readers.append(con)
+        return con
+
+    def _release(self, con: apsw.Connection) -> None:
+        with self._readers_lock:
+            if not self._closed and len(self._idle) < _MAX_IDLE:
+                self._idle.append(con)
+                return
+            if con in self._readers:
+                self._readers.remove(con)
+        con.close()
 
     @contextmanager
     def _reading(self) -> Iterator[apsw.Connection]:
@@ -326,8 +341,12 @@ class SQLiteBackend:
         if self.memory or getattr(self._local, "in_write", False):
             with self._wlock:
                 yield self._writer
-        else:
-            yield self._reader()
+            return
+        con = self._acquire()
+        try:
+            yield con
+        finally:
+            self._release(con)
 
     def _error(self, exc: apsw.Error) -> TieredMemError:
         if isinstance(exc, apsw.BusyError):
@@ -353,8 +372,12 @@ class SQLiteBackend:
                     for row in self._writer.execute(_GET, (ns, key)):
                         return Row(*row)
                 return None
-            for row in self._reader().execute(_GET, (ns, key)):
-                return Row(*row)
+            con = self._acquire()
+            try:
+                for row in con.execute(_GET, (ns, key)):
+                    return Row(*row)
+            finally:
+                self._release(con)
         except apsw.Error as exc:
             raise self._error(exc) from exc
         return None
@@ -715,7 +738,7 @@ class SQLiteBackend:
             return
         self._closed = True
         with self._readers_lock:
-            readers, self._readers = self._readers, []
+            readers, self._readers, self._idle = self._readers, [], []
         for con in readers:
             con.close()
         with self._wlock:
