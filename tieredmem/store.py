@@ -557,6 +557,9 @@ class Store:
         ns_t, ns = _ns(namespace)
         if type(key) is not str or not key:
             _check_key(key)
+        return self._read(ns_t, ns, key)
+
+    def _read(self, ns_t: Namespace, ns: str, key: str) -> Item | None:
         # Fast path: no transaction, nothing batched, no other process wrote, and hot.
         if not (self._tx_active or self._pending or self._flushing):
             if self._backend.foreign_change():
@@ -804,9 +807,13 @@ class Store:
         return _ns((INTERNAL_ROOT, *labels), internal=True)[1]
 
     def read(self, ns: str, key: str) -> Item | None:
-        """:meth:`get` for a joined (possibly internal) namespace."""
-        self._check_open()
-        return self._get(tuple(ns.split(SEP)), ns, key)
+        """:meth:`get` for a joined (possibly internal) namespace.
+
+        The item's ``namespace`` is left empty: internal readers know where they read.
+        """
+        if self._closed:
+            self._check_open()
+        return self._read((), ns, key)
 
     def write(
         self,
