@@ -392,3 +392,31 @@ def test_delta_channel_graph(saver: TieredSaver) -> None:
         m.content
         for m in compiled.get_state({"configurable": {"thread_id": "delta"}}).values["messages"]
     ] == results[0]
+
+
+def test_async_reads_of_a_hot_thread_stay_on_the_event_loop(
+    saver: TieredSaver, monkeypatch
+) -> None:
+    graph, config = run_chat(saver, 5)
+    graph.get_state(config)
+    hops = []
+    real = asyncio.to_thread
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        hops.append(args[0])
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting)
+
+    async def main() -> Any:
+        return await graph.aget_state(config)
+
+    state = asyncio.run(main())
+    assert len(state.values["messages"]) == 10
+    assert hops == []
+    cold = TieredSaver(saver.store.url.replace("sqlite:///", ""), hot_bytes=1)
+    try:
+        state = asyncio.run(chat_graph(cold).aget_state(config))
+        assert len(state.values["messages"]) == 10 and hops  # cold: read in a worker thread
+    finally:
+        cold.close()

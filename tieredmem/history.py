@@ -31,7 +31,7 @@ import orjson
 from .codec import dumps_json
 from .errors import InvalidKeyError
 from .retention import Retention
-from .store import _CONTROL, Store
+from .store import _CONTROL, ColdReadError, Store, memory_only_active
 
 __all__ = ["History"]
 
@@ -90,6 +90,23 @@ def check_name(kind: str, name: Any) -> str:
     return name
 
 
+class _Lock:
+    """An RLock that, in a memory-only read (an event loop), never waits: a writer holding
+    it may be doing disk I/O, so the reader gives up and retries in a thread instead."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=not memory_only_active()):
+            raise ColdReadError
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 class _Entry:
     """A tail item: its position and time; its bytes stay in the store (hot tier or
     file), so an open history holds no item data of its own."""
@@ -138,7 +155,7 @@ class History(Sequence[Any]):
         self.chunk_items = chunk_items
         self.chunk_bytes = chunk_bytes
         self.retention = retention
-        self._lock = threading.RLock()
+        self._lock = _Lock()
         self.chunk_reads = 0
         self._released = False
         self._load()

@@ -15,6 +15,7 @@ transaction every ``flush_interval`` seconds (``durability="batch"``).
 from __future__ import annotations
 
 import atexit
+import contextvars
 import functools
 import logging
 import re
@@ -53,6 +54,25 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 Namespace = tuple[str, ...]
 Clock = Callable[[], float]
+
+
+_MEMORY_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "tieredmem_memory_only", default=False
+)
+
+
+class ColdReadError(Exception):
+    """Raised inside :meth:`Store.memory_only` when an answer needs the cold tier."""
+
+
+def _cold() -> None:
+    if _MEMORY_ONLY.get():
+        raise ColdReadError
+
+
+def memory_only_active() -> bool:
+    """True inside :meth:`Store.memory_only` (layers above use it to avoid waiting)."""
+    return _MEMORY_ONLY.get()
 
 
 def _utc(ts: float) -> datetime:
@@ -504,6 +524,7 @@ class Store:
         if entry.created is not None:
             return entry.created
         # A batched or transactional write whose row may already exist: ask the cold tier.
+        _cold()
         row = self._backend.get(ns, key)
         entry.created = row.created_at if row is not None else entry.updated
         return entry.created
@@ -531,6 +552,7 @@ class Store:
                         self._misses += 1
                         epoch = self._epoch
             if entry is None:
+                _cold()
                 row = self._backend.get(ns, key)
                 entry = self._row_entry(hk, row) if row is not None else self._missing(hk)
                 with self._lock:
@@ -578,6 +600,7 @@ class Store:
                         self._hits += 1
                 if entry is None:
                     # Cold: one point read, then keep it hot (unless a write raced us).
+                    _cold()
                     row = self._backend.get(ns, key)
                     if row is None:
                         missing = self._missing(hk)
@@ -639,6 +662,7 @@ class Store:
             ]
             epoch = self._epoch
         if len(cold) > 1:
+            _cold()
             rows = self._backend.get_many(cold)
             with self._lock:
                 if epoch == self._epoch:
@@ -802,6 +826,17 @@ class Store:
             self._deletes += 1
 
     # -- internal API for the layers above (histories, states, LangGraph adapters) -----
+    @contextmanager
+    def memory_only(self) -> Iterator[None]:
+        """Within the block, reads that would touch the cold tier raise
+        :class:`ColdReadError` instead (an async caller then retries in a thread, and
+        answers from the hot tier never leave the event loop)."""
+        token = _MEMORY_ONLY.set(True)
+        try:
+            yield
+        finally:
+            _MEMORY_ONLY.reset(token)
+
     def internal_ns(self, *labels: str) -> str:
         """Joined namespace under the reserved ``tieredmem`` root (for tieredmem's layers)."""
         return _ns((INTERNAL_ROOT, *labels), internal=True)[1]
@@ -864,12 +899,14 @@ class Store:
     def keys(self, ns: str, start: str = "", stop: str | None = None) -> list[str]:
         """Keys of a joined namespace in ``[start, stop)``, without loading values."""
         self._check_open()
+        _cold()
         self.flush()
         return self._backend.keys(ns, start, stop)
 
     def rows(self, ns: str, start: str = "", stop: str | None = None) -> list[Item]:
         """Live items of a joined namespace in key range ``[start, stop)``, in key order."""
         self._check_open()
+        _cold()
         self.flush()
         now = self._clock()
         out = []
@@ -882,6 +919,7 @@ class Store:
     def namespaces_under(self, ns_prefix: str) -> list[str]:
         """Joined namespaces at or below a joined (possibly internal) prefix."""
         self._check_open()
+        _cold()
         self.flush()
         out: list[str] = []
         after: str | None = None

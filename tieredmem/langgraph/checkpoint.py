@@ -49,7 +49,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from ..backends import SEP
 from ..history import History
 from ..memory import MemorySaver
-from ..store import Store
+from ..store import ColdReadError, Store
 from ..store import open as open_store
 
 __all__ = ["TieredSaver"]
@@ -127,7 +127,8 @@ class TieredSaver(BaseCheckpointSaver[str]):
         self.max_checkpoints = max_checkpoints
         self.ttl = ttl
         self.chunk_items = chunk_items
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # writes of this saver (held during disk I/O)
+        self._cache_lock = threading.Lock()  # the in-memory LRUs below (never during I/O)
         self._logs: LRUCache[tuple[str, str], History] = LRUCache(maxsize=256)
         # The list object last written per (thread, ns, channel), to see in O(1) memory
         # accesses whether the next value extends it (same item objects, longer list).
@@ -171,20 +172,30 @@ class TieredSaver(BaseCheckpointSaver[str]):
 
     def _log(self, thread: str, checkpoint_ns: str, log_id: str) -> History:
         key = (self._ns(thread, checkpoint_ns), log_id)
-        with self._lock:
+        with self._cache_lock:
             h = self._logs.get(key)
-            if h is None:
-                h = History(
-                    self.store,
-                    f"log-{log_id}",
-                    ns=self.store.internal_ns("lg", thread, "~" + checkpoint_ns, "log", log_id),
-                    chunk_items=self.chunk_items,
-                    chunk_bytes=256 * 1024,
-                    dumps=self._dump_item,
-                    loads=self._load_item,
-                )
-                self._logs[key] = h
-            return h
+        if h is None:
+            # Opened outside the lock: opening reads the log's index from the store.
+            fresh = History(
+                self.store,
+                f"log-{log_id}",
+                ns=self.store.internal_ns("lg", thread, "~" + checkpoint_ns, "log", log_id),
+                chunk_items=self.chunk_items,
+                chunk_bytes=256 * 1024,
+                dumps=self._dump_item,
+                loads=self._load_item,
+            )
+            with self._cache_lock:
+                h = self._logs.setdefault(key, fresh)
+        return h
+
+    def _remember(self, key: tuple[str, str, str], entry: tuple[str, int, list[Any]]) -> None:
+        with self._cache_lock:
+            self._last_lists[key] = entry
+
+    def _remembered(self, key: tuple[str, str, str]) -> tuple[str, int, list[Any]] | None:
+        with self._cache_lock:
+            return self._last_lists.get(key)
 
     def _dump_item(self, item: Any) -> bytes:
         typ, data = self.serde.dumps_typed(item)
@@ -211,7 +222,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
             typ, data = self.serde.dumps_typed(value)
             return {"t": typ, "d": data}
         key = (thread, cns, channel)
-        prev = self._last_lists.get(key)
+        prev = self._remembered(key)
         log_id: str | None = None
         start = 0
         if prev is not None:
@@ -232,7 +243,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
         h = self._log(thread, cns, log_id)
         if len(value) > start:
             h.extend(value[start:])
-        self._last_lists[key] = (log_id, len(value), value)
+        self._remember(key, (log_id, len(value), value))
         return {"log": log_id, "n": len(value)}
 
     def _load_values(
@@ -247,12 +258,19 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 continue
             ref = _unpack(item.value)
             if "log" in ref:
+                cached = self._remembered((thread, cns, channel))
+                if cached is not None and cached[0] == ref["log"] and cached[1] == ref["n"]:
+                    # The list this process last wrote or read for this very version: its
+                    # items are immutable messages, so a shallow copy is the value, and the
+                    # log need not be decoded again (O(1) per turn, not O(conversation)).
+                    out[channel] = list(cached[2])
+                    continue
                 value = self._log(thread, cns, ref["log"])[: ref["n"]]
                 out[channel] = value
                 if remember:
                     # The graph continues from these very objects: the next put can see
                     # by identity that its list extends this one.
-                    self._last_lists[(thread, cns, channel)] = (ref["log"], ref["n"], value)
+                    self._remember((thread, cns, channel), (ref["log"], ref["n"], value))
             else:
                 out[channel] = self.serde.loads_typed((ref["t"], ref["d"]))
         return out
@@ -401,7 +419,10 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 if channel not in values:
                     continue
                 parent_ref = None
-                if type(values[channel]) is list and (thread, cns, channel) not in self._last_lists:
+                if (
+                    type(values[channel]) is list
+                    and self._remembered((thread, cns, channel)) is None
+                ):
                     if not parent_versions and parent:
                         prow = self._get(ns, "c" + parent)
                         if prow is not None:
@@ -478,11 +499,12 @@ class TieredSaver(BaseCheckpointSaver[str]):
             self._forget(thread)
 
     def _forget(self, thread: str) -> None:
-        for key in [k for k in self._last_lists if k[0] == thread]:
-            del self._last_lists[key]
         prefix = self._thread_ns(thread) + SEP
-        for lkey in [k for k in self._logs if k[0].startswith(prefix)]:
-            del self._logs[lkey]
+        with self._cache_lock:
+            for key in [k for k in self._last_lists if k[0] == thread]:
+                del self._last_lists[key]
+            for lkey in [k for k in self._logs if k[0].startswith(prefix)]:
+                del self._logs[lkey]
         for ckey in [k for k in self._counts if k[0] == thread]:
             del self._counts[ckey]
         self._touched.pop(thread, None)
@@ -611,11 +633,12 @@ class TieredSaver(BaseCheckpointSaver[str]):
             ]
             if dead:
                 self.store.write(ranges=[(lns, "", None) for lns in dead])
-                for lns in dead:
-                    self._logs.pop((ns, lns.rsplit(SEP, 1)[-1]), None)
-                for key in [k for k in self._last_lists if k[:2] == (thread, cns)]:
-                    if self._last_lists[key][0] not in logs:
-                        del self._last_lists[key]
+                with self._cache_lock:
+                    for lns in dead:
+                        self._logs.pop((ns, lns.rsplit(SEP, 1)[-1]), None)
+                    for key in [k for k in self._last_lists if k[:2] == (thread, cns)]:
+                        if self._last_lists[key][0] not in logs:
+                            del self._last_lists[key]
             self._counts[(thread, cns)] = len(remaining)
 
     def get_next_version(self, current: str | int | None, channel: None) -> str:
@@ -722,7 +745,13 @@ class TieredSaver(BaseCheckpointSaver[str]):
 
     # -- async twins: the same work in a worker thread, so the event loop never blocks --
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await asyncio.to_thread(self.get_tuple, config)
+        # A hot thread is answered right here from memory; anything that would touch the
+        # disk (or wait for a writer) is retried in a worker thread instead.
+        try:
+            with self.store.memory_only():
+                return self.get_tuple(config)
+        except ColdReadError:
+            return await asyncio.to_thread(self.get_tuple, config)
 
     async def alist(
         self,
