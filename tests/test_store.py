@@ -381,3 +381,19 @@ def test_lookups_of_absent_keys_do_not_evict_real_data(tmp_path) -> None:
         for i in range(100):
             s.get(NS, f"k{i}")
         assert s.stats().loads == loads
+
+
+def test_refresh_ttl_on_read(store: tieredmem.Store, clock: FakeClock) -> None:
+    store.put(NS, "session", {"v": 1}, ttl=60)
+    store.put(NS, "plain", {"v": 2})
+    clock.tick(50)
+    item = store.get(NS, "session", refresh_ttl=True)  # lives another 60 s from now
+    assert item is not None
+    clock.tick(50)
+    assert store.get(NS, "session") is not None  # 100 s after the put
+    store.search(NS, refresh_ttl=True)
+    clock.tick(59)
+    assert store.get(NS, "session") is not None
+    clock.tick(2)
+    assert store.get(NS, "session") is None
+    assert store.get(NS, "plain", refresh_ttl=True) is not None

@@ -73,7 +73,7 @@ class Entry:
     as they are.  ``missing`` entries remember that a key does not exist.
     """
 
-    __slots__ = ("codec", "created", "expires", "payload", "size", "updated", "value")
+    __slots__ = ("codec", "created", "expires", "payload", "size", "ttl", "updated", "value")
 
     def __init__(
         self,
@@ -84,8 +84,10 @@ class Entry:
         updated: float,
         expires: float | None,
         size: int,
+        ttl: float | None = None,
     ) -> None:
         self.codec = codec
+        self.ttl = ttl
         self.payload = payload
         self.value = value
         self.created = created

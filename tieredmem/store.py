@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from .backends import SEP, Backend, Delete, DeleteRange, Put, Row, open_backend
+from .backends import SEP, Backend, Delete, DeleteRange, Put, Row, Touch, open_backend
 from .codec import JSON, Codec
 from .errors import (
     InvalidKeyError,
@@ -497,19 +497,19 @@ class Store:
         created: float | None,
         updated: float,
         expires: float | None,
+        ttl: float | None = None,
     ) -> Entry:
+        size = HotTier.charge(hk, len(payload))
         if codec == JSON and payload[:1] in (b"{", b"["):
-            return Entry(
-                codec, payload, None, created, updated, expires, HotTier.charge(hk, len(payload))
-            )
+            return Entry(codec, payload, None, created, updated, expires, size, ttl)
         value = self._codec.load_payload(codec, payload)
-        return Entry(
-            codec, None, value, created, updated, expires, HotTier.charge(hk, len(payload))
-        )
+        return Entry(codec, None, value, created, updated, expires, size, ttl)
 
     def _row_entry(self, hk: str, row: Row) -> Entry:
         codec, payload = self._codec.unframe(row.frame)
-        return self._entry(hk, codec, payload, row.created_at, row.updated_at, row.expires_at)
+        return self._entry(
+            hk, codec, payload, row.created_at, row.updated_at, row.expires_at, row.ttl
+        )
 
     @staticmethod
     def _missing(hk: str) -> Entry:
@@ -568,9 +568,11 @@ class Store:
             return None
         return entry
 
-    def get(self, namespace: Sequence[str], key: str) -> Item | None:
+    def get(self, namespace: Sequence[str], key: str, *, refresh_ttl: bool = False) -> Item | None:
         """Return the item, or ``None`` if it does not exist or has expired.
 
+        :param refresh_ttl: restart the item's ttl (an item put with ``ttl=`` then lives
+            another ``ttl`` from now).
         :raises InvalidNamespaceError: *namespace* is not a non-empty tuple of strings.
         :raises StoreClosedError: the store was closed.
         """
@@ -579,7 +581,28 @@ class Store:
         ns_t, ns = _ns(namespace)
         if type(key) is not str or not key:
             _check_key(key)
-        return self._read(ns_t, ns, key)
+        item = self._read(ns_t, ns, key)
+        if refresh_ttl and item is not None and item.expires_at is not None:
+            self._refresh([item], [(ns, key)])
+        return item
+
+    def _refresh(self, items: Sequence[Item], keys: Sequence[tuple[str, str]]) -> None:
+        """Restart the ttl of *items* (at *keys*): ``expires_at = now + ttl``."""
+        if not keys:
+            return
+        self.flush()  # buffered items must exist in the cold tier to be touched
+        now = self._clock()
+        with self._write_lock:
+            self._backend.write([Touch(ns, key, now) for ns, key in keys])
+            with self._lock:
+                self._epoch += 1
+                for item, (ns, key) in zip(items, keys):
+                    entry = self._hot.peek(ns + _HK + key)
+                    if entry is not None and entry.ttl is not None:
+                        entry.expires = now + entry.ttl
+                        item.expires_at = entry.expires
+                    elif entry is not None:
+                        self._hot.pop(ns + _HK + key, None)  # ttl unknown here: reload
 
     def _read(self, ns_t: Namespace, ns: str, key: str) -> Item | None:
         # Fast path: no transaction, nothing batched, no other process wrote, and hot.
@@ -705,8 +728,8 @@ class Store:
         now = self._clock()
         expires = now + seconds if seconds is not None else None
         hk = ns + _HK + key
-        return Put(ns, key, frame, now, expires, None, defer), self._entry(
-            hk, codec, payload, None, now, expires
+        return Put(ns, key, frame, now, expires, None, defer, seconds), self._entry(
+            hk, codec, payload, None, now, expires, seconds
         )
 
     def put(
@@ -1007,6 +1030,7 @@ class Store:
         filter: Mapping[str, Any] | None = None,
         limit: int = 10,
         offset: int = 0,
+        refresh_ttl: bool = False,
     ) -> list[Item]:
         """Items under *namespace_prefix* matching *filter* and the full-text *query*.
 
@@ -1014,6 +1038,7 @@ class Store:
         each with ``score``.  *filter* takes exact matches and ``$eq $ne $gt $gte $lt $lte``
         on fields of dict values (dotted for nested fields).  Batched writes are flushed
         first; writes buffered in an open :meth:`transaction` are not searched.
+        ``refresh_ttl`` restarts the ttl of the items returned.
         """
         self._check_open()
         _, prefix = _prefix(namespace_prefix)
@@ -1021,7 +1046,11 @@ class Store:
         if limit < 0 or offset < 0:
             raise ValueError("limit and offset must be >= 0")
         self.flush()
-        return self._search(prefix, query=query, filter=filter, limit=limit, offset=offset)
+        items = self._search(prefix, query=query, filter=filter, limit=limit, offset=offset)
+        if refresh_ttl:
+            due = [i for i in items if i.expires_at is not None]
+            self._refresh(due, [(SEP.join(i.namespace), i.key) for i in due])
+        return items
 
     def _search(
         self,

@@ -22,6 +22,7 @@ __all__ = [
     "DeleteRange",
     "Put",
     "Row",
+    "Touch",
     "available_schemes",
     "open_backend",
     "register",
@@ -40,6 +41,7 @@ class Row(NamedTuple):
     created_at: float
     updated_at: float
     expires_at: float | None
+    ttl: float | None = None
 
 
 class Put(NamedTuple):
@@ -57,6 +59,16 @@ class Put(NamedTuple):
     created: float | None = None
     #: ``frame`` is not compressed yet: the store compresses it when it commits the batch.
     deferred: bool = False
+    #: seconds; kept so a read can refresh the expiry (``expires_at = now + ttl``).
+    ttl: float | None = None
+
+
+class Touch(NamedTuple):
+    """Refresh an item's expiry: ``expires_at = now + ttl`` (items without a ttl: no-op)."""
+
+    ns: str
+    key: str
+    now: float
 
 
 class Delete(NamedTuple):
@@ -74,7 +86,7 @@ class DeleteRange(NamedTuple):
     stop: str | None = None
 
 
-Op = Put | Delete | DeleteRange
+Op = Put | Delete | DeleteRange | Touch
 
 
 @runtime_checkable

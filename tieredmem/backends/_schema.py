@@ -27,6 +27,7 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL,
         expires_at REAL,
+        ttl        REAL,  -- seconds; reads that refresh TTLs set expires_at = now + ttl
         PRIMARY KEY (ns, key)
     ) WITHOUT ROWID;
     CREATE INDEX items_expires ON items (expires_at) WHERE expires_at IS NOT NULL;

@@ -38,7 +38,7 @@ from ..errors import (
     StoreClosedError,
     TieredMemError,
 )
-from . import SEP, Delete, Op, Put, Row
+from . import SEP, Delete, Op, Put, Row, Touch
 from ._schema import APPLICATION_ID, FORMAT_VERSION, FTS_BACKFILL, FTS_TRIGGERS, MIGRATIONS
 
 __all__ = ["SQLiteBackend"]
@@ -52,17 +52,18 @@ _TOP = "\U0010ffff"
 #: Internal namespaces (histories, states) live under this root; never full-text indexed.
 INTERNAL = "tieredmem"
 
-_COLS = "ns, key, value, created_at, updated_at, expires_at"
+_COLS = "ns, key, value, created_at, updated_at, expires_at, ttl"
 _GET = f"SELECT {_COLS} FROM items WHERE ns = ? AND key = ?"
 _UPSERT = (
-    "INSERT INTO items (ns, key, value, created_at, updated_at, expires_at) "
-    "VALUES (?1, ?2, ?3, coalesce(?6, ?4), ?4, ?5) "
+    "INSERT INTO items (ns, key, value, created_at, updated_at, expires_at, ttl) "
+    "VALUES (?1, ?2, ?3, coalesce(?6, ?4), ?4, ?5, ?7) "
     "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
     "created_at = coalesce(?6, items.created_at), "
-    "updated_at = excluded.updated_at, expires_at = excluded.expires_at "
+    "updated_at = excluded.updated_at, expires_at = excluded.expires_at, ttl = excluded.ttl "
     "RETURNING created_at"
 )
 _DELETE = "DELETE FROM items WHERE ns = ? AND key = ?"
+_TOUCH = "UPDATE items SET expires_at = ?3 + ttl WHERE ns = ?1 AND key = ?2 AND ttl IS NOT NULL"
 
 
 # -- pragmas: one small function each, saying why (apsw's bestpractice) ---------------
@@ -494,7 +495,7 @@ class SQLiteBackend:
         self.index_pending()
         lo, hi = prefix_bounds(ns_prefix)
         sql = (
-            "SELECT i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at, "
+            "SELECT i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at, i.ttl, "
             "bm25(items_fts) AS rank FROM items_fts "
             "JOIN fts_docs d ON d.id = items_fts.rowid "
             "JOIN items i ON i.ns = d.ns AND i.key = d.key "
@@ -512,9 +513,9 @@ class SQLiteBackend:
         s_lo, s_hi = prefix_bounds(skip_prefix) if skip_prefix else ("", "")
         out = []
         for r in rows:
-            row = Row(*r[:6])
+            row = Row(*r[:7])
             if not (s_lo <= row.ns < s_hi):
-                out.append((row, -float(r[6])))
+                out.append((row, -float(r[7])))
         return out
 
     # -- writes ------------------------------------------------------------------------
@@ -538,7 +539,17 @@ class SQLiteBackend:
             try:
                 if len(ops) == 1 and type(ops[0]) is Put:
                     # One autocommit statement: SQLite retries the lock itself.
-                    for (c,) in con.execute(_UPSERT, ops[0][:6]):
+                    put = ops[0]
+                    args = (
+                        put.ns,
+                        put.key,
+                        put.frame,
+                        put.now,
+                        put.expires_at,
+                        put.created,
+                        put.ttl,
+                    )
+                    for (c,) in con.execute(_UPSERT, args):
                         created.append(c)
                     self._stamp()
                     return created
@@ -546,10 +557,21 @@ class SQLiteBackend:
                 try:
                     for op in ops:
                         if isinstance(op, Put):
-                            for (c,) in con.execute(_UPSERT, op[:6]):
+                            args = (
+                                op.ns,
+                                op.key,
+                                op.frame,
+                                op.now,
+                                op.expires_at,
+                                op.created,
+                                op.ttl,
+                            )
+                            for (c,) in con.execute(_UPSERT, args):
                                 created.append(c)
                         elif isinstance(op, Delete):
                             con.execute(_DELETE, op)
+                        elif isinstance(op, Touch):
+                            con.execute(_TOUCH, op)
                         else:
                             con.execute(
                                 "DELETE FROM items WHERE ns = ? AND key >= ? AND key < ?",
