@@ -7,6 +7,7 @@ adapters live in ``tieredmem.langgraph`` and install with extras.
 
 from __future__ import annotations
 
+from .cached import cached
 from .codec import Codec
 from .errors import (
     BusyTimeoutError,
@@ -51,6 +52,7 @@ __all__ = [
     "UnsupportedURLError",
     "ValueTooLargeError",
     "__version__",
+    "cached",
     "open",
     "parse_bytes",
 ]

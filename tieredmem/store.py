@@ -939,6 +939,23 @@ class Store:
                 out.append(item)
         return out
 
+    def iter_rows(self, ns_prefix: str, page: int = 500) -> Iterator[Item]:
+        """Live items at or below a joined (possibly internal) namespace, a page at a time."""
+        self._check_open()
+        _cold()
+        self.flush()
+        after: tuple[str, str] | None = None
+        while True:
+            rows = self._backend.scan(ns_prefix, after=after, limit=page)
+            now = self._clock()
+            for row in rows:
+                item = self._row_item(row, now, None)
+                if item is not None:
+                    yield item
+            if len(rows) < page:
+                return
+            after = (rows[-1].ns, rows[-1].key)
+
     def namespaces_under(self, ns_prefix: str) -> list[str]:
         """Joined namespaces at or below a joined (possibly internal) prefix."""
         self._check_open()
@@ -1179,6 +1196,13 @@ class Store:
         for hook in list(self._maintenance_hooks):
             for k, v in hook().items():
                 report[k] = report.get(k, 0) + v if isinstance(v, int) else v
+        report["expired"] = self.sweep()
+        report.update(self._backend.maintain())
+        return report
+
+    def sweep(self) -> int:
+        """Delete expired items now (maintenance does it too); return how many."""
+        self._check_open()
         expired = 0
         while True:
             with self._write_lock:
@@ -1193,9 +1217,7 @@ class Store:
                 break
         with self._lock:
             self._expired += expired
-        report["expired"] = expired
-        report.update(self._backend.maintain())
-        return report
+        return expired
 
     def stats(self) -> Stats:
         """Counters and sizes of both tiers."""

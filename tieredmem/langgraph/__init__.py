@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from .cache import TieredCache
 from .checkpoint import TieredSaver
+from .store import TieredStore
 
-__all__ = ["TieredSaver"]
+__all__ = ["TieredCache", "TieredSaver", "TieredStore"]

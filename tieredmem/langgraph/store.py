@@ -1,0 +1,353 @@
+"""TieredStore: LangGraph's long-term memory store over a :class:`tieredmem.Store`.
+
+Items live in the tieredmem store itself (same namespaces, same file, same hot tier), so a
+``TieredStore`` and the ``Store`` (or ``MemorySaver.longterm``) it wraps see the same data.
+Differences from LangGraph's own stores, on purpose:
+
+- ``created_at`` survives updates (both LangGraph stores overwrite it);
+- a read miss never creates a namespace;
+- ``query`` without a vector index is a full-text search (SQLite FTS5, BM25 scores);
+- TTL: ``omit_expired`` is always in effect (an expired item is never returned, swept or
+  not), ``refresh_on_read`` restarts an item's ttl.
+
+Embeddings (with ``index=``) are stored as float32 vectors under the internal namespace
+``("tieredmem", "vec", *namespace)`` and searched by cosine similarity with numpy
+(``pip install 'tieredmem[vector]'``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from langgraph.store.base import (
+    BaseStore,
+    GetOp,
+    IndexConfig,
+    Item,
+    ListNamespacesOp,
+    Op,
+    PutOp,
+    Result,
+    SearchItem,
+    SearchOp,
+    TTLConfig,
+)
+from langgraph.store.base import validate_op_namespace as _validate_op_namespace
+from langgraph.store.base.embed import ensure_embeddings, get_text_at_path, tokenize_path
+
+from ..backends import SEP
+from ..memory import MemorySaver
+from ..store import ColdReadError, Store, matches
+from ..store import Item as TItem
+from ..store import open as open_store
+
+__all__ = ["TieredStore"]
+
+log = logging.getLogger(__name__)
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)
+
+
+def _item(it: TItem) -> Item:
+    return Item(
+        value=it.value,
+        key=it.key,
+        namespace=it.namespace,
+        created_at=_dt(it._created),
+        updated_at=_dt(it._updated),
+    )
+
+
+def _search_item(it: TItem, score: float | None) -> SearchItem:
+    return SearchItem(
+        namespace=it.namespace,
+        key=it.key,
+        value=it.value,
+        created_at=_dt(it._created),
+        updated_at=_dt(it._updated),
+        score=score,
+    )
+
+
+def _numpy() -> Any:
+    try:
+        import numpy
+    except ImportError:  # pragma: no cover - numpy is in the test extra
+        raise ImportError("vector search needs numpy: pip install 'tieredmem[vector]'") from None
+    return numpy
+
+
+class TieredStore(BaseStore):
+    """A ``BaseStore`` for cross-thread, cross-session memory (sync and async).
+
+    :param conn: a path, ``":memory:"``, a store URL, a :class:`tieredmem.Store` or a
+        :class:`tieredmem.MemorySaver` (then both share the file and the hot tier).
+    :param index: ``{"dims": d, "embed": fn, "fields": [...]}`` for semantic search.
+    :param ttl: LangGraph's ``TTLConfig`` (minutes); ``sweep_interval_minutes`` starts a
+        background sweeper.
+    """
+
+    supports_ttl = True
+
+    def __init__(
+        self,
+        conn: str | Store | MemorySaver = ":memory:",
+        *,
+        index: IndexConfig | None = None,
+        ttl: TTLConfig | None = None,
+        hot_bytes: int | str = "64MiB",
+        clock: Any = time.time,
+    ) -> None:
+        if isinstance(conn, MemorySaver):
+            self.store, self._owns = conn.store, False
+        elif isinstance(conn, Store):
+            self.store, self._owns = conn, False
+        else:
+            self.store, self._owns = open_store(conn, hot_bytes=hot_bytes, clock=clock), True
+        self.ttl_config = ttl
+        self.index_config: dict[str, Any] | None = None
+        self.embeddings: Any = None
+        if index:
+            self.index_config = dict(index)
+            self.embeddings = ensure_embeddings(index.get("embed"))
+            fields = self.index_config.get("fields") or ["$"]
+            self.index_config["__tokenized_fields"] = [
+                (p, p if p == "$" else tokenize_path(p)) for p in fields
+            ]
+            self._dims = int(index["dims"])
+        self._stop = threading.Event()
+        interval = (ttl or {}).get("sweep_interval_minutes")
+        if interval:
+            self._start_sweeper(float(interval) * 60)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def _start_sweeper(self, seconds: float) -> None:
+        ref = weakref.ref(self)
+        stop = self._stop
+
+        def run() -> None:
+            while not stop.wait(seconds):
+                owner = ref()
+                if owner is None or owner.store.closed:
+                    return
+                try:
+                    owner.store.sweep()
+                except Exception:
+                    log.exception("TTL sweep failed")
+                del owner
+
+        threading.Thread(target=run, name="tieredmem-ttl-sweeper", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop the sweeper; close the store if this object opened it."""
+        self._stop.set()
+        if self._owns:
+            self.store.close()
+
+    def __enter__(self) -> TieredStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @classmethod
+    def from_conn_string(cls, conn_string: str, **kwargs: Any) -> TieredStore:
+        """``with TieredStore.from_conn_string(path) as store:`` (sync or async ``with``)."""
+        return cls(conn_string, **kwargs)
+
+    async def __aenter__(self) -> TieredStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- batches ------------------------------------------------------------------------
+    def _refresh(self, flag: bool | None) -> bool:
+        if flag is not None:
+            return flag
+        return bool((self.ttl_config or {}).get("refresh_on_read", True))
+
+    def _ttl_seconds(self, minutes: Any) -> float | None:
+        if minutes is None or minutes is NotImplemented:
+            return None
+        return float(minutes) * 60
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        """Run the operations; reads see the store as it was before this batch's writes,
+        which all commit in one transaction (as LangGraph's stores do)."""
+        ops = list(ops)
+        for op in ops:
+            if isinstance(op, (PutOp, GetOp, SearchOp)):
+                _validate_op_namespace(op)
+        results: list[Result] = [None] * len(ops)
+        puts: dict[tuple[tuple[str, ...], str], PutOp] = {}
+        for i, op in enumerate(ops):
+            if isinstance(op, GetOp):
+                got = self.store.get(
+                    op.namespace, op.key, refresh_ttl=self._refresh(op.refresh_ttl)
+                )
+                results[i] = _item(got) if got is not None else None
+            elif isinstance(op, SearchOp):
+                results[i] = self._search(op)
+            elif isinstance(op, ListNamespacesOp):
+                results[i] = self._list_namespaces(op)
+            elif isinstance(op, PutOp):
+                puts[(tuple(op.namespace), op.key)] = op
+            else:
+                raise ValueError(f"unknown operation {op!r}")
+        if puts:
+            self._apply_puts(list(puts.values()))
+        return results
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        """:meth:`batch` without blocking the event loop: reads answered from the hot tier
+        run here; anything that needs the disk runs in a worker thread."""
+        ops = list(ops)
+        if all(isinstance(op, GetOp) for op in ops) and not (self.ttl_config or {}):
+            try:
+                with self.store.memory_only():
+                    return self.batch(ops)
+            except ColdReadError:
+                pass
+        return await asyncio.to_thread(self.batch, ops)
+
+    def _apply_puts(self, puts: list[PutOp]) -> None:
+        vectors = self._embed_puts(puts) if self.index_config else {}
+        # BaseStore.put already resolved default_ttl; a PutOp's None means "no expiry".
+        with self.store.transaction():
+            for op in puts:
+                vec_ns = self._vec_ns(op.namespace) if self.index_config else None
+                if op.value is None:
+                    self.store.delete(op.namespace, op.key)
+                    if vec_ns is not None:
+                        self.store.write(deletes=[(vec_ns, op.key)])
+                    continue
+                ttl = self._ttl_seconds(op.ttl)
+                self.store.put(op.namespace, op.key, dict(op.value), ttl=ttl)
+                if vec_ns is not None:
+                    blob = vectors.get((tuple(op.namespace), op.key))
+                    if blob is not None:
+                        self.store.write([(vec_ns, op.key, blob)], ttl=ttl)
+                    else:
+                        self.store.write(deletes=[(vec_ns, op.key)])
+
+    # -- vectors ------------------------------------------------------------------------
+    def _vec_ns(self, namespace: Sequence[str]) -> str:
+        return self.store.internal_ns("vec", *namespace)
+
+    def _texts(self, op: PutOp) -> list[str]:
+        assert self.index_config is not None
+        if op.index is False or op.value is None:
+            return []
+        if op.index is None:
+            paths = self.index_config["__tokenized_fields"]
+        else:
+            paths = [(ix, tokenize_path(ix)) for ix in op.index]
+        texts: list[str] = []
+        for _path, field in paths:
+            if field == "$":
+                texts.append(orjson.dumps(op.value).decode())
+            else:
+                texts.extend(get_text_at_path(op.value, field))
+        return [t for t in texts if t]
+
+    def _embed_puts(self, puts: list[PutOp]) -> dict[tuple[tuple[str, ...], str], bytes]:
+        np = _numpy()
+        todo = [(op, self._texts(op)) for op in puts]
+        flat = [t for _, texts in todo for t in texts]
+        if not flat:
+            return {}
+        vectors = np.asarray(self.embeddings.embed_documents(flat), dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self._dims:
+            raise ValueError(
+                f"the embedding function returned vectors of shape {vectors.shape}; "
+                f"index dims is {self._dims}"
+            )
+        out: dict[tuple[tuple[str, ...], str], bytes] = {}
+        at = 0
+        for op, texts in todo:
+            if texts:
+                out[(tuple(op.namespace), op.key)] = vectors[at : at + len(texts)].tobytes()
+                at += len(texts)
+        return out
+
+    def _vector_search(self, op: SearchOp) -> list[SearchItem]:
+        np = _numpy()
+        assert op.query is not None
+        query = np.asarray(self.embeddings.embed_query(op.query), dtype=np.float32)
+        query /= np.linalg.norm(query) or 1.0
+        prefix = (
+            self._vec_ns(op.namespace_prefix)
+            if op.namespace_prefix
+            else self.store.internal_ns("vec")
+        )
+        cut = len(self.store.internal_ns("vec")) + 1
+        best: dict[tuple[str, str], float] = {}
+        for row in self.store.iter_rows(prefix):
+            matrix = np.frombuffer(row.value, dtype=np.float32).reshape(-1, self._dims)
+            norms = np.linalg.norm(matrix, axis=1)
+            norms[norms == 0] = 1.0
+            best[(SEP.join(row.namespace)[cut:], row.key)] = float(np.max(matrix @ query / norms))
+        ranked = sorted(best.items(), key=lambda kv: kv[1], reverse=True)
+        out: list[SearchItem] = []
+        skipped = 0
+        refresh = self._refresh(op.refresh_ttl)
+        for (joined, key), score in ranked:
+            got = self.store.get(tuple(joined.split(SEP)), key, refresh_ttl=refresh)
+            if got is None or not matches(got.value, op.filter):
+                continue
+            if skipped < op.offset:
+                skipped += 1
+                continue
+            out.append(_search_item(got, score))
+            if len(out) >= op.limit:
+                break
+        return out
+
+    # -- searches -----------------------------------------------------------------------
+    def _search(self, op: SearchOp) -> list[SearchItem]:
+        if op.query and self.index_config:
+            return self._vector_search(op)
+        found = self.store.search(
+            op.namespace_prefix,
+            query=op.query or None,
+            filter=op.filter,
+            limit=op.limit,
+            offset=op.offset,
+            refresh_ttl=self._refresh(op.refresh_ttl),
+        )
+        return [_search_item(it, it.score) for it in found]
+
+    def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
+        prefixes = [c.path for c in op.match_conditions or () if c.match_type == "prefix"]
+        suffixes = [c.path for c in op.match_conditions or () if c.match_type == "suffix"]
+        found = self.store.list_namespaces(
+            prefix=prefixes[0] if prefixes else None,
+            suffix=suffixes[0] if suffixes else None,
+            max_depth=op.max_depth,
+            limit=op.limit if len(prefixes) <= 1 and len(suffixes) <= 1 else 10**9,
+            offset=op.offset if len(prefixes) <= 1 and len(suffixes) <= 1 else 0,
+        )
+        if len(prefixes) > 1 or len(suffixes) > 1:  # rare: several conditions of one kind
+
+            def ok(ns: tuple[str, ...]) -> bool:
+                return all(
+                    len(ns) >= len(p) and all(a == "*" or a == b for a, b in zip(p, ns))
+                    for p in prefixes
+                ) and all(
+                    len(ns) >= len(q) and all(a == "*" or a == b for a, b in zip(q[::-1], ns[::-1]))
+                    for q in suffixes
+                )
+
+            found = [ns for ns in found if ok(ns)][op.offset : op.offset + op.limit]
+        return found
