@@ -32,3 +32,8 @@ def test_example_runs(example: Path, tmp_path: Path) -> None:
         outputs.append(proc.stdout)
     if example.stem == "quickstart":
         assert "run #1" in outputs[0] and "run #2" in outputs[1]
+    if example.stem == "longterm_recall":
+        assert "first run" in outputs[0] and "recalled preferences" in outputs[1]
+    if example.stem == "longterm_langgraph":
+        assert "don't know" in outputs[0].splitlines()[0]
+        assert "You like green tea" in outputs[1].splitlines()[0]
