@@ -642,14 +642,20 @@ class TieredSaver(BaseCheckpointSaver[str]):
             self._counts[(thread, cns)] = len(remaining)
 
     def get_next_version(self, current: str | int | None, channel: None) -> str:
-        """Versions as InMemorySaver and SqliteSaver make them: ``"<n>.<random>"``."""
+        """``"<n>.<random>"`` like InMemorySaver's and SqliteSaver's, with ``n`` zero-padded
+        to 10 digits instead of 32 for new threads (versions are stored many times per
+        checkpoint).  A thread whose versions came from another saver keeps their width,
+        so versions of one thread always compare as strings the way they do as numbers."""
+        width = 10
         if current is None:
             current_v = 0
         elif isinstance(current, int):
             current_v = current
         else:
-            current_v = int(current.split(".")[0])
-        return f"{current_v + 1:032}.{random.random():016}"
+            head = current.split(".")[0]
+            current_v = int(head)
+            width = max(width, len(head))
+        return f"{current_v + 1:0{width}d}.{random.random():.16f}"[: width + 12]
 
     # -- retention ----------------------------------------------------------------------
     def _after_put(self, thread: str, cns: str) -> None:
