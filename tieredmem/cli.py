@@ -1,0 +1,562 @@
+"""The ``tieredmem`` command: each subcommand wraps a public library call.
+
+    tieredmem demo [--turns N] [--path FILE]     a long-running agent, measured live
+    tieredmem stats FILE                         Store.stats() and what the file holds
+    tieredmem inspect FILE [--namespace NS | --history NAME | --thread ID]
+    tieredmem export FILE OUT.jsonl              every row, streamed (exact round trip)
+    tieredmem import FILE IN.jsonl
+    tieredmem compact FILE                       Store.maintain() + WAL truncation
+    tieredmem doctor FILE                        integrity, format, settings, advice
+    tieredmem migrate SQLITESAVER.db FILE        TieredSaver.import_from(SqliteSaver)
+    tieredmem bench [--quick]                    the benchmarks of a source checkout
+
+``--json`` prints machine-readable output.  Exit codes: 0 ok, 1 a check failed
+(``doctor``), 2 bad input (missing file, not a store, bad arguments).  ``rich`` (the
+``cli`` extra) draws tables and progress bars; without it the output is plain text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import MemorySaver, Retention, Store, TieredMemError, __version__
+from . import open as open_store
+from .backends import SEP, Put
+from .codec import JSON, RAW
+
+__all__ = ["main"]
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+# -- output ------------------------------------------------------------------------------
+def _rich() -> Any:
+    try:
+        import rich.console
+
+        return rich
+    except ImportError:
+        return None
+
+
+def _emit(args: argparse.Namespace, data: Any, title: str = "") -> None:
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+        return
+    rich = _rich()
+    if isinstance(data, dict) and rich is not None:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title or None, show_header=False)
+        for k, v in data.items():
+            table.add_row(str(k), _fmt(v))
+        Console().print(table)
+        return
+    if isinstance(data, dict):
+        if title:
+            print(title)
+        width = max((len(str(k)) for k in data), default=0)
+        for k, v in data.items():
+            print(f"  {str(k).ljust(width)}  {_fmt(v)}")
+        return
+    print(data)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.3f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, default=str)
+    return str(v)
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # not Linux: peak RSS is the best we have
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- helpers -----------------------------------------------------------------------------
+def _existing(path: str) -> Store:
+    if not os.path.exists(path):
+        raise CLIError(f"{path}: no such file")
+    return open_store(path, maintenance_interval=0)
+
+
+def _files_size(path: str) -> int:
+    return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+
+
+def _internal(store: Store, *labels: str) -> list[str]:
+    return store.namespaces_under(store.internal_ns(*labels))
+
+
+def _summary(store: Store) -> dict[str, Any]:
+    histories = [ns for ns in _internal(store, "history") if ns.count(SEP) == 2]
+    states = [ns for ns in _internal(store, "state") if ns.count(SEP) == 2]
+    threads = {ns.split(SEP)[2] for ns in _internal(store, "lg") if ns.count(SEP) >= 2}
+    out = store.stats().as_dict()
+    out.update(
+        user_namespaces=len(store.list_namespaces(limit=10**9)),
+        histories=len(histories),
+        states=len(states),
+        langgraph_threads=len(threads),
+        file_bytes=_files_size(store.url[len("sqlite:///") :])
+        if store.url.startswith("sqlite")
+        else 0,
+    )
+    return out
+
+
+# -- commands ----------------------------------------------------------------------------
+def cmd_stats(args: argparse.Namespace) -> int:
+    with _existing(args.file) as store:
+        _emit(args, _summary(store), f"tieredmem stats {args.file}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    with _existing(args.file) as store:
+        if args.namespace:
+            labels = args.namespace.split("/")
+            items = store.search(labels, limit=args.limit)
+            data: Any = {
+                "namespace": list(labels),
+                "items": [
+                    {
+                        "key": i.key,
+                        "namespace": list(i.namespace),
+                        "bytes": len(json.dumps(i.value, default=str)),
+                        "created_at": i.created_at.isoformat(),
+                        "updated_at": i.updated_at.isoformat(),
+                    }
+                    for i in items
+                ],
+            }
+        elif args.history:
+            memory = MemorySaver(store=store)
+            h = memory.history(args.history)
+            data = h.stats()
+            if len(h):
+                data["first"] = h[0]
+                data["last"] = h[-1]
+        elif args.thread:
+            root = store.internal_ns("lg", args.thread)
+            spaces = store.namespaces_under(root)
+            namespaces = {}
+            for ns in spaces:
+                labels = ns.split(SEP)
+                if len(labels) == 4:
+                    keys = store.keys(ns)
+                    namespaces[labels[3][1:] or "(root)"] = {
+                        "checkpoints": sum(k.startswith("c") for k in keys),
+                        "pending_write_sets": sum(k.startswith("w") for k in keys),
+                        "channel_versions": sum(k.startswith("v") for k in keys),
+                    }
+            logs = [ns for ns in spaces if ns.split(SEP)[4:5] == ["log"] and ns.count(SEP) == 5]
+            if not spaces:
+                raise CLIError(f"{args.file}: no LangGraph thread {args.thread!r}")
+            data = {"thread": args.thread, "namespaces": namespaces, "message_logs": len(logs)}
+        else:
+            data = _summary(store)
+            data["namespaces"] = [list(ns) for ns in store.list_namespaces(limit=args.limit)]
+            data["history_names"] = [
+                ns.split(SEP)[2] for ns in _internal(store, "history") if ns.count(SEP) == 2
+            ][: args.limit]
+        _emit(args, data, f"tieredmem inspect {args.file}")
+    return 0
+
+
+def _progress(total: int | None, label: str) -> Any:
+    rich = _rich()
+    if rich is None or not sys.stderr.isatty():
+        return None
+    from rich.progress import Progress
+
+    progress = Progress(transient=True, console=rich.console.Console(stderr=True))
+    progress.start()
+    progress.add_task(label, total=total)
+    return progress
+
+
+def _rows(store: Store) -> Iterator[Any]:
+    backend = store.backend
+    after: tuple[str, str] | None = None
+    while True:
+        rows = backend.scan("", after=after, limit=1000)
+        yield from rows
+        if len(rows) < 1000:
+            return
+        after = (rows[-1].ns, rows[-1].key)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    count = 0
+    with _existing(args.file) as store, open(args.out, "w", encoding="utf-8") as out:
+        store.flush()
+        total = store.stats().cold_rows
+        progress = _progress(total, "export")
+        codec = store.codec
+        for row in _rows(store):
+            kind, payload = codec.unframe(row.frame)
+            record: dict[str, Any] = {
+                "ns": row.ns.split(SEP),
+                "key": row.key,
+                "created_at": row.created_at,
+                "updated_at": row.updated_at,
+                "expires_at": row.expires_at,
+                "ttl": row.ttl,
+            }
+            if kind == JSON:
+                record["json"] = payload.decode("utf-8")
+            else:
+                record["bytes"] = base64.b64encode(payload).decode("ascii")
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+            if progress is not None:
+                progress.advance(0)
+        if progress is not None:
+            progress.stop()
+    _emit(args, {"exported": count, "to": args.out}, "tieredmem export")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    if not os.path.exists(args.input):
+        raise CLIError(f"{args.input}: no such file")
+    count = 0
+    with (
+        open_store(args.file, maintenance_interval=0) as store,
+        open(args.input, encoding="utf-8") as fh,
+    ):
+        codec = store.codec
+        batch: list[Put] = []
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+                if "json" in r:
+                    frame = codec.frame(JSON, r["json"].encode("utf-8"))
+                else:
+                    frame = codec.frame(RAW, base64.b64decode(r["bytes"]))
+                ns = SEP.join(r["ns"])
+                batch.append(
+                    Put(
+                        ns,
+                        r["key"],
+                        frame,
+                        r["updated_at"],
+                        r["expires_at"],
+                        r["created_at"],
+                        False,
+                        r.get("ttl"),
+                    )
+                )
+            except (KeyError, ValueError, TypeError) as exc:
+                raise CLIError(
+                    f"{args.input}:{lineno}: not a tieredmem export line ({exc})"
+                ) from None
+            if len(batch) >= 1000:
+                store.backend.write(batch)
+                count += len(batch)
+                batch = []
+        if batch:
+            store.backend.write(batch)
+            count += len(batch)
+    _emit(args, {"imported": count, "into": args.file}, "tieredmem import")
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    with _existing(args.file) as store:
+        before = _files_size(args.file)
+        memory = MemorySaver(store=store, retention=Retention())
+        report = memory.maintain()
+        store.backend.checkpoint("TRUNCATE")  # type: ignore[attr-defined]
+        after = _files_size(args.file)
+    report.update(bytes_before=before, bytes_after=after, bytes_freed=before - after)
+    _emit(args, report, f"tieredmem compact {args.file}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    with _existing(args.file) as store:
+        backend: Any = store.backend
+        integrity = backend.integrity_check()
+        con = backend._writer
+        settings = {
+            name: con.pragma(name)
+            for name in ("journal_mode", "synchronous", "auto_vacuum", "page_size", "user_version")
+        }
+        stats = store.stats()
+        advice = []
+        if integrity != "ok":
+            advice.append("the file is damaged: restore a backup, or export what still reads")
+        if stats.cold_free_bytes > 0.25 * max(stats.cold_bytes, 1):
+            advice.append("over a quarter of the file is free pages: run 'tieredmem compact'")
+        if stats.wal_bytes > 64 * 2**20:
+            advice.append("the WAL is large: a reader may be holding it; run 'tieredmem compact'")
+        data = {
+            "file": args.file,
+            "integrity": integrity,
+            "format_version": settings.pop("user_version"),
+            "tieredmem": __version__,
+            **{f"pragma_{k}": v for k, v in settings.items()},
+            "cold_bytes": stats.cold_bytes,
+            "free_bytes": stats.cold_free_bytes,
+            "wal_bytes": stats.wal_bytes,
+            "rows": stats.cold_rows,
+            "advice": advice or ["nothing to do"],
+        }
+    _emit(args, data, f"tieredmem doctor {args.file}")
+    return 0 if integrity == "ok" else 1
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    try:
+        import sqlite3
+
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        from .langgraph import TieredSaver
+    except ImportError as exc:
+        raise CLIError(
+            f"migrate needs the langgraph extras ({exc}): "
+            "pip install 'tieredmem[langgraph]' langgraph-checkpoint-sqlite"
+        ) from None
+    if not os.path.exists(args.source):
+        raise CLIError(f"{args.source}: no such file")
+    conn = sqlite3.connect(f"file:{args.source}?mode=ro", uri=True, check_same_thread=False)
+    started = time.perf_counter()
+    with TieredSaver(args.file) as saver:
+        imported = saver.import_from(SqliteSaver(conn))
+    conn.close()
+    _emit(
+        args,
+        {
+            "imported_checkpoints": imported,
+            "seconds": round(time.perf_counter() - started, 3),
+            "source_bytes": os.path.getsize(args.source),
+            "target_bytes": _files_size(args.file),
+        },
+        "tieredmem migrate",
+    )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    scripts = sorted(root.glob("*.py"))
+    if not scripts:
+        raise CLIError(
+            "the benchmarks live in the source repository (benchmarks/); run this from a checkout"
+        )
+    status = 0
+    for script in scripts:
+        cmd = [sys.executable, str(script)] + (["--quick"] if args.quick else [])
+        print(f"$ {' '.join(cmd)}", flush=True)
+        status |= subprocess.call(cmd)
+    return 1 if status else 0
+
+
+# -- the demo ------------------------------------------------------------------------------
+_WORDS = (
+    "agent memory tool plan search answer user question context summary note step result "
+    "file email calendar meeting project deadline budget report draft review idea"
+).split()
+
+
+def _message(i: int) -> dict[str, Any]:
+    words = [_WORDS[(i * 7 + k * 13) % len(_WORDS)] for k in range(60 + i % 40)]
+    return {"role": "user" if i % 2 == 0 else "assistant", "turn": i, "content": " ".join(words)}
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    path = args.path
+    turns = args.turns
+    rich = _rich()
+    run_started = time.perf_counter()
+    with MemorySaver(
+        max_history=100,
+        path=path,
+        hot_bytes=args.hot_bytes,
+        retention=Retention(max_items=args.keep, keep=lambda m: bool(m.get("pinned"))),
+        durability="batch",
+        maintenance_interval=0,
+    ) as memory:
+        facts = memory.longterm
+        known = facts.get(("demo", "user"), "profile")
+        runs = (known.value["runs"] if known else 0) + 1
+        history = memory.history("demo-session")
+        before = len(history)
+        state = memory.state("demo-session")
+        live = None
+        if rich is not None and sys.stdout.isatty() and not args.json:
+            from rich.live import Live
+
+            live = Live(refresh_per_second=4)
+            live.start()
+        start_rss = _rss_mb()
+        samples = []
+        for i in range(turns):
+            history.append(_message(before + i) | ({"pinned": True} if i == 0 else {}))
+            if i % 10 == 0:
+                context = history.recent(20)
+                state["last_context_chars"] = sum(len(m["content"]) for m in context)
+            if i % 25 == 0:
+                state["turns"] = state.get("turns", 0) + 25
+                state.commit()
+            if i % 50 == 0:
+                with memory.task("summarize") as scratch:
+                    scratch["buffer"] = bytearray(512 * 1024)
+            if (i + 1) % max(turns // 10, 1) == 0:
+                memory.maintain()
+                st = memory.stats()
+                sample = {
+                    "turn": i + 1,
+                    "rss_mb": round(_rss_mb(), 1),
+                    "hot_mb": round(st["hot_bytes"] / 2**20, 2),
+                    "cold_mb": round(_files_size(path) / 2**20, 2),
+                    "hit_rate": round(st["hit_rate"], 3),
+                    "kept": len(history),
+                }
+                samples.append(sample)
+                if live is not None:
+                    from rich.table import Table
+
+                    table = Table(title=f"tieredmem demo: run #{runs}, {path}")
+                    for col in sample:
+                        table.add_column(col)
+                    for s in samples:
+                        table.add_row(*(str(v) for v in s.values()))
+                    live.update(table)
+                elif not args.json:
+                    print("  ".join(f"{k}={v}" for k, v in sample.items()), flush=True)
+        if live is not None:
+            live.stop()
+        facts.put(("demo", "user"), "profile", {"runs": runs, "last_turns": turns})
+        memory.store.flush()
+        raw = sum(len(json.dumps(_message(before + i))) for i in range(turns))
+        compressed = memory.stats()["cold_bytes"]
+        summary = {
+            "run": runs,
+            "recalled_from_earlier_runs": before,
+            "turns": turns,
+            "seconds": round(time.perf_counter() - run_started, 2),
+            "rss_start_mb": round(start_rss, 1),
+            "rss_end_mb": round(_rss_mb(), 1),
+            "hot_mb": round(memory.stats()["hot_bytes"] / 2**20, 2),
+            "messages_kept": len(history),
+            "first_message_pinned": bool(history[0].get("pinned")) if len(history) else False,
+            "file_mb": round(_files_size(path) / 2**20, 2),
+            "message_bytes_written": raw,
+            "cold_bytes": compressed,
+        }
+    # The same run's messages kept the way most agents keep them: a Python list.
+    baseline = _list_baseline(before + turns)
+    summary.update(baseline)
+    _emit(args, summary, "summary (tieredmem vs a Python list of the same messages)")
+    return 0
+
+
+def _list_baseline(n: int) -> dict[str, Any]:
+    code = (
+        "import json, sys, os\n"
+        "from tieredmem.cli import _message, _rss_mb\n"
+        "start = _rss_mb()\n"
+        f"msgs = [_message(i) for i in range({n})]\n"
+        "now = _rss_mb()\n"
+        "print(json.dumps({'list_rss_mb': round(now, 1),\n"
+        "                  'list_growth_mb': round(now - start, 1)}))\n"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = (
+        str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    if out.returncode != 0:
+        return {"list_rss_mb": None}
+    result: dict[str, Any] = json.loads(out.stdout)
+    result["list_messages"] = n
+    return result
+
+
+# -- entry point ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tieredmem", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"tieredmem {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("demo", cmd_demo, "a simulated long-running agent with bounded memory")
+    p.add_argument("--turns", type=int, default=20_000)
+    p.add_argument("--path", default="tieredmem-demo.db")
+    p.add_argument("--hot-bytes", default="8MiB")
+    p.add_argument("--keep", type=int, default=5_000, help="messages retention keeps")
+    p = add("stats", cmd_stats, "counters and sizes of a store file")
+    p.add_argument("file")
+    p = add("inspect", cmd_inspect, "what a store file holds")
+    p.add_argument("file")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--namespace", help="labels joined by '/', e.g. users/alice")
+    group.add_argument("--history")
+    group.add_argument("--thread", help="a LangGraph thread id")
+    p.add_argument("--limit", type=int, default=50)
+    p = add("export", cmd_export, "write every row to JSON lines")
+    p.add_argument("file")
+    p.add_argument("out")
+    p = add("import", cmd_import, "read rows written by export")
+    p.add_argument("file")
+    p.add_argument("input")
+    p = add("compact", cmd_compact, "retention, expiry, vacuum, WAL truncation")
+    p.add_argument("file")
+    p = add("doctor", cmd_doctor, "integrity check, format, settings, advice")
+    p.add_argument("file")
+    p = add("migrate", cmd_migrate, "import a LangGraph SqliteSaver file into a TieredSaver")
+    p.add_argument("source")
+    p.add_argument("file")
+    p = add("bench", cmd_bench, "run the benchmarks (source checkout)")
+    p.add_argument("--quick", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``tieredmem`` command; return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (CLIError, TieredMemError, OSError) as exc:
+        print(f"tieredmem {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
