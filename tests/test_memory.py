@@ -121,9 +121,13 @@ def test_from_config_mapping_module_and_environment(tmp_path, monkeypatch) -> No
     module.MAX_HISTORY = 9  # type: ignore[attr-defined]
     module.USE_MEMORY_SAVER = False  # type: ignore[attr-defined]
     monkeypatch.setenv("TIEREDMEM_MAX_HISTORY", "11")
+    monkeypatch.setenv("TIEREDMEM_CACHE_SIZE", "3MiB")
     with MemorySaver.from_config(module) as memory:
-        assert memory.max_history == 11  # environment wins over the module
+        assert memory.max_history == 9  # the module wins over the environment
+        assert memory.store.stats().hot_budget == 3 * 2**20  # the environment fills gaps
         assert not memory.persistent
+    with MemorySaver.from_config(module, max_history=12) as memory:
+        assert memory.max_history == 12  # arguments win over both
     monkeypatch.setenv("TIEREDMEM_CACHE_SIZE", "lots")
     with pytest.raises(ValueError, match="CACHE_SIZE"):
         MemorySaver.from_config({})

@@ -397,3 +397,26 @@ def test_refresh_ttl_on_read(store: tieredmem.Store, clock: FakeClock) -> None:
     clock.tick(2)
     assert store.get(NS, "session") is None
     assert store.get(NS, "plain", refresh_ttl=True) is not None
+
+
+def test_metrics_hook_receives_events(tmp_path) -> None:
+    events: list[dict] = []
+
+    def hook(event: dict) -> None:
+        events.append(event)
+        raise RuntimeError("a broken hook must not break the store")
+
+    path = str(tmp_path / "m.db")
+    with tieredmem.open(path, hot_bytes="64KiB", durability="batch", metrics=hook) as s:
+        s.put_many([(NS, f"k{i}", {"pad": "x" * 400, "i": i}) for i in range(300)])
+        s.flush()
+    with tieredmem.open(path, hot_bytes="16KiB", metrics=hook, maintenance_interval=0) as s:
+        for i in range(300):
+            assert s.get(NS, f"k{i}") is not None
+        s.maintain()
+    kinds = {e["event"] for e in events}
+    assert {"flush", "load", "spill", "maintain"} <= kinds
+    load = next(e for e in events if e["event"] == "load")
+    assert load["bytes"] > 0 and load["seconds"] >= 0
+    flush = next(e for e in events if e["event"] == "flush")
+    assert flush["rows"] == 300

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -31,6 +32,8 @@ from .store import Clock, Store
 from .store import open as open_store
 
 __all__ = ["MemorySaver"]
+
+log = logging.getLogger(__name__)
 
 _UNSET: Any = object()
 
@@ -116,6 +119,7 @@ class MemorySaver:
         clock: Clock = time.time,
         open_histories: int = 128,
         store: Store | None = None,
+        metrics: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         if max_history < 0:
             raise ValueError("max_history must be >= 0")
@@ -143,6 +147,7 @@ class MemorySaver:
                     flush_interval=flush_interval,
                     max_pending_bytes=max_pending_bytes,
                     clock=clock,
+                    metrics=metrics,
                 )
             except BaseException:
                 self._remove_tmpdir()
@@ -169,8 +174,8 @@ class MemorySaver:
         Names (upper case, optionally prefixed ``TIEREDMEM_``): ``PERSISTENT_STORAGE``,
         ``MAX_HISTORY``, ``CACHE_SIZE`` (bytes, e.g. ``"64MiB"``), ``PATH``, ``DURABILITY``,
         ``RETENTION_MAX_ITEMS``, ``RETENTION_TTL`` (seconds), ``USE_MEMORY_SAVER`` (when
-        false, memory is kept in a temporary file that is removed on close).  Keyword
-        *overrides* win over both; the environment wins over *config*.
+        false, memory is kept in a temporary file that is removed on close).  Precedence:
+        keyword *overrides* (arguments), then *config*, then the environment.
         """
         settings: dict[str, Any] = {}
 
@@ -186,11 +191,12 @@ class MemorySaver:
                     except (TypeError, ValueError) as exc:
                         raise ValueError(f"bad setting {raw}={value!r}: {exc}") from None
 
+        # Lowest precedence first: environment, then the mapping/module, then arguments.
+        take({k: v for k, v in os.environ.items() if k.startswith("TIEREDMEM_")})
         if isinstance(config, ModuleType):
             take({k: getattr(config, k) for k in dir(config) if k.isupper()})
         elif config is not None:
             take(config)
-        take({k: v for k, v in os.environ.items() if k.startswith("TIEREDMEM_")})
         settings.update(overrides)
         if not settings.pop("enabled", True):
             settings["persistent"] = False
@@ -315,6 +321,8 @@ class MemorySaver:
                 )
             deleted += h.apply_retention(policy)
         self._retention_deleted += deleted
+        if deleted:
+            log.info("retention deleted %d history items", deleted)
         return {"retention_deleted": deleted}
 
     def maintain(self) -> dict[str, Any]:

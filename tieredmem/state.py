@@ -139,6 +139,7 @@ class State(MutableMapping[str, Any]):
                 )
                 self._chain, self._chain_bytes, self._base_bytes = 0, 0, written
                 self.bases_written += 1
+                self._store.emit("compaction", kind="state", name=self.name, bytes=written)
             else:
                 written = delta_bytes
                 self._store.write([(ns, _delta_key(seq), delta)])

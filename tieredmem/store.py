@@ -353,6 +353,9 @@ class Store:
     :param float maintenance_interval: seconds between background maintenance runs
         (``0`` disables the thread; :meth:`maintain` still works).
     :param clock: returns the time in seconds (``time.time``); inject one in tests.
+    :param metrics: called with one dict per event (``load``, ``spill``, ``flush``,
+        ``maintain``, ``compaction``) carrying sizes and durations; never under a lock,
+        and its exceptions are logged, not raised.
     """
 
     def __init__(
@@ -367,12 +370,14 @@ class Store:
         max_value_bytes: int | str = "256MiB",
         codec: Codec | None = None,
         clock: Clock = time.time,
+        metrics: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         if durability not in ("sync", "batch"):
             raise ValueError(f"durability must be 'sync' or 'batch', not {durability!r}")
         if flush_interval <= 0:
             raise ValueError("flush_interval must be positive")
         self._backend = backend
+        self._metrics = metrics
         self._codec = codec or Codec()
         self._clock = clock
         self.durability = durability
@@ -487,6 +492,19 @@ class Store:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError(f"{self.url} is closed; open the store again to use it")
+
+    # -- observability --------------------------------------------------------------
+    def emit(self, event: str, **fields: Any) -> None:
+        """Send an event to the ``metrics`` hook (a no-op without one)."""
+        hook = self._metrics
+        if hook is None:
+            return
+        fields["event"] = event
+        fields["url"] = self.url
+        try:
+            hook(fields)
+        except Exception:
+            log.exception("the metrics hook failed on %s", event)
 
     # -- entries ----------------------------------------------------------------------
     def _entry(
@@ -624,6 +642,7 @@ class Store:
                 if entry is None:
                     # Cold: one point read, then keep it hot (unless a write raced us).
                     _cold()
+                    started = time.perf_counter() if self._metrics is not None else 0.0
                     row = self._backend.get(ns, key)
                     if row is None:
                         missing = self._missing(hk)
@@ -634,8 +653,18 @@ class Store:
                     entry = self._row_entry(hk, row)
                     with self._lock:
                         self._loads += 1
+                        spills = self._hot.spills
                         if epoch == self._epoch:
                             self._hot.offer(hk, entry)
+                        spilled = self._hot.spills - spills
+                    if self._metrics is not None:
+                        self.emit(
+                            "load",
+                            bytes=len(row.frame),
+                            seconds=time.perf_counter() - started,
+                        )
+                        if spilled:
+                            self.emit("spill", entries=spilled)
                 if entry.created is not None:
                     if entry.expires is not None and entry.expires <= self._clock():
                         return None
@@ -980,6 +1009,7 @@ class Store:
                     return
                 batch, self._pending, self._pending_bytes = self._pending, {}, 0
                 self._flushing = batch
+            started = time.perf_counter()
             try:
                 created = self._backend.write(_ops(batch.values(), self._codec))
             except BaseException:
@@ -998,6 +1028,7 @@ class Store:
                         self._hot.offer(hk, entry)
                 self._flushing = {}
                 self._epoch += 1
+        self.emit("flush", rows=len(batch), seconds=time.perf_counter() - started)
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
@@ -1190,6 +1221,7 @@ class Store:
     def maintain(self) -> dict[str, Any]:
         """Expire, apply retention, index, vacuum and checkpoint now; return what was done."""
         self._check_open()
+        started = time.perf_counter()
         self._last_maintenance = self._clock()
         self.flush()
         report: dict[str, Any] = {}
@@ -1198,6 +1230,7 @@ class Store:
                 report[k] = report.get(k, 0) + v if isinstance(v, int) else v
         report["expired"] = self.sweep()
         report.update(self._backend.maintain())
+        self.emit("maintain", seconds=time.perf_counter() - started, **report)
         return report
 
     def sweep(self) -> int:
@@ -1303,6 +1336,7 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     max_value_bytes: int | str = "256MiB",
     max_pending_bytes: int | str = "16MiB",
     clock: Clock = time.time,
+    metrics: Callable[[dict[str, Any]], None] | None = None,
 ) -> Store:
     """Open (or create) a store.
 
@@ -1316,6 +1350,7 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     :param float busy_timeout: seconds to wait for another process's lock.
     :param max_pending_bytes: with ``durability="batch"``, commit early once this many
         bytes of writes are waiting (bounds the memory the batch holds).
+    :param metrics: a callable receiving event dicts (see :class:`Store`).
     :raises NotAStoreError: the file is not a tieredmem store (it is left untouched).
     :raises SchemaVersionError: the file was written by a newer tieredmem.
     :raises UnsupportedURLError: unknown URL scheme.
@@ -1342,6 +1377,7 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
             max_pending_bytes=max_pending_bytes,
             codec=codec,
             clock=clock,
+            metrics=metrics,
         )
     except BaseException:
         backend.close()
