@@ -514,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("demo", cmd_demo, "a simulated long-running agent with bounded memory")
-    p.add_argument("--turns", type=int, default=20_000)
+    p.add_argument("--turns", type=int, default=100_000)
     p.add_argument("--path", default="tieredmem-demo.db")
     p.add_argument("--hot-bytes", default="8MiB")
     p.add_argument("--keep", type=int, default=5_000, help="messages retention keeps")
