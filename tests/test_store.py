@@ -420,3 +420,12 @@ def test_metrics_hook_receives_events(tmp_path) -> None:
     assert load["bytes"] > 0 and load["seconds"] >= 0
     flush = next(e for e in events if e["event"] == "flush")
     assert flush["rows"] == 300
+
+
+def test_text_search_is_narrowed_to_the_namespace_prefix(store: tieredmem.Store) -> None:
+    for ns in [("users", "a"), ("users", "a-b"), ("users", "ab"), ("users", "a", "x"), ("--",)]:
+        store.put(ns, "k", {"text": "shared word"})
+    found = {i.namespace for i in store.search(("users", "a"), query="word")}
+    assert found == {("users", "a"), ("users", "a", "x")}
+    assert {i.namespace for i in store.search(("--",), query="word")} == {("--",)}
+    assert len(store.search((), query="word")) == 5

@@ -41,7 +41,9 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (ns, key)
     );
     CREATE INDEX fts_docs_stale ON fts_docs (id) WHERE stale = 1;
-    CREATE VIRTUAL TABLE items_fts USING fts5 (text, content='', contentless_delete=1);
+    -- 'ns' holds the namespace labels as words, so a query is narrowed to a namespace
+    -- prefix inside the index instead of ranking every match in the store.
+    CREATE VIRTUAL TABLE items_fts USING fts5 (ns, text, content='', contentless_delete=1);
     """,
 )
 

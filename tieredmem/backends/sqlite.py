@@ -551,15 +551,21 @@ class SQLiteBackend:
         lo, hi = prefix_bounds(ns_prefix)
         sql = (
             "SELECT i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at, i.ttl, "
-            "bm25(items_fts) AS rank FROM items_fts "
+            "bm25(items_fts, 0.0, 1.0) AS rank FROM items_fts "
             "JOIN fts_docs d ON d.id = items_fts.rowid "
             "JOIN items i ON i.ns = d.ns AND i.key = d.key "
             "WHERE items_fts MATCH ? AND d.ns >= ? AND d.ns < ? "
             "ORDER BY rank LIMIT ?"
         )
+        match = f"text : ({query})"
+        if any(ch.isalnum() for ch in ns_prefix):
+            # Narrow inside the index: the namespace's labels are the first words of 'ns'
+            # (the exact prefix test on d.ns below still decides).
+            phrase = ns_prefix.replace(SEP, " ").replace('"', '""')
+            match += f' AND ns : ^"{phrase}"'
         try:
             with self._reading() as con:
-                rows = list(con.execute(sql, (query, lo, hi, limit)))
+                rows = list(con.execute(sql, (match, lo, hi, limit)))
         except apsw.SQLError as exc:
             raise ValueError(f"bad full-text query {query!r}: {exc}") from None
         except apsw.Error as exc:
@@ -723,8 +729,8 @@ class SQLiteBackend:
                             text = text_of(frame) if text_of is not None else None
                             if text:
                                 con.execute(
-                                    "INSERT INTO items_fts (rowid, text) VALUES (?, ?)",
-                                    (doc_id, text),
+                                    "INSERT INTO items_fts (rowid, ns, text) VALUES (?, ?, ?)",
+                                    (doc_id, ns.replace(SEP, " "), text),
                                 )
                             con.execute("UPDATE fts_docs SET stale = 0 WHERE id = ?", (doc_id,))
                         con.execute("COMMIT")
