@@ -18,6 +18,7 @@ Embeddings (with ``index=``) are stored as float32 vectors under the internal na
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -31,6 +32,7 @@ from langgraph.store.base import (
     BaseStore,
     GetOp,
     IndexConfig,
+    InvalidNamespaceError,
     Item,
     ListNamespacesOp,
     Op,
@@ -77,6 +79,18 @@ def _search_item(it: TItem, score: float | None) -> SearchItem:
         updated_at=_dt(it._updated),
         score=score,
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_lg_namespace(namespace: tuple[str, ...]) -> None:
+    """LangGraph's namespace rules (non-empty labels, no '.', root not 'langgraph')."""
+    _validate_op_namespace(GetOp(namespace, "k"))
+    if not namespace:
+        raise InvalidNamespaceError("Namespace cannot be empty.")
+    if namespace[0] == "langgraph":
+        raise InvalidNamespaceError(
+            f'Root label for namespace cannot be "langgraph". Got: {namespace}'
+        )
 
 
 def _numpy() -> Any:
@@ -170,6 +184,15 @@ class TieredStore(BaseStore):
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+
+    # -- the common single read, without building a batch -------------------------------
+    def get(
+        self, namespace: tuple[str, ...], key: str, *, refresh_ttl: bool | None = None
+    ) -> Item | None:
+        """Like ``BaseStore.get`` (same validation and TTL rules), without a batch."""
+        _check_lg_namespace(tuple(namespace))
+        got = self.store.get(namespace, key, refresh_ttl=self._refresh(refresh_ttl))
+        return _item(got) if got is not None else None
 
     # -- batches ------------------------------------------------------------------------
     def _refresh(self, flag: bool | None) -> bool:
