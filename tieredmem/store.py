@@ -835,10 +835,13 @@ class Store:
                     self._count(op)
                 self._epoch += 1
                 pending = self._pending_bytes
-            if pending >= 2 * self._max_pending:
-                self.flush()  # back-pressure: the writer outpaces the background commits
-            elif pending >= self._max_pending:
-                self._wake.set()
+            if pending >= self._max_pending:
+                if self._flushing or pending >= 2 * self._max_pending:
+                    # Back-pressure: a commit is already under way and the writer outpaces
+                    # it; waiting here keeps what is buffered within ~2x max_pending_bytes.
+                    self.flush()
+                else:
+                    self._wake.set()
             return
         with self._write_lock:
             created = self._backend.write(_ops(ops, self._codec))
