@@ -154,3 +154,18 @@ def test_pytest_plugin_fixtures(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest()
     result.assert_outcomes(passed=4)
+
+
+def test_inspect_state_and_thread(filled: Path, tmp_path: Path) -> None:
+    out = run("inspect", str(filled), "--state", "chat", "--json")
+    data = json.loads(out.stdout)
+    assert out.returncode == 0 and data["keys"] == 1 and data["has_base"] is False
+    out = run("inspect", str(filled), "--thread", "nope")
+    assert out.returncode == 2 and "no LangGraph thread" in out.stderr
+
+
+def test_bench_selects_benchmarks() -> None:
+    # The real quick runs are CI's smoke step (.ci/run runs every benchmark --quick); here
+    # only the selection and its error path, so the test suite writes no result files.
+    out = run("bench", "--quick", "--only", "no-such-benchmark")
+    assert out.returncode == 2 and "benchmarks" in out.stderr

@@ -2,7 +2,7 @@
 
     tieredmem demo [--turns N] [--path FILE]     a long-running agent, measured live
     tieredmem stats FILE                         Store.stats() and what the file holds
-    tieredmem inspect FILE [--namespace NS | --history NAME | --thread ID]
+    tieredmem inspect FILE [--namespace NS | --history NAME | --state NAME | --thread ID]
     tieredmem export FILE OUT.jsonl              every row, streamed (exact round trip)
     tieredmem import FILE IN.jsonl
     tieredmem compact FILE                       Store.maintain() + WAL truncation
@@ -157,6 +157,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             if len(h):
                 data["first"] = h[0]
                 data["last"] = h[-1]
+        elif args.state:
+            memory = MemorySaver(store=store)
+            doc = memory.state(args.state)
+            data = doc.stats()
+            data["delta_rows"] = sum(k.startswith("d") for k in store.keys(doc._ns))
+            data["has_base"] = store.read(doc._ns, "base") is not None
+            data["keys_sample"] = sorted(doc)[: args.limit]
         elif args.thread:
             root = store.internal_ns("lg", args.thread)
             spaces = store.namespaces_under(root)
@@ -364,7 +371,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parents[1] / "benchmarks"
-    scripts = sorted(root.glob("*.py"))
+    scripts = sorted(p for p in root.glob("*.py") if not p.name.startswith("_"))
+    if args.only:
+        available = ", ".join(p.stem for p in scripts)
+        scripts = [p for p in scripts if p.stem in args.only.split(",")]
+        if not scripts:
+            raise CLIError(f"no benchmark named {args.only!r}; benchmarks: {available}")
     if not scripts:
         raise CLIError(
             "the benchmarks live in the source repository (benchmarks/); run this from a checkout"
@@ -525,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--namespace", help="labels joined by '/', e.g. users/alice")
     group.add_argument("--history")
+    group.add_argument("--state", help="a MemorySaver state: keys and delta chain")
     group.add_argument("--thread", help="a LangGraph thread id")
     p.add_argument("--limit", type=int, default=50)
     p = add("export", cmd_export, "write every row to JSON lines")
@@ -542,6 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p = add("bench", cmd_bench, "run the benchmarks (source checkout)")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", help="comma-separated benchmark names, e.g. kv,store")
     return parser
 
 

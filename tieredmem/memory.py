@@ -221,14 +221,7 @@ class MemorySaver:
                 self._history_retention[name] = retention
             h = self._histories.get(name)
             if h is None:
-                h = History(
-                    self.store,
-                    name,
-                    max_history=self.max_history,
-                    chunk_items=self.chunk_items,
-                    chunk_bytes=self.chunk_bytes,
-                    retention=self._history_retention.get(name),
-                )
+                h = self._open_history(name)
                 self._histories[name] = h
             elif retention is not None:
                 h.retention = retention
@@ -236,6 +229,16 @@ class MemorySaver:
                 h.retain()
             self._recent_histories[name] = h
             return h
+
+    def _open_history(self, name: str) -> History:
+        return History(
+            self.store,
+            name,
+            max_history=self.max_history,
+            chunk_items=self.chunk_items,
+            chunk_bytes=self.chunk_bytes,
+            retention=self._history_retention.get(name),
+        )
 
     def histories(self) -> list[str]:
         """Names of the histories stored in the file."""
@@ -312,13 +315,7 @@ class MemorySaver:
             with self._lock:
                 h = self._histories.get(name)
             if h is None:
-                h = History(
-                    self.store,
-                    name,
-                    max_history=self.max_history,
-                    chunk_items=self.chunk_items,
-                    chunk_bytes=self.chunk_bytes,
-                )
+                h = self._open_history(name)
             deleted += h.apply_retention(policy)
         self._retention_deleted += deleted
         if deleted:

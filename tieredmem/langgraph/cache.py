@@ -18,7 +18,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from ..memory import MemorySaver
 from ..store import ColdReadError, Store
-from ..store import open as open_store
+from ._common import resolve_store
 
 __all__ = ["TieredCache"]
 
@@ -42,12 +42,7 @@ class TieredCache(BaseCache[ValueT], Generic[ValueT]):
         clock: Any = time.time,
     ) -> None:
         super().__init__(serde=serde)
-        if isinstance(conn, MemorySaver):
-            self.store, self._owns = conn.store, False
-        elif isinstance(conn, Store):
-            self.store, self._owns = conn, False
-        else:
-            self.store, self._owns = open_store(conn, hot_bytes=hot_bytes, clock=clock), True
+        self.store, self._owns = resolve_store(conn, hot_bytes=hot_bytes, clock=clock)
 
     def close(self) -> None:
         """Close the store if this cache opened it."""

@@ -50,7 +50,8 @@ from ..backends import SEP
 from ..history import History
 from ..memory import MemorySaver
 from ..store import ColdReadError, Store
-from ..store import open as open_store
+from ._common import config as config_for
+from ._common import resolve_store
 
 __all__ = ["TieredSaver"]
 
@@ -109,19 +110,13 @@ class TieredSaver(BaseCheckpointSaver[str]):
         clock: Any = time.time,
     ) -> None:
         super().__init__(serde=serde)
-        if isinstance(conn, MemorySaver):
-            self.store, self._owns = conn.store, False
-        elif isinstance(conn, Store):
-            self.store, self._owns = conn, False
-        else:
-            self.store = open_store(
-                conn,
-                hot_bytes=hot_bytes,
-                durability=durability,
-                maintenance_interval=maintenance_interval,
-                clock=clock,
-            )
-            self._owns = True
+        self.store, self._owns = resolve_store(
+            conn,
+            hot_bytes=hot_bytes,
+            durability=durability,
+            maintenance_interval=maintenance_interval,
+            clock=clock,
+        )
         if max_checkpoints is not None and max_checkpoints < 1:
             raise ValueError("max_checkpoints must be >= 1")
         self.max_checkpoints = max_checkpoints
@@ -297,27 +292,10 @@ class TieredSaver(BaseCheckpointSaver[str]):
         )
         parent = row["p"]
         return CheckpointTuple(
-            config=config
-            or {
-                "configurable": {
-                    "thread_id": thread,
-                    "checkpoint_ns": cns,
-                    "checkpoint_id": checkpoint_id,
-                }
-            },
+            config=config or config_for(thread, cns, checkpoint_id),
             checkpoint=checkpoint,
             metadata=metadata,
-            parent_config=(
-                {
-                    "configurable": {
-                        "thread_id": thread,
-                        "checkpoint_ns": cns,
-                        "checkpoint_id": parent,
-                    }
-                }
-                if parent
-                else None
-            ),
+            parent_config=(config_for(thread, cns, parent) if parent else None),
             pending_writes=self._writes(ns, checkpoint_id),
         )
 
@@ -725,25 +703,13 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 if self.store.read(self._ns(thread, cns), "c" + cid) is not None:
                     continue
                 parent = (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id")
-                put_config: RunnableConfig = {
-                    "configurable": {
-                        "thread_id": thread,
-                        "checkpoint_ns": cns,
-                        "checkpoint_id": parent,
-                    }
-                }
+                put_config: RunnableConfig = config_for(thread, cns, parent)
                 versions = dict(tup.checkpoint["channel_versions"])
                 self.put(put_config, tup.checkpoint, tup.metadata, versions)
                 by_task: dict[str, list[tuple[str, Any]]] = {}
                 for task_id, channel, value in tup.pending_writes or []:
                     by_task.setdefault(task_id, []).append((channel, value))
-                target: RunnableConfig = {
-                    "configurable": {
-                        "thread_id": thread,
-                        "checkpoint_ns": cns,
-                        "checkpoint_id": cid,
-                    }
-                }
+                target: RunnableConfig = config_for(thread, cns, cid)
                 for task_id, task_writes in by_task.items():
                     self.put_writes(target, task_writes, task_id)
                 count += 1

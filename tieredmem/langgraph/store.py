@@ -49,7 +49,7 @@ from ..backends import SEP
 from ..memory import MemorySaver
 from ..store import ColdReadError, Store, matches
 from ..store import Item as TItem
-from ..store import open as open_store
+from ._common import resolve_store
 
 __all__ = ["TieredStore"]
 
@@ -122,12 +122,7 @@ class TieredStore(BaseStore):
         hot_bytes: int | str = "64MiB",
         clock: Any = time.time,
     ) -> None:
-        if isinstance(conn, MemorySaver):
-            self.store, self._owns = conn.store, False
-        elif isinstance(conn, Store):
-            self.store, self._owns = conn, False
-        else:
-            self.store, self._owns = open_store(conn, hot_bytes=hot_bytes, clock=clock), True
+        self.store, self._owns = resolve_store(conn, hot_bytes=hot_bytes, clock=clock)
         self.ttl_config = ttl
         self.index_config: dict[str, Any] | None = None
         self.embeddings: Any = None
