@@ -548,6 +548,28 @@ class Store:
         return entry.created
 
     # -- reads -------------------------------------------------------------------------
+    def _load(self, ns: str, key: str, hk: str, epoch: int) -> Entry:
+        """Read one key from the cold tier and keep it hot (a miss is remembered too),
+        unless a write or an invalidation happened since *epoch*."""
+        _cold()
+        started = time.perf_counter()
+        row = self._backend.get(ns, key)
+        entry = self._row_entry(hk, row) if row is not None else self._missing(hk)
+        with self._lock:
+            spills = self._hot.spills
+            self._loads += row is not None
+            if epoch == self._epoch:
+                if row is not None:
+                    self._hot.offer(hk, entry)
+                else:
+                    self._hot.offer_miss(hk, entry)
+            spilled = self._hot.spills - spills
+        if self._metrics is not None and row is not None:
+            self.emit("load", bytes=len(row.frame), seconds=time.perf_counter() - started)
+            if spilled:
+                self.emit("spill", entries=spilled)
+        return entry
+
     def _lookup(self, ns: str, key: str, hk: str) -> Entry | None:
         """The live entry for a key (None when absent or expired)."""
         tx: _Tx | None = getattr(self._local, "tx", None)
@@ -570,16 +592,7 @@ class Store:
                         self._misses += 1
                         epoch = self._epoch
             if entry is None:
-                _cold()
-                row = self._backend.get(ns, key)
-                entry = self._row_entry(hk, row) if row is not None else self._missing(hk)
-                with self._lock:
-                    self._loads += row is not None
-                    if epoch == self._epoch:
-                        if row is not None:
-                            self._hot.offer(hk, entry)
-                        else:
-                            self._hot.offer_miss(hk, entry)
+                entry = self._load(ns, key, hk, epoch)
         if entry.codec == _MISSING:
             return None
         if entry.expires is not None and entry.expires <= self._clock():
@@ -640,31 +653,9 @@ class Store:
                     elif entry.created is not None:
                         self._hits += 1
                 if entry is None:
-                    # Cold: one point read, then keep it hot (unless a write raced us).
-                    _cold()
-                    started = time.perf_counter() if self._metrics is not None else 0.0
-                    row = self._backend.get(ns, key)
-                    if row is None:
-                        missing = self._missing(hk)
-                        with self._lock:
-                            if epoch == self._epoch:
-                                self._hot.offer_miss(hk, missing)
+                    entry = self._load(ns, key, hk, epoch)
+                    if entry.codec == _MISSING:
                         return None
-                    entry = self._row_entry(hk, row)
-                    with self._lock:
-                        self._loads += 1
-                        spills = self._hot.spills
-                        if epoch == self._epoch:
-                            self._hot.offer(hk, entry)
-                        spilled = self._hot.spills - spills
-                    if self._metrics is not None:
-                        self.emit(
-                            "load",
-                            bytes=len(row.frame),
-                            seconds=time.perf_counter() - started,
-                        )
-                        if spilled:
-                            self.emit("spill", entries=spilled)
                 if entry.created is not None:
                     if entry.expires is not None and entry.expires <= self._clock():
                         return None

@@ -780,7 +780,3 @@ class SQLiteBackend:
                 self._stamp_map = None
             self._writer.close()
 
-
-def ns_join(labels: Sequence[str]) -> str:
-    """Join namespace labels the way rows store them."""
-    return SEP.join(labels)
