@@ -164,3 +164,35 @@ def test_short_lived_threads_do_not_pile_up_connections(tmp_path: Path) -> None:
         assert len(backend._readers) <= 8  # type: ignore[attr-defined]
         fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
         assert fds < 100
+
+
+def test_a_lock_held_too_long_raises_a_typed_error_and_loses_nothing(tmp_path: Path) -> None:
+    from tieredmem import BusyTimeoutError
+
+    path = str(tmp_path / "busy.db")
+    with tieredmem.open(path, busy_timeout=0.2) as store:
+        store.put(("a",), "before", 1)
+        other = apsw.Connection(path)
+        other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        with pytest.raises(BusyTimeoutError, match="busy timeout"):
+            store.put(("a",), "during", 2)
+        other.execute("ROLLBACK")
+        other.close()
+        store.put(("a",), "after", 3)
+        assert [i.key for i in store.search(("a",))] == ["after", "before"]
+
+
+def test_a_damaged_row_raises_a_typed_error(tmp_path: Path) -> None:
+    from tieredmem import SerializationError
+
+    path = str(tmp_path / "row.db")
+    with tieredmem.open(path) as store:
+        store.put(("a",), "good", {"v": 1})
+        store.put(("a",), "bad", {"v": 2})
+    con = apsw.Connection(path)
+    con.execute("UPDATE items SET value = x'ff00' WHERE key = 'bad'")
+    con.close()
+    with tieredmem.open(path) as store:
+        assert store.get(("a",), "good").value == {"v": 1}
+        with pytest.raises(SerializationError, match="newer tieredmem or damaged"):
+            store.get(("a",), "bad")
