@@ -60,3 +60,81 @@ def store(
     )
     yield s
     s.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, started for the test session."""
+
+    def __init__(self) -> None:
+        import shutil
+        import subprocess
+        import tempfile
+        import time
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            if os.environ.get("CI"):
+                raise RuntimeError("redis-server is missing in CI: .ci/apt-packages installs it")
+            pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        self.port = _free_port()
+        self.dir = tempfile.mkdtemp(prefix="tieredmem-redis-")
+        self.args = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self.dir,
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+        self._time = time
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
+        import redis
+
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        deadline = time.time() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def url(self, prefix: str) -> str:
+        return f"redis://127.0.0.1:{self.port}/0?prefix={prefix}"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    pytest.importorskip("redis")
+    server = RedisServer()
+    yield server
+    server.stop()

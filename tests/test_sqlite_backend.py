@@ -125,31 +125,6 @@ def test_file_reopens_across_versions_of_defaults(tmp_path: Path) -> None:
         assert item is not None and item.value == {"text": "abc " * 100}
 
 
-def test_backend_conformance_basics(tmp_path: Path) -> None:
-    """The narrow protocol every backend implements."""
-    from tieredmem.backends import SEP, Backend, Delete, DeleteRange, Put
-
-    b = SQLiteBackend(str(tmp_path / "p.db"))
-    assert isinstance(b, Backend)
-    ns = SEP.join(("h", "x"))
-    created = b.write(
-        [Put(ns, f"{i:04d}", b"\x02v", 1.0) for i in range(10)] + [Delete(ns, "0003")]
-    )
-    assert created == [1.0] * 10
-    assert [r.key for r in b.range(ns, "0002", "0006")] == ["0002", "0004", "0005"]
-    assert [r.key for r in b.range(ns, limit=2, reverse=True)] == ["0009", "0008"]
-    b.write([DeleteRange(ns, "0000", "0005")])
-    assert [r.key for r in b.range(ns)] == ["0005", "0006", "0007", "0008", "0009"]
-    assert b.get(ns, "0005") is not None and b.get(ns, "0000") is None
-    assert [r.key for r in b.get_many([(ns, "0005"), (ns, "zz")]) if r] == ["0005"]
-    b.write([Put("h", "k", b"\x02v", 2.0, expires_at=5.0)])
-    assert b.namespaces("h") == ["h", ns]
-    assert b.expire(6.0) == [("h", "k")]
-    assert [r.key for r in b.scan("h", after=(ns, "0006"))] == ["0007", "0008", "0009"]
-    b.close()
-    b.close()
-
-
 def test_short_lived_threads_do_not_pile_up_connections(tmp_path: Path) -> None:
     """LangGraph starts threads freely; reader connections must stay bounded."""
     import threading

@@ -183,7 +183,14 @@ def _sqlite_factory(url: str, **options: Any) -> Backend:
     return SQLiteBackend(url, **options)
 
 
+def _redis_factory(url: str, **options: Any) -> Backend:
+    from .redis import RedisBackend
+
+    return RedisBackend(url, **options)
+
+
 register("sqlite", _sqlite_factory)
+register("redis", _redis_factory)
 
 
 def available_schemes() -> list[str]:

@@ -779,4 +779,3 @@ class SQLiteBackend:
                 self._stamp_map.close()
                 self._stamp_map = None
             self._writer.close()
-

@@ -1,0 +1,366 @@
+"""The Redis backend: the cold tier on a plain Redis 7 server (no modules).
+
+``tieredmem.open("redis://localhost:6379/0")`` — same API, the hot tier still in front.
+
+Layout (all keys under a prefix, ``tm:`` by default; ``?prefix=`` in the URL changes it):
+
+- ``<p>r:<ns>\\x1e<key>``: a hash per item: ``v`` frame, ``c`` created, ``u`` updated,
+  ``e`` expires (absent: never), ``t`` ttl;
+- ``<p>k:<ns>``: a sorted set of the namespace's keys (all scores 0: ordered by bytes), for
+  range reads;
+- ``<p>ns``: a sorted set of namespaces holding items, for prefix scans;
+- ``<p>exp``: expiry times (score) of items with a ttl;
+- ``<p>ver``: incremented by every write batch.
+
+Every write batch is one Lua script, so it is atomic, and it returns the new ``ver``.
+Coherence across hosts: before trusting its hot tier a reader fetches ``ver`` (one round
+trip; the value itself still comes from memory), and a writer that sees ``ver`` jump by
+more than its own batch knows another process wrote.  Full-text search is refused with a
+clear error (plain Redis has no index to do it with bounded memory); filters work.
+Connection errors are retried with exponential backoff; a write that could not be
+committed raises, never silently drops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from ..errors import StoreClosedError, TieredMemError
+from . import Delete, DeleteRange, Op, Put, Row, Touch
+from .sqlite import prefix_bounds
+
+__all__ = ["RedisBackend"]
+
+log = logging.getLogger(__name__)
+
+_HK = b"\x1e"
+_TOP = "\U0010ffff"
+
+# KEYS: none (all keys derive from the prefix, passed as ARGV[1]).
+# ARGV: prefix, then ops: "P" ns key frame now expires|"" created|"" ttl|""
+#                         "D" ns key | "R" ns start stop|"" | "T" ns key now
+_WRITE = r"""
+local p = ARGV[1]
+local created = {}
+local i = 2
+local function drop(ns, key)
+  local r = p .. 'r:' .. ns .. '\30' .. key
+  if redis.call('DEL', r) == 1 then
+    redis.call('ZREM', p .. 'k:' .. ns, key)
+    redis.call('ZREM', p .. 'exp', ns .. '\30' .. key)
+    if redis.call('ZCARD', p .. 'k:' .. ns) == 0 then redis.call('ZREM', p .. 'ns', ns) end
+  end
+end
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'P' then
+    local ns, key, frame, now = ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
+    local exp, c, ttl = ARGV[i+5], ARGV[i+6], ARGV[i+7]
+    local r = p .. 'r:' .. ns .. '\30' .. key
+    local old = redis.call('HGET', r, 'c')
+    if c == '' then c = old or now end
+    redis.call('HSET', r, 'v', frame, 'c', c, 'u', now)
+    if exp == '' then
+      redis.call('HDEL', r, 'e', 't')
+      redis.call('ZREM', p .. 'exp', ns .. '\30' .. key)
+    else
+      redis.call('HSET', r, 'e', exp)
+      if ttl ~= '' then redis.call('HSET', r, 't', ttl) else redis.call('HDEL', r, 't') end
+      redis.call('ZADD', p .. 'exp', exp, ns .. '\30' .. key)
+    end
+    redis.call('ZADD', p .. 'k:' .. ns, 0, key)
+    redis.call('ZADD', p .. 'ns', 0, ns)
+    table.insert(created, c)
+    i = i + 8
+  elseif op == 'D' then
+    drop(ARGV[i+1], ARGV[i+2])
+    i = i + 3
+  elseif op == 'R' then
+    local ns, start, stop = ARGV[i+1], ARGV[i+2], ARGV[i+3]
+    local hi = '+'
+    if stop ~= '' then hi = '(' .. stop end
+    local keys = redis.call('ZRANGEBYLEX', p .. 'k:' .. ns, '[' .. start, hi)
+    for _, key in ipairs(keys) do drop(ns, key) end
+    i = i + 4
+  elseif op == 'T' then
+    local ns, key, now = ARGV[i+1], ARGV[i+2], ARGV[i+3]
+    local r = p .. 'r:' .. ns .. '\30' .. key
+    local ttl = redis.call('HGET', r, 't')
+    if ttl then
+      local exp = tonumber(now) + tonumber(ttl)
+      redis.call('HSET', r, 'e', tostring(exp))
+      redis.call('ZADD', p .. 'exp', exp, ns .. '\30' .. key)
+    end
+    i = i + 4
+  else
+    return redis.error_reply('unknown op ' .. op)
+  end
+end
+local ver = redis.call('INCR', p .. 'ver')
+return {ver, created}
+"""
+
+_EXPIRE = r"""
+local p = ARGV[1]
+local due = redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do
+  local cut = string.find(member, '\30', 1, true)
+  local ns, key = string.sub(member, 1, cut - 1), string.sub(member, cut + 1)
+  local r = p .. 'r:' .. member
+  redis.call('DEL', r)
+  redis.call('ZREM', p .. 'k:' .. ns, key)
+  redis.call('ZREM', p .. 'exp', member)
+  if redis.call('ZCARD', p .. 'k:' .. ns) == 0 then redis.call('ZREM', p .. 'ns', ns) end
+end
+if #due > 0 then redis.call('INCR', p .. 'ver') end
+return due
+"""
+
+
+def _num(v: bytes | None) -> float | None:
+    return None if v is None else float(v)
+
+
+class RedisBackend:
+    """Cold tier on Redis.  ``url`` is ``redis://[:password@]host:port/db[?prefix=tm:]``."""
+
+    def __init__(self, url: str, **_: Any) -> None:
+        try:
+            import redis
+            from redis.backoff import ExponentialBackoff
+            from redis.retry import Retry
+        except ImportError:
+            raise TieredMemError(
+                "the Redis backend needs redis-py: pip install 'tieredmem[redis]'"
+            ) from None
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        self.prefix = query.get("prefix", ["tm:"])[0]
+        clean = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        self.url = clean
+        self._redis = redis
+        self._client: Any = redis.Redis.from_url(
+            clean,
+            retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 6),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            socket_timeout=10,
+            health_check_interval=30,
+        )
+        try:
+            self._client.ping()
+        except redis.RedisError as exc:
+            raise TieredMemError(f"cannot reach Redis at {clean}: {exc}") from None
+        self._write_script = self._client.register_script(_WRITE)
+        self._expire_script = self._client.register_script(_EXPIRE)
+        self._seen_ver: int | None = None
+        self._closed = False
+        self.foreign_change()
+
+    # -- helpers ----------------------------------------------------------------------
+    def _k(self, kind: str, *parts: str) -> bytes:
+        return (self.prefix + kind + ":").encode() + _HK.join(p.encode() for p in parts)
+
+    def _row(self, ns: str, key: str, h: dict[bytes, bytes]) -> Row | None:
+        if not h:
+            return None
+        return Row(
+            ns, key, h[b"v"], float(h[b"c"]), float(h[b"u"]), _num(h.get(b"e")), _num(h.get(b"t"))
+        )
+
+    def _check(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{self.url} is closed; open the store again to use it")
+
+    def _error(self, exc: Exception) -> TieredMemError:
+        return TieredMemError(f"Redis at {self.url}: {exc} (the operation did not complete)")
+
+    # -- reads -------------------------------------------------------------------------
+    def get(self, ns: str, key: str) -> Row | None:
+        self._check()
+        try:
+            return self._row(ns, key, self._client.hgetall(self._k("r", ns, key)))
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Row | None]:
+        self._check()
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            for ns, key in keys:
+                pipe.hgetall(self._k("r", ns, key))
+            return [self._row(ns, key, h) for (ns, key), h in zip(keys, pipe.execute())]
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+
+    def keys(self, ns: str, start: str = "", stop: str | None = None) -> list[str]:
+        self._check()
+        hi = b"+" if stop is None else b"(" + stop.encode()
+        try:
+            found = self._client.zrangebylex(self._k("k", ns), b"[" + start.encode(), hi)
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+        return [k.decode() for k in found]
+
+    def range(
+        self,
+        ns: str,
+        start: str | None = None,
+        stop: str | None = None,
+        *,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> list[Row]:
+        keys = self.keys(ns, start or "", stop)
+        if reverse:
+            keys.reverse()
+        if limit is not None:
+            keys = keys[:limit]
+        return [r for r in self.get_many([(ns, k) for k in keys]) if r is not None]
+
+    def namespaces(
+        self,
+        ns_prefix: str,
+        *,
+        after: str | None = None,
+        limit: int = 1000,
+        skip_prefix: str | None = None,
+    ) -> list[str]:
+        self._check()
+        lo, hi = prefix_bounds(ns_prefix)
+        low = b"(" + after.encode() if after is not None else b"[" + lo.encode()
+        high = b"+" if hi == _TOP else b"(" + hi.encode()
+        s_lo, s_hi = prefix_bounds(skip_prefix) if skip_prefix else ("", "")
+        out: list[str] = []
+        try:
+            offset = 0
+            while len(out) < limit:
+                page = self._client.zrangebylex(
+                    self.prefix.encode() + b"ns", low, high, offset, 500
+                )
+                for raw in page:
+                    ns = raw.decode()
+                    if not (s_lo <= ns < s_hi):
+                        out.append(ns)
+                if len(page) < 500:
+                    break
+                offset += 500
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+        return out[:limit]
+
+    def scan(
+        self,
+        ns_prefix: str,
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int = 1000,
+        skip_prefix: str | None = None,
+    ) -> list[Row]:
+        out: list[Row] = []
+        start_ns = after[0] if after is not None else None
+        spaces = self.namespaces(ns_prefix, limit=10**9, skip_prefix=skip_prefix)
+        for ns in spaces:
+            if start_ns is not None and ns < start_ns:
+                continue
+            first = ""
+            if after is not None and ns == start_ns:
+                first = after[1] + "\x00"  # strictly after
+            for row in self.range(ns, first, limit=limit - len(out)):
+                out.append(row)
+            if len(out) >= limit:
+                break
+        return out
+
+    def text_search(
+        self, ns_prefix: str, query: str, *, limit: int, skip_prefix: str | None = None
+    ) -> list[tuple[Row, float]]:
+        raise TieredMemError(
+            "full-text search (query=) is not available on the Redis backend: plain Redis "
+            "has no text index; use filter=, or the SQLite backend for text search"
+        )
+
+    # -- writes ------------------------------------------------------------------------
+    def write(self, ops: Sequence[Op]) -> list[float]:
+        self._check()
+        args: list[Any] = [self.prefix]
+        for op in ops:
+            if isinstance(op, Put):
+                args += [
+                    "P",
+                    op.ns,
+                    op.key,
+                    op.frame,
+                    repr(op.now),
+                    "" if op.expires_at is None else repr(op.expires_at),
+                    "" if op.created is None else repr(op.created),
+                    "" if op.ttl is None else repr(op.ttl),
+                ]
+            elif isinstance(op, Delete):
+                args += ["D", op.ns, op.key]
+            elif isinstance(op, DeleteRange):
+                args += ["R", op.ns, op.start, "" if op.stop is None else op.stop]
+            elif isinstance(op, Touch):
+                args += ["T", op.ns, op.key, repr(op.now)]
+        try:
+            ver, created = self._write_script(args=args)
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+        ver = int(ver)
+        if self._seen_ver is not None and ver == self._seen_ver + 1:
+            self._seen_ver = ver  # only our batch happened since we last looked
+        return [float(c) for c in created]
+
+    def expire(self, now: float, *, limit: int = 10_000) -> list[tuple[str, str]]:
+        self._check()
+        try:
+            due = self._expire_script(args=[self.prefix, repr(now), limit])
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+        out = []
+        for member in due:
+            ns, _, key = member.partition(_HK)
+            out.append((ns.decode(), key.decode()))
+        return out
+
+    # -- coherence, maintenance, stats -------------------------------------------------
+    def foreign_change(self) -> bool:
+        """One round trip: has ``ver`` moved since we last looked (beyond our writes)?"""
+        if self._closed:
+            return False
+        try:
+            raw = self._client.get(self.prefix.encode() + b"ver")
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+        ver = int(raw or 0)
+        changed = self._seen_ver is not None and ver != self._seen_ver
+        self._seen_ver = ver
+        return changed
+
+    def maintain(self) -> dict[str, Any]:
+        return {}
+
+    def stats(self) -> dict[str, Any]:
+        self._check()
+        try:
+            rows = 0
+            for ns in self.namespaces("", limit=10**9):
+                rows += int(self._client.zcard(self._k("k", ns)))
+            memory = int(self._client.info("memory").get("used_memory", 0))
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+        return {
+            "cold_bytes": memory,
+            "cold_free_bytes": 0,
+            "wal_bytes": 0,
+            "cold_rows": rows,
+            "format_version": 1,
+        }
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._client.close()
