@@ -1,0 +1,304 @@
+"""tieredmem on Redis against direct redis-py calls, over loopback.
+
+Starts a private ``redis-server`` on a free loopback port (or uses ``--url``), then runs,
+each configuration in a fresh process:
+
+- ``kv``: the workload of benchmarks/kv.py (``--keys`` values of ~1 KB): set, hot get
+  (a 1,000-key subset read repeatedly), cold get (uniform over all keys with a small hot
+  tier), for ``tieredmem`` (``tieredmem.open("redis://...")``) and ``redis-py`` (SET/GET of
+  the same orjson bytes);
+- ``chat``: the LangGraph chat loop of benchmarks/langgraph_saver.py (``--turns`` turns,
+  one ~500 B AIMessage a turn) with ``TieredSaver`` on Redis.
+
+For each phase: ops/s and the Redis commands the server executed (``INFO commandstats``),
+plus the client round trips per operation (counted in redis-py), so "round trips saved" is
+the difference per operation.
+
+    python benchmarks/redis_backend.py [--quick] [--keys N] [--turns N] [--url redis://...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def commands(url: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(url.split("?")[0])
+    stats = client.info("commandstats")
+    client.close()
+    return sum(int(v["calls"]) for v in stats.values())
+
+
+ROUND_TRIPS = [0]
+
+
+def count_round_trips() -> None:
+    """Count client round trips: every packed send of redis-py (a pipeline is one)."""
+    from redis.connection import AbstractConnection
+
+    original = AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        ROUND_TRIPS[0] += 1
+        original(self, command, check_health)
+
+    AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+
+
+def timed(url: str, fn: Any, n: int) -> dict[str, float]:
+    before = commands(url)
+    trips = ROUND_TRIPS[0]
+    start = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - start
+    trips = ROUND_TRIPS[0] - trips
+    used = commands(url) - before - 1  # the INFO call itself
+    return {
+        "ops_per_s": round(n / seconds, 1),
+        "round_trips_per_op": round(trips / n, 3),
+        "redis_commands_per_op": round(used / n, 3),
+    }
+
+
+def worker_kv(url: str, name: str, keys: int, seed: int) -> dict[str, Any]:
+    import orjson
+    from kv import make_value  # the same values as benchmarks/kv.py
+
+    values = [orjson.dumps(make_value(i)) for i in range(keys)]
+    rng = random.Random(seed)
+    hot = [rng.randrange(keys) for _ in range(min(1000, keys))]
+    hot_ops = [hot[rng.randrange(len(hot))] for _ in range(keys)]
+    cold_ops = [rng.randrange(keys) for _ in range(keys)]
+    out: dict[str, Any] = {}
+    if name == "tieredmem":
+        import tieredmem
+
+        store = tieredmem.open(url, hot_bytes="1MiB", maintenance_interval=0)
+        decoded = [orjson.loads(v) for v in values]
+
+        def put() -> None:
+            for i, v in enumerate(decoded):
+                store.put(("bench",), f"key-{i:08d}", v)
+
+        def get(ops: list[int]) -> None:
+            for i in ops:
+                assert store.get(("bench",), f"key-{i:08d}") is not None
+
+        out["set"] = timed(url, put, keys)
+        get(hot)  # warm the hot subset
+        out["get_hot"] = timed(url, lambda: get(hot_ops), keys)
+        out["get_cold"] = timed(url, lambda: get(cold_ops), keys)
+        store.close()
+    else:
+        import redis
+
+        client = redis.Redis.from_url(url.split("?")[0])
+        prefix = url.split("prefix=")[-1] if "prefix=" in url else "raw:"
+
+        def rput() -> None:
+            for i, v in enumerate(values):
+                client.set(f"{prefix}key-{i:08d}", v)
+
+        def rget(ops: list[int]) -> None:
+            for i in ops:
+                assert orjson.loads(client.get(f"{prefix}key-{i:08d}")) is not None
+
+        out["set"] = timed(url, rput, keys)
+        out["get_hot"] = timed(url, lambda: rget(hot_ops), keys)
+        out["get_cold"] = timed(url, lambda: rget(cold_ops), keys)
+        client.close()
+    return out
+
+
+def worker_chat(url: str, turns: int) -> dict[str, Any]:
+    from langchain_core.messages import AIMessage, HumanMessage
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    import tieredmem
+    from tieredmem.langgraph import TieredSaver
+
+    rng = random.Random(7)
+    words = "agent memory tool plan search answer user question context summary".split()
+
+    def bot(state: MessagesState) -> dict[str, Any]:
+        n = len(state["messages"])
+        return {"messages": [AIMessage(" ".join(rng.choice(words) for _ in range(80)), id=f"a{n}")]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("bot", bot)
+    builder.add_edge(START, "bot")
+    builder.add_edge("bot", END)
+    store = tieredmem.open(url, maintenance_interval=0)
+    graph = builder.compile(checkpointer=TieredSaver(store))
+    config = {"configurable": {"thread_id": "chat"}}
+
+    def run() -> None:
+        for i in range(turns):
+            graph.invoke({"messages": [HumanMessage(f"q{i}", id=f"q{i}")]}, config)
+
+    out = {"turns": timed(url, run, turns)}
+    out["get_state"] = timed(url, lambda: [graph.get_state(config) for _ in range(100)], 100)
+    out["messages"] = len(graph.get_state(config).values["messages"])
+    store.close()
+    return out
+
+
+def start_server() -> tuple[subprocess.Popen[bytes], str, str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit("redis-server is not installed (apt-get install redis-server), or pass --url")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="tieredmem-redis-bench-")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    client.close()
+    return proc, f"redis://127.0.0.1:{port}/0", workdir
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--keys", type=int, default=20_000)
+    p.add_argument("--turns", type=int, default=300)
+    p.add_argument("--quick", action="store_true", help="2,000 keys, 50 turns (CI smoke run)")
+    p.add_argument("--url", help="an existing Redis (default: start a private one)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--prefix", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.quick:
+        args.keys, args.turns = 2_000, 50
+    if args.worker:
+        count_round_trips()
+        url = f"{args.url}?prefix={args.prefix}"
+        if args.worker == "chat":
+            result = worker_chat(url, args.turns)
+        else:
+            result = worker_kv(url, args.worker, args.keys, args.seed)
+        print(json.dumps(result))
+        return 0
+    proc, url, workdir = (None, args.url, None) if args.url else start_server()
+    results: dict[str, Any] = {}
+    try:
+        for n, name in enumerate(("tieredmem", "redis-py", "chat")):
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                name,
+                "--url",
+                url,
+                "--prefix",
+                f"b{n}:",
+                "--keys",
+                str(args.keys),
+                "--turns",
+                str(args.turns),
+                "--seed",
+                str(args.seed),
+            ]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                print(out.stderr[-3000:], file=sys.stderr)
+                return 1
+            results[name] = json.loads(out.stdout)
+            print(f"[{n + 1}/3] {name} ok", file=sys.stderr)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+            shutil.rmtree(workdir or "", ignore_errors=True)
+    print(
+        f"\nRedis over loopback, {args.keys:,} keys of ~1 KB: ops/s, client round trips per op"
+        " (RTT) and Redis commands executed per op (cmds, Lua-internal ones included)"
+    )
+    print(f"{'phase':10} {'tieredmem ops/s':>16} {'RTT':>6} {'cmds':>6} {'redis-py ops/s':>15} RTT")
+    for phase in ("set", "get_hot", "get_cold"):
+        t, r = results["tieredmem"][phase], results["redis-py"][phase]
+        print(
+            f"{phase:10} {t['ops_per_s']:>16,.0f} {t['round_trips_per_op']:>6} "
+            f"{t['redis_commands_per_op']:>6} {r['ops_per_s']:>15,.0f} "
+            f"{r['round_trips_per_op']:>6}"
+        )
+    chat = results["chat"]
+    print(
+        f"\nLangGraph chat loop on Redis, {args.turns} turns: "
+        f"{1000 / chat['turns']['ops_per_s']:.2f} ms/turn, "
+        f"{chat['turns']['round_trips_per_op']} round trips/turn; get_state "
+        f"{1000 / chat['get_state']['ops_per_s']:.2f} ms, "
+        f"{chat['get_state']['round_trips_per_op']} round trips"
+    )
+    print(
+        "\nA hot get costs tieredmem one round trip (the version check that keeps hosts"
+        " coherent) and no value transfer or decoding; a write batch is one Lua script."
+    )
+    out_path = RESULTS / ("redis_backend_quick.json" if args.quick else "redis_backend.json")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/redis_backend.py" + (" --quick" if args.quick else "")
+    out_path.write_text(
+        json.dumps(
+            {
+                "benchmark": "redis_backend",
+                "command": command,
+                "keys": args.keys,
+                "turns": args.turns,
+                "machine": {
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                },
+                "results": results,
+            },
+            indent=2,
+        )
+    )
+    print(f"\nresults: {out_path.relative_to(ROOT)}\nreproduce: {command}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
