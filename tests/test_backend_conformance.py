@@ -155,3 +155,25 @@ def test_langgraph_conformance_on_redis(redis_server: RedisServer) -> None:
     failures = {k: r.failures for k, r in report.results.items() if r.passed is not True}
     assert not failures, failures
     assert report.conformance_level() == "FULL"
+
+
+def test_get_state_checks_coherence_once(redis_server: RedisServer) -> None:
+    pytest.importorskip("langgraph")
+    from .test_langgraph_saver import chat_graph, run_chat
+
+    with tieredmem.open(redis_server.url("snap:")) as store:
+        from tieredmem.langgraph import TieredSaver
+
+        saver = TieredSaver(store)
+        graph, config = run_chat(saver, 3)
+        graph.get_state(config)
+        calls = []
+        real = store.backend.foreign_change
+
+        def counting() -> bool:
+            calls.append(1)
+            return real()
+
+        store.backend.foreign_change = counting  # type: ignore[method-assign]
+        assert len(chat_graph(saver).get_state(config).values["messages"]) == 6
+        assert len(calls) == 1

@@ -61,6 +61,11 @@ _MEMORY_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 
+_SNAPSHOT: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "tieredmem_snapshot", default=False
+)
+
+
 class ColdReadError(Exception):
     """Raised inside :meth:`Store.memory_only` when an answer needs the cold tier."""
 
@@ -377,6 +382,7 @@ class Store:
         if flush_interval <= 0:
             raise ValueError("flush_interval must be positive")
         self._backend = backend
+        self._remote = bool(getattr(backend, "remote", False))
         self._metrics = metrics
         self._codec = codec or Codec()
         self._clock = clock
@@ -577,7 +583,7 @@ class Store:
         if tx is not None and hk in tx.overlay:
             entry = tx.overlay[hk][1]
         else:
-            if self._backend.foreign_change():
+            if self._foreign_change():
                 self._invalidate_all()
             with self._lock:
                 if self._pending or self._flushing:
@@ -638,7 +644,7 @@ class Store:
     def _read(self, ns_t: Namespace, ns: str, key: str) -> Item | None:
         # Fast path: no transaction, nothing batched, no other process wrote, and hot.
         if not (self._tx_active or self._pending or self._flushing):
-            if self._backend.foreign_change():
+            if self._foreign_change():
                 self._invalidate_all()
             else:
                 hk = ns + _HK + key
@@ -693,7 +699,7 @@ class Store:
 
     def _get_many(self, wanted: list[tuple[Namespace, str, str]]) -> list[Item | None]:
         # Load every cold miss in one snapshot, then answer through the hot tier.
-        if self._backend.foreign_change():
+        if self._foreign_change():
             self._invalidate_all()
         with self._lock:
             cold = [
@@ -872,6 +878,30 @@ class Store:
             self._deletes += 1
 
     # -- internal API for the layers above (histories, states, LangGraph adapters) -----
+    def _foreign_change(self) -> bool:
+        """Ask the backend whether another process wrote, once per :meth:`snapshot`."""
+        if _SNAPSHOT.get():
+            return False
+        if self._remote:
+            _cold()  # a network round trip is I/O: not on an event loop
+        return self._backend.foreign_change()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads in the block share one coherence check (taken on entry) instead of one
+        each: a reader of several related rows pays one round trip on Redis, not one a row.
+        Writes by other processes during the block may be missed until it ends."""
+        if _SNAPSHOT.get():
+            yield
+            return
+        if self._foreign_change():
+            self._invalidate_all()
+        token = _SNAPSHOT.set(True)
+        try:
+            yield
+        finally:
+            _SNAPSHOT.reset(token)
+
     @contextmanager
     def memory_only(self) -> Iterator[None]:
         """Within the block, reads that would touch the cold tier raise

@@ -141,6 +141,9 @@ def _num(v: bytes | None) -> float | None:
 class RedisBackend:
     """Cold tier on Redis.  ``url`` is ``redis://[:password@]host:port/db[?prefix=tm:]``."""
 
+    #: Every call is a network round trip (the store keeps them off event loops).
+    remote = True
+
     def __init__(self, url: str, **_: Any) -> None:
         try:
             import redis

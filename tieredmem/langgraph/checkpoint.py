@@ -302,6 +302,10 @@ class TieredSaver(BaseCheckpointSaver[str]):
     # -- the interface ----------------------------------------------------------------
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint named by ``config`` (or the thread's newest), or ``None``."""
+        with self.store.snapshot():  # one coherence check for all the rows it reads
+            return self._get_tuple(config)
+
+    def _get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         conf = config["configurable"]
         thread = _label(conf["thread_id"])
         cns = conf.get("checkpoint_ns", "")
