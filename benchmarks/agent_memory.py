@@ -44,11 +44,9 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import random
-import resource
 import shlex
 import shutil
 import string
@@ -57,10 +55,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from _common import cpu_and_memory, git_commit, peak_rss_mb, percentile, rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -87,20 +87,6 @@ Result = dict[str, Any]
 
 
 # -- measurement helpers ---------------------------------------------------------------
-def rss_mb() -> float:
-    """Current resident set size in MB (``/proc/self/statm``; peak RSS where absent)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            pages = int(fh.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / MiB
-    except OSError:
-        return peak_rss_mb()
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / MiB if sys.platform == "darwin" else peak / 1024  # bytes on macOS
 
 
 def file_bytes(path: str) -> dict[str, int]:
@@ -113,13 +99,6 @@ def file_bytes(path: str) -> dict[str, int]:
 
 def file_mb(path: str) -> float:
     return sum(file_bytes(path).values()) / MiB
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..1) of unsorted *values*."""
-    ordered = sorted(values)
-    rank = min(len(ordered), max(1, math.ceil(q * len(ordered))))
-    return ordered[rank - 1]
 
 
 def latency_us(call: Callable[[], Any], times: int = LATENCY_CALLS) -> dict[str, float]:
@@ -775,19 +754,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
     }
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemTotal"):
-                    info["mem_total_mb"] = int(line.split()[1]) // 1024
-                    break
-    except OSError:
-        pass
+    info.update(cpu_and_memory())
     return info
 
 
@@ -808,19 +775,6 @@ def package_versions() -> dict[str, str | None]:
     except ImportError:
         pass
     return versions
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(ROOT), "describe", "--always", "--dirty", "--abbrev=40"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def reproduce_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:

@@ -70,9 +70,11 @@ import tempfile
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from _common import dir_bytes, git_state, metric, phase_result, plan, ratio, with_hit_rate, zeros
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -135,33 +137,6 @@ def make_value(i: int, salt: int = 1) -> Value:
 def rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB (``ru_maxrss`` is KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def dir_bytes(path: Path) -> int:
-    """Total size of the files under *path*."""
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def zeros(n: int) -> array[int]:
-    return array("q", bytes(8 * n))
-
-
-def phase_result(lat: Sequence[int], total_ns: int, errors: int = 0) -> dict[str, Any]:
-    """ops/s over *total_ns*, and p50/p99 of the per-op latencies *lat* (ns)."""
-    n = len(lat)
-    ordered = sorted(lat)
-
-    def pct(q: float) -> float:
-        return round(ordered[min(n - 1, int(q * n))] / 1000, 2) if n else 0.0
-
-    return {
-        "n": n,
-        "seconds": round(total_ns / 1e9, 4),
-        "ops_per_s": round(n / (total_ns / 1e9), 1) if total_ns else 0.0,
-        "p50_us": pct(0.50),
-        "p99_us": pct(0.99),
-        "errors": errors,
-    }
 
 
 # -- adapters: one per configuration ----------------------------------------------------
@@ -468,17 +443,6 @@ def run_threads(
     return out
 
 
-def with_hit_rate(store: Adapter, phase: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run *phase*, adding the hot tier's hit rate during it when the store has one."""
-    before = store.counters()
-    out = phase()
-    after = store.counters()
-    if before is not None and after is not None:
-        hits, misses = after[0] - before[0], after[1] - before[1]
-        out["hot_hit_rate"] = round(hits / (hits + misses), 4) if hits + misses else None
-    return out
-
-
 def worker_kv(name: str, opts: argparse.Namespace) -> dict[str, Any]:
     root = Path(opts.dir)
     n, ops, seed = opts.keys, opts.ops, opts.seed
@@ -636,14 +600,6 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def metric(summary: dict[str, Any], config: str, phase: str, field: str = "ops_per_s") -> Any:
-    return summary.get(config, {}).get("phases", {}).get(phase, {}).get(field)
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a and b else None
-
-
 #: (label, phase, numerator config, denominator config); "get" means tieredmem-sync's gets.
 RATIOS = (
     ("hot get: tieredmem / diskcache", "get_hot", "tieredmem-sync", "diskcache"),
@@ -720,24 +676,6 @@ def table(summary: dict[str, Any]) -> str:
     ]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
-
-
-def git_state() -> dict[str, Any] | None:
-    """The commit of the repository, and whether ``tieredmem/`` differs from it."""
-
-    def git(*args: str) -> str:
-        out = subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
-        )
-        return out.stdout.strip()
-
-    try:
-        return {
-            "commit": git("rev-parse", "HEAD"),
-            "tieredmem_modified": bool(git("status", "--porcelain", "--", "tieredmem")),
-        }
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def machine() -> dict[str, Any]:
@@ -940,13 +878,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return report(opts, results)
-
-
-def plan(configs: list[str], repeat: int) -> Iterator[tuple[int, str]]:
-    """Repeats interleaved (a, b, c, a, b, c) so drift in the machine hits all alike."""
-    for rep in range(repeat):
-        for name in configs:
-            yield rep, name
 
 
 if __name__ == "__main__":

@@ -82,9 +82,21 @@ import sys
 import tempfile
 import time
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from _common import (
+    cpu_and_memory,
+    dir_bytes,
+    git_state,
+    metric,
+    phase_result,
+    plan,
+    ratio,
+    with_hit_rate,
+    zeros,
+)
 
 if TYPE_CHECKING:
     from langgraph.store.base import BaseStore
@@ -208,33 +220,6 @@ def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024 / 1024 if sys.platform == "darwin" else peak / 1024  # bytes on macOS
-
-
-def dir_bytes(path: Path) -> int:
-    """Total size of the files under *path*."""
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def zeros(n: int) -> array[int]:
-    return array("q", bytes(8 * n))
-
-
-def phase_result(lat: Sequence[int], total_ns: int, errors: int = 0) -> dict[str, Any]:
-    """ops/s over *total_ns*, and p50/p99 of the per-op latencies *lat* (ns)."""
-    n = len(lat)
-    ordered = sorted(lat)
-
-    def pct(q: float) -> float:
-        return round(ordered[min(n - 1, int(q * n))] / 1000, 2) if n else 0.0
-
-    return {
-        "n": n,
-        "seconds": round(total_ns / 1e9, 4),
-        "ops_per_s": round(n / (total_ns / 1e9), 1) if total_ns else 0.0,
-        "p50_us": pct(0.50),
-        "p99_us": pct(0.99),
-        "errors": errors,
-    }
 
 
 # -- adapters: one per configuration ----------------------------------------------------
@@ -409,17 +394,6 @@ def run_search_query(store: BaseStore, work: Workload, text_search: bool) -> dic
     return phase_result(lat, sum(lat), errors)
 
 
-def with_hit_rate(store: Adapter, phase: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run *phase*, adding the hot tier's hit rate during it when the store has one."""
-    before = store.counters()
-    out = phase()
-    after = store.counters()
-    if before is not None and after is not None:
-        hits, misses = after[0] - before[0], after[1] - before[1]
-        out["hot_hit_rate"] = round(hits / (hits + misses), 4) if hits + misses else None
-    return out
-
-
 def worker(name: str, opts: argparse.Namespace) -> None:
     root = Path(opts.dir)
     work = Workload(opts)
@@ -520,14 +494,6 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for phase, fields in ok[0]["phases"].items()
     }
     return out
-
-
-def metric(summary: dict[str, Any], config: str, phase: str, field: str = "ops_per_s") -> Any:
-    return summary.get(config, {}).get("phases", {}).get(phase, {}).get(field)
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a and b else None
 
 
 def ratios(summary: dict[str, Any]) -> dict[str, float | None]:
@@ -660,24 +626,6 @@ def latency_table(summary: dict[str, Any]) -> str:
     return table(head, rows)
 
 
-def git_state() -> dict[str, Any] | None:
-    """The commit of the repository, and whether ``tieredmem/`` differs from it."""
-
-    def git(*args: str) -> str:
-        out = subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
-        )
-        return out.stdout.strip()
-
-    try:
-        return {
-            "commit": git("rev-parse", "HEAD"),
-            "tieredmem_modified": bool(git("status", "--porcelain", "--", "tieredmem")),
-        }
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def machine() -> dict[str, Any]:
     import sqlite3
 
@@ -705,19 +653,7 @@ def machine() -> dict[str, Any]:
         "packages": versions,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemTotal"):
-                    info["mem_total_mb"] = int(line.split()[1]) // 1024
-                    break
-    except OSError:
-        pass
+    info.update(cpu_and_memory())
     return info
 
 
@@ -853,13 +789,6 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if min(opts.items, opts.ops, opts.searches, opts.users, opts.repeat) < 1:
         p.error("--items, --ops, --searches, --users and --repeat must be >= 1")
     return opts
-
-
-def plan(configs: list[str], repeat: int) -> Iterator[tuple[int, str]]:
-    """Repeats interleaved (a, b, c, a, b, c) so drift in the machine hits all alike."""
-    for rep in range(repeat):
-        for name in configs:
-            yield rep, name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
