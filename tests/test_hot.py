@@ -64,3 +64,40 @@ def test_accounting_is_honest() -> None:
     tracemalloc.stop()
     # Small entries are the worst case for per-entry overhead; allow a factor of 1.25.
     assert held < 1.25 * budget, held
+
+
+def test_lockfree_readers_beside_an_evicting_writer(tmp_path: object) -> None:
+    """Hot reads take no lock: four reader threads and a writer that evicts all the time
+    must neither raise nor see a wrong value, and the LRU stays within its budget."""
+    import threading
+
+    import tieredmem
+
+    with tieredmem.open(":memory:", hot_bytes="64KiB", maintenance_interval=0) as store:
+        assert store._hot.lookup is not None  # the lock-free path is the one under test
+        for i in range(200):
+            store.put(("t",), f"k{i}", {"i": i, "pad": "x" * 200})
+        errors: list[str] = []
+        stop = threading.Event()
+
+        def reader(seed: int) -> None:
+            n = seed
+            while not stop.is_set():
+                n = (n * 31 + 7) % 200
+                item = store.get(("t",), f"k{n}")
+                if item is None or item.value["i"] != n:
+                    errors.append(f"k{n}: {item!r}")
+
+        def writer() -> None:
+            for j in range(3000):
+                store.put(("w",), f"w{j}", {"j": j, "pad": "y" * 300})
+
+        readers = [threading.Thread(target=reader, args=(s,)) for s in range(4)]
+        for t in readers:
+            t.start()
+        writer()
+        stop.set()
+        for t in readers:
+            t.join()
+        assert errors == []
+        assert store.stats().hot_bytes <= store.stats().hot_budget

@@ -7,13 +7,16 @@ measured on CPython (the key string, the entry object, and the LRU's own bookkee
 the memory the tier really holds stays within a small factor of ``maxsize`` (the test
 suite measures it with :mod:`tracemalloc`).
 
-The tier is *not* thread-safe on its own; :class:`tieredmem.Store` guards it with a lock.
+The tier is *not* thread-safe on its own; :class:`tieredmem.Store` guards its writes with a
+lock.  Reads may go through :meth:`HotTier.lookup` without that lock (see there), so hot
+reads from many threads do not queue on it.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from cachetools import Cache, LRUCache
@@ -112,6 +115,36 @@ class HotTier(LRUCache[str, Entry]):
         self.spills = 0
         self.spilled_bytes = 0
         self.miss_bytes = 0
+        self.lookup: Callable[[str], Entry | None] | None = self._lockfree_lookup()
+
+    def _lockfree_lookup(self) -> Callable[[str], Entry | None] | None:
+        """A reader that needs no lock, or ``None`` where that is not safe.
+
+        Under the GIL a dict ``get`` and an ``OrderedDict.move_to_end`` are each atomic,
+        so a reader can find an entry and mark it recently used while one writer (holding
+        the store's lock) inserts or evicts: at worst it returns an entry evicted a moment
+        ago (still the right value) or its move loses a race with the eviction (ignored).
+        The one thing a concurrent move can break is the writer's own iteration in
+        :meth:`popitem`, which retries.  It relies on cachetools' private attributes and on
+        the GIL; when either is missing, readers take the lock like writers.
+        """
+        gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+        data: dict[str, Entry] | None = getattr(self, "_Cache__data", None)
+        order = getattr(self, "_LRUCache__order", None)
+        if not gil or not isinstance(data, dict) or not hasattr(order, "move_to_end"):
+            return None
+        get, touch = data.get, order.move_to_end
+
+        def lookup(key: str) -> Entry | None:
+            entry = get(key)
+            if entry is not None:
+                try:
+                    touch(key)
+                except KeyError:  # evicted between the two steps
+                    pass
+            return entry
+
+        return lookup
 
     def fresh(self) -> HotTier:
         """An empty tier with the same budget and counters (faster than ``clear()``,
@@ -147,7 +180,12 @@ class HotTier(LRUCache[str, Entry]):
 
     def popitem(self) -> tuple[str, Entry]:
         """Evict the least recently used entry (the spill hook) and count it."""
-        key, entry = super().popitem()
+        while True:
+            try:
+                key, entry = super().popitem()
+                break
+            except RuntimeError:  # a lock-free reader reordered the LRU mid-iteration
+                continue
         self.spills += 1
         self.spilled_bytes += entry.size
         return key, entry

@@ -648,16 +648,28 @@ class Store:
                 self._invalidate_all()
             else:
                 hk = ns + _HK + key
-                with self._lock:
-                    entry: Entry | None = self._hot.get(hk)
-                    if entry is None:
-                        self._misses += 1
-                        epoch = self._epoch
-                    elif entry.codec == _MISSING:
+                hot = self._hot
+                lookup = hot.lookup
+                # Hits take no lock (HotTier.lookup), so threads reading hot keys do
+                # not queue on it; the hit counter is then approximate under threads.
+                entry: Entry | None = lookup(hk) if lookup is not None else None
+                if entry is not None:
+                    if entry.codec == _MISSING:
                         self._hits += 1
                         return None
-                    elif entry.created is not None:
+                    if entry.created is not None:
                         self._hits += 1
+                else:
+                    with self._lock:
+                        entry = self._hot.get(hk)
+                        if entry is None:
+                            self._misses += 1
+                            epoch = self._epoch
+                        elif entry.codec == _MISSING:
+                            self._hits += 1
+                            return None
+                        elif entry.created is not None:
+                            self._hits += 1
                 if entry is None:
                     entry = self._load(ns, key, hk, epoch)
                     if entry.codec == _MISSING:
