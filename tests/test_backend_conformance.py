@@ -177,3 +177,17 @@ def test_get_state_checks_coherence_once(redis_server: RedisServer) -> None:
         store.backend.foreign_change = counting  # type: ignore[method-assign]
         assert len(chat_graph(saver).get_state(config).values["messages"]) == 6
         assert len(calls) == 1
+
+
+def test_zstd_dictionaries_are_stored_immutably_by_id(url: str) -> None:
+    b = open_backend(url)
+    try:
+        assert b.dictionaries() == {}
+        first = b.add_dictionary(b"dict one")
+        second = b.add_dictionary(b"dict two")
+        assert first != second
+        assert b.dictionaries() == {first: b"dict one", second: b"dict two"}
+        assert b.dictionary(second) == b"dict two"
+        assert b.dictionary(second + 1000) is None
+    finally:
+        b.close()

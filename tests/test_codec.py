@@ -99,3 +99,65 @@ def test_no_pickle_anywhere() -> None:
     root = pathlib.Path(tieredmem.__file__).parent
     for path in root.rglob("*.py"):
         assert "import pickle" not in path.read_text(), path
+
+
+def _similar(i: int) -> dict[str, object]:
+    words = ["agent", "memory", "user", "asked", "about", "the", "weather", "in", "paris"]
+    return {
+        "id": i,
+        "role": "assistant" if i % 2 else "user",
+        "content": " ".join(words[(i * 7 + j) % len(words)] for j in range(60)) + f" #{i}",
+    }
+
+
+def _trained() -> tuple[Codec, bytes]:
+    codec = Codec()
+    for i in range(10_000):
+        codec.encode(_similar(i))
+        if codec.wants_dictionary():
+            break
+    assert codec.wants_dictionary()
+    data = codec.train()
+    assert data is not None
+    return codec, data
+
+
+def test_dictionary_frames_are_smaller_and_round_trip() -> None:
+    codec, data = _trained()
+    plain = [codec.encode(_similar(i)) for i in range(20_000, 20_100)]
+    codec.add_dictionary(7, data)
+    assert codec.dictionary_id == 7
+    with_dict = [codec.encode(_similar(i)) for i in range(20_000, 20_100)]
+    assert all(f[0] & 0xF0 == 0x20 for f in with_dict)
+    assert sum(map(len, with_dict)) < 0.8 * sum(map(len, plain))
+    assert [codec.decode(f) for f in with_dict] == [_similar(i) for i in range(20_000, 20_100)]
+    assert [codec.decode(f) for f in plain] == [_similar(i) for i in range(20_000, 20_100)]
+
+
+def test_unknown_dictionary_is_loaded_or_reported() -> None:
+    codec, data = _trained()
+    codec.add_dictionary(3, data)
+    frame = codec.encode(_similar(1))
+    other = Codec()
+    with pytest.raises(SerializationError, match="dictionary 3"):
+        other.decode(frame)
+    asked: list[int] = []
+
+    def loader(dict_id: int) -> bytes | None:
+        asked.append(dict_id)
+        return data if dict_id == 3 else None
+
+    other.set_loader(loader)
+    assert other.decode(frame) == _similar(1)
+    assert other.decode(frame) == _similar(1)
+    assert asked == [3]  # loaded once, then known
+    assert other.dictionary_id is None  # a dictionary loaded to read is not used to write
+    with pytest.raises(SerializationError, match="damaged"):
+        other.decode(frame[:3])
+
+
+def test_codec_without_dictionary_never_samples() -> None:
+    codec = Codec(dictionary=False)
+    for i in range(2000):
+        codec.encode(_similar(i))
+    assert not codec.wants_dictionary()

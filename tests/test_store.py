@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -429,3 +430,66 @@ def test_text_search_is_narrowed_to_the_namespace_prefix(store: tieredmem.Store)
     assert found == {("users", "a"), ("users", "a", "x")}
     assert {i.namespace for i in store.search(("--",), query="word")} == {("--",)}
     assert len(store.search((), query="word")) == 5
+
+
+def _message(i: int) -> dict[str, object]:
+    words = ["the", "user", "asked", "the", "agent", "to", "plan", "a", "trip", "to", "lyon"]
+    return {"role": "user", "n": i, "text": " ".join(words[(i + j) % 11] for j in range(80))}
+
+
+def _wait_for_dictionary(store: tieredmem.Store) -> int:
+    import time
+
+    deadline = time.monotonic() + 30
+    while store.codec.dictionary_id is None:
+        assert time.monotonic() < deadline, "no zstd dictionary was trained"
+        time.sleep(0.01)
+    return store.codec.dictionary_id
+
+
+@pytest.mark.parametrize("durability", ["sync", "batch"])
+def test_store_trains_a_dictionary_that_every_process_reads(
+    tmp_path: Path, durability: str
+) -> None:
+    path = str(tmp_path / "d.db")
+    early = tieredmem.open(path, maintenance_interval=0)  # opened before any dictionary
+    with tieredmem.open(path, durability=durability, maintenance_interval=0) as store:
+        for i in range(3000):
+            store.put(("chat",), f"m{i}", _message(i))
+            if i % 500 == 0:
+                store.flush()
+        store.flush()
+        dict_id = _wait_for_dictionary(store)
+        for i in range(3000, 3100):
+            store.put(("chat",), f"m{i}", _message(i))
+        store.flush()
+        frame = store.backend.get("chat", "m3050").frame  # type: ignore[union-attr]
+        assert frame[0] & 0xF0 == 0x20 and int.from_bytes(frame[1:5], "little") == dict_id
+    # The early store learns the dictionary from the file when a frame needs it.
+    assert early.get(("chat",), "m3050").value == _message(3050)  # type: ignore[union-attr]
+    early.close()
+    with tieredmem.open(path, maintenance_interval=0) as again:
+        assert again.codec.dictionary_id == dict_id
+        assert all(
+            again.get(("chat",), f"m{i}").value == _message(i)  # type: ignore[union-attr]
+            for i in range(0, 3100, 7)
+        )
+
+
+def test_format_1_file_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
+    import apsw
+
+    path = str(tmp_path / "v1.db")
+    with tieredmem.open(path) as store:
+        store.put(("a",), "k", {"v": 1})
+    con = apsw.Connection(path)
+    con.execute("DROP TABLE zstd_dicts")
+    con.pragma("user_version", 1)
+    con.pragma("wal_checkpoint", "TRUNCATE")
+    con.close()
+    with tieredmem.open(path) as store:
+        assert store.get(("a",), "k").value == {"v": 1}  # type: ignore[union-attr]
+        assert store.backend.dictionaries() == {}  # type: ignore[attr-defined]
+    con = apsw.Connection(path)
+    assert con.pragma("user_version") == 2
+    con.close()

@@ -131,9 +131,10 @@ class HotTier(LRUCache[str, Entry]):
         gil = getattr(sys, "_is_gil_enabled", lambda: True)()
         data: dict[str, Entry] | None = getattr(self, "_Cache__data", None)
         order = getattr(self, "_LRUCache__order", None)
-        if not gil or not isinstance(data, dict) or not hasattr(order, "move_to_end"):
+        touch = getattr(order, "move_to_end", None)
+        if not gil or not isinstance(data, dict) or touch is None:
             return None
-        get, touch = data.get, order.move_to_end
+        get = data.get
 
         def lookup(key: str) -> Entry | None:
             entry = get(key)

@@ -408,6 +408,8 @@ class Store:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_maintenance = clock()
+        self._training = False
+        self._load_dictionaries()
         if durability == "batch" or maintenance_interval > 0:
             self._start_worker()
         self._atexit = _weak_method(self.close)
@@ -511,6 +513,39 @@ class Store:
             hook(fields)
         except Exception:
             log.exception("the metrics hook failed on %s", event)
+
+    # -- zstd dictionaries (see tieredmem.codec) -------------------------------------
+    def _load_dictionaries(self) -> None:
+        backend = self._backend
+        if not hasattr(backend, "add_dictionary"):  # a third-party backend without them
+            self._codec._sampling = False
+            return
+        self._codec.set_loader(backend.dictionary)
+        for dict_id, data in sorted(backend.dictionaries().items()):
+            self._codec.add_dictionary(dict_id, data)
+
+    def _after_write(self) -> None:
+        """Start training the codec's dictionary once it has seen enough values."""
+        if self._training or not self._codec.wants_dictionary():
+            return
+        self._training = True
+        thread = threading.Thread(
+            target=self._train_dictionary, name="tieredmem-zstd-dict", daemon=True
+        )
+        thread.start()
+
+    def _train_dictionary(self) -> None:
+        started = time.perf_counter()
+        data = self._codec.train()
+        if data is None or self._closed:
+            return
+        try:
+            dict_id = self._backend.add_dictionary(data)
+        except Exception:  # closed meanwhile, or the file is read-only: no dictionary
+            log.debug("storing a zstd dictionary in %s failed", self.url, exc_info=True)
+            return
+        self._codec.add_dictionary(dict_id, data)
+        self.emit("dictionary", id=dict_id, bytes=len(data), seconds=time.perf_counter() - started)
 
     # -- entries ----------------------------------------------------------------------
     def _entry(
@@ -749,7 +784,7 @@ class Store:
         ttl: float | timedelta | None,
         compress: bool = True,
     ) -> tuple[Put, Entry]:
-        seconds = _ttl_seconds(ttl)
+        seconds = None if ttl is None else _ttl_seconds(ttl)
         codec, payload = self._codec.payload(value, key=key)
         # With durability="batch", compression waits for the commit (often in the
         # background thread, beside the caller), so put() only encodes.
@@ -862,6 +897,7 @@ class Store:
                         entry.created = next(it)
                     self._count(op)
                     self._hot.offer(op.ns + _HK + op.key, entry)
+        self._after_write()
 
     def _inherit_created(self, hk: str, entry: Entry, prev: Entry | None) -> None:
         """Give a buffered write the ``created_at`` of the version it replaces, if known.
@@ -1065,6 +1101,7 @@ class Store:
                 self._flushing = {}
                 self._epoch += 1
         self.emit("flush", rows=len(batch), seconds=time.perf_counter() - started)
+        self._after_write()
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:
@@ -1319,10 +1356,13 @@ def _ops(ops: Iterable[tuple[Any, Entry]], codec: Codec) -> list[Any]:
     and carrying the created_at it settled on."""
     out = []
     for op, entry in ops:
-        if isinstance(op, Put):
+        if type(op) is Put:
             if op.deferred:
-                op = op._replace(frame=codec.frame(op.frame[0], op.frame[1:]), deferred=False)
-            if entry.created is not None and op.created is None:
+                created = op.created if op.created is not None else entry.created
+                op = op._replace(
+                    frame=codec.compress_frame(op.frame), deferred=False, created=created
+                )
+            elif entry.created is not None and op.created is None:
                 op = op._replace(created=entry.created)
         out.append(op)
     return out

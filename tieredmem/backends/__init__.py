@@ -150,6 +150,15 @@ class Backend(Protocol):
     def foreign_change(self) -> bool:
         """True if another connection committed since the last call (hot tier is stale)."""
 
+    def dictionaries(self) -> dict[int, bytes]:
+        """Every stored zstd dictionary by id (see :mod:`tieredmem.codec`)."""
+
+    def dictionary(self, dict_id: int) -> bytes | None:
+        """One stored zstd dictionary, or ``None``."""
+
+    def add_dictionary(self, data: bytes) -> int:
+        """Store a zstd dictionary (immutable from then on); return its new id."""
+
     def maintain(self) -> dict[str, Any]:
         """Index, vacuum and checkpoint now; return what was done."""
 

@@ -45,6 +45,15 @@ MIGRATIONS: tuple[str, ...] = (
     -- prefix inside the index instead of ranking every match in the store.
     CREATE VIRTUAL TABLE items_fts USING fts5 (ns, text, content='', contentless_delete=1);
     """,
+    # 2: zstd dictionaries trained on the store's values (see tieredmem.codec).  Frames
+    #    name theirs by id; rows are never changed or deleted while a frame may use them.
+    """
+    CREATE TABLE zstd_dicts (
+        id         INTEGER PRIMARY KEY,
+        data       BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
 )
 
 FORMAT_VERSION = len(MIGRATIONS)

@@ -12,7 +12,9 @@ Layout (all keys under a prefix, ``tm:`` by default; ``?prefix=`` in the URL cha
 - ``<p>exp``: expiry times (score) of items with a ttl (the sweep's index; the item's hash
   also gets a native ``PEXPIREAT`` a minute after its expiry, so memory comes back even if
   no sweep runs);
-- ``<p>ver``: incremented by every write batch.
+- ``<p>ver``: incremented by every write batch;
+- ``<p>dicts``: a hash of zstd dictionaries by id (see :mod:`tieredmem.codec`), ids from
+  ``<p>dictid``.
 
 Every write batch is one Lua script, so it is atomic, and it returns the new ``ver``.
 Coherence across hosts: before trusting its hot tier a reader fetches ``ver`` (one round
@@ -341,6 +343,32 @@ class RedisBackend:
             ns, _, key = member.partition(_HK)
             out.append((ns.decode(), key.decode()))
         return out
+
+    # -- zstd dictionaries -------------------------------------------------------------
+    def dictionaries(self) -> dict[int, bytes]:
+        self._check()
+        try:
+            found = self._client.hgetall(self.prefix.encode() + b"dicts")
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+        return {int(k): bytes(v) for k, v in found.items()}
+
+    def dictionary(self, dict_id: int) -> bytes | None:
+        self._check()
+        try:
+            data = self._client.hget(self.prefix.encode() + b"dicts", str(dict_id))
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+        return None if data is None else bytes(data)
+
+    def add_dictionary(self, data: bytes) -> int:
+        self._check()
+        try:
+            dict_id = int(self._client.incr(self.prefix.encode() + b"dictid"))
+            self._client.hset(self.prefix.encode() + b"dicts", str(dict_id), data)
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+        return dict_id
 
     # -- coherence, maintenance, stats -------------------------------------------------
     def foreign_change(self) -> bool:

@@ -24,6 +24,7 @@ import mmap
 import os
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -599,6 +600,34 @@ class SQLiteBackend:
             finally:
                 local.in_write = False
         return created
+
+    def dictionaries(self) -> dict[int, bytes]:
+        try:
+            with self._reading() as con:
+                return {i: bytes(d) for i, d in con.execute("SELECT id, data FROM zstd_dicts")}
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
+    def dictionary(self, dict_id: int) -> bytes | None:
+        try:
+            with self._reading() as con:
+                for (data,) in con.execute("SELECT data FROM zstd_dicts WHERE id = ?", (dict_id,)):
+                    return bytes(data)
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+        return None
+
+    def add_dictionary(self, data: bytes) -> int:
+        try:
+            with self._writing() as con:
+                for (dict_id,) in con.execute(
+                    "INSERT INTO zstd_dicts (data, created_at) VALUES (?, ?) RETURNING id",
+                    (data, time.time()),
+                ):
+                    return int(dict_id)
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+        raise TieredMemError(f"{self.path}: storing a dictionary returned no id")
 
     def expire(self, now: float, *, limit: int = 10_000) -> list[tuple[str, str]]:
         try:
