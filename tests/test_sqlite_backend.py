@@ -171,3 +171,20 @@ def test_a_damaged_row_raises_a_typed_error(tmp_path: Path) -> None:
         assert store.get(("a",), "good").value == {"v": 1}
         with pytest.raises(SerializationError, match="newer tieredmem or damaged"):
             store.get(("a",), "bad")
+
+
+def test_wal_stays_within_wal_bytes(tmp_path: Path) -> None:
+    import os
+
+    import tieredmem
+
+    path = tmp_path / "w.db"
+    largest = 0
+    with tieredmem.open(str(path), wal_bytes="256KiB", maintenance_interval=0) as store:
+        for i in range(400):
+            store.put(("w",), f"k{i}", os.urandom(4000))  # incompressible: ~1 page each
+            largest = max(largest, os.path.getsize(f"{path}-wal"))
+    # A checkpoint starts once 64 pages are in the log; the log is truncated back to 256 KiB.
+    assert largest < 2 * 256 * 1024
+    with tieredmem.open(str(path)) as store:
+        assert len(store.get(("w",), "k399").value) == 4000  # type: ignore[union-attr]

@@ -1411,6 +1411,7 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     compress_level: int = 3,
     max_value_bytes: int | str = "256MiB",
     max_pending_bytes: int | str = "16MiB",
+    wal_bytes: int | str = "4MiB",
     clock: Clock = time.time,
     metrics: Callable[[dict[str, Any]], None] | None = None,
 ) -> Store:
@@ -1426,6 +1427,8 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     :param float busy_timeout: seconds to wait for another process's lock.
     :param max_pending_bytes: with ``durability="batch"``, commit early once this many
         bytes of writes are waiting (bounds the memory the batch holds).
+    :param wal_bytes: SQLite files: checkpoint the write-ahead log at about this size and
+        truncate it back to it (smaller: smaller files, more frequent checkpoints).
     :param metrics: a callable receiving event dicts (see :class:`Store`).
     :raises NotAStoreError: the file is not a tieredmem store (it is left untouched).
     :raises SchemaVersionError: the file was written by a newer tieredmem.
@@ -1440,7 +1443,11 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     """
     codec = Codec(compress_threshold=compress_threshold, level=compress_level)
     backend = open_backend(
-        url, synchronous=synchronous, busy_timeout=busy_timeout, text_of=_text_of(codec)
+        url,
+        synchronous=synchronous,
+        busy_timeout=busy_timeout,
+        text_of=_text_of(codec),
+        wal_bytes=wal_bytes,
     )
     try:
         return Store(
