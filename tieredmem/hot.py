@@ -116,6 +116,14 @@ class HotTier(LRUCache[str, Entry]):
         self.spilled_bytes = 0
         self.miss_bytes = 0
         self.lookup: Callable[[str], Entry | None] | None = self._lockfree_lookup()
+        # cachetools' own structures, for offer()'s one-frame insert (None: use the API).
+        data = getattr(self, "_Cache__data", None)
+        sizes = getattr(self, "_Cache__size", None)
+        order = getattr(self, "_LRUCache__order", None)
+        known = all(isinstance(x, dict) for x in (data, sizes, order))
+        self._parts: tuple[dict[str, Entry], dict[str, int], Any] | None = (
+            (data, sizes, order) if known and "_Cache__currsize" in self.__dict__ else None  # type: ignore[assignment]
+        )
 
     def _lockfree_lookup(self) -> Callable[[str], Entry | None] | None:
         """A reader that needs no lock, or ``None`` where that is not safe.
@@ -199,7 +207,38 @@ class HotTier(LRUCache[str, Entry]):
 
     def offer(self, key: str, entry: Entry) -> None:
         """Insert *entry* unless it alone exceeds the budget (then drop any old copy)."""
-        if entry.size > self.maxsize:
+        size = entry.size
+        if size > self.maxsize:
             self.pop(key, None)
             return
-        self[key] = entry
+        parts = self._parts
+        if parts is None or key in parts[0]:
+            self[key] = entry
+            return
+        # A new key (every cold read, most writes): evict and insert on cachetools' own
+        # structures in one frame instead of a dozen calls through its layers.
+        data, sizes, order = parts
+        state = self.__dict__
+        current = state["_Cache__currsize"]
+        maxsize = self.maxsize
+        while current + size > maxsize:
+            try:
+                old_key = next(iter(order))
+            except RuntimeError:  # a lock-free reader reordered the LRU mid-iteration
+                continue
+            except StopIteration:  # pragma: no cover - empty tier: nothing left to evict
+                break
+            del order[old_key]
+            old = data.pop(old_key)
+            old_size = sizes.pop(old_key)
+            current -= old_size
+            self.spills += 1
+            self.spilled_bytes += old_size
+            if old.codec < 0:
+                self.miss_bytes -= old_size
+        data[key] = entry
+        sizes[key] = size
+        order[key] = None
+        state["_Cache__currsize"] = current + size
+        if entry.codec < 0:
+            self.miss_bytes += size

@@ -592,19 +592,23 @@ class Store:
     def _load(self, ns: str, key: str, hk: str, epoch: int) -> Entry:
         """Read one key from the cold tier and keep it hot (a miss is remembered too),
         unless a write or an invalidation happened since *epoch*."""
-        _cold()
-        started = time.perf_counter()
+        if _MEMORY_ONLY.get():
+            raise ColdReadError
+        started = time.perf_counter() if self._metrics is not None else 0.0
         row = self._backend.get(ns, key)
         entry = self._row_entry(hk, row) if row is not None else self._missing(hk)
         with self._lock:
-            spills = self._hot.spills
-            self._loads += row is not None
+            hot = self._hot
+            spills = hot.spills
             if epoch == self._epoch:
                 if row is not None:
-                    self._hot.offer(hk, entry)
+                    self._loads += 1
+                    hot.offer(hk, entry)
                 else:
-                    self._hot.offer_miss(hk, entry)
-            spilled = self._hot.spills - spills
+                    hot.offer_miss(hk, entry)
+            elif row is not None:
+                self._loads += 1
+            spilled = hot.spills - spills
         if self._metrics is not None and row is not None:
             self.emit("load", bytes=len(row.frame), seconds=time.perf_counter() - started)
             if spilled:
@@ -696,7 +700,7 @@ class Store:
                         self._hits += 1
                 else:
                     with self._lock:
-                        entry = self._hot.get(hk)
+                        entry = self._hot.get(hk)  # the current tier (not a replaced one)
                         if entry is None:
                             self._misses += 1
                             epoch = self._epoch

@@ -379,19 +379,31 @@ class SQLiteBackend:
 
     # -- reads -------------------------------------------------------------------------
     def get(self, ns: str, key: str) -> Row | None:
-        self._check()
+        # The hottest cold-tier call: pool handling inlined, rows built with the C-level
+        # tuple constructor (the SELECT yields exactly Row's fields, in order).
+        if self._closed or os.getpid() != self._pid:
+            self._check()
         try:
             if self.memory or getattr(self._local, "in_write", False):
                 with self._wlock:
                     for row in self._writer.execute(_GET, (ns, key)):
-                        return Row(*row)
+                        return tuple.__new__(Row, row)
                 return None
-            con = self._acquire()
+            idle = self._idle
+            with self._readers_lock:
+                con = idle.pop() if idle else None
+            if con is None:
+                con = self._acquire()
             try:
                 for row in con.execute(_GET, (ns, key)):
-                    return Row(*row)
+                    return tuple.__new__(Row, row)
             finally:
-                self._release(con)
+                with self._readers_lock:
+                    if not self._closed and len(idle) < _MAX_IDLE:
+                        idle.append(con)
+                        con = None
+                if con is not None:
+                    self._release(con)
         except apsw.Error as exc:
             raise self._error(exc) from exc
         return None
