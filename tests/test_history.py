@@ -210,10 +210,104 @@ def test_histories_not_used_lately_release_their_tail(tmp_path) -> None:
             for i, h in enumerate(held):
                 h = memory.history(f"s{i}")
                 h.extend({"s": i, "n": round_ * 7 + k} for k in range(7))
-        released = [h for h in held if all(e.payload is None for e in h._tail)]
+        released = [h for h in held if not h.stats()["tail_held"]]
         assert len(released) >= 4  # only the 2 most recently used keep tail bytes
         for i, h in enumerate(held):
             assert [x["n"] for x in h] == list(range(21))
             assert h.recent(5) == [{"s": i, "n": n} for n in range(16, 21)]
             h.append({"s": i, "n": 21})
             assert len(h) == 22 and h[-1]["n"] == 21
+
+
+def _msg(session: int, n: int) -> dict[str, object]:
+    return {"s": session, "n": n, "text": "x" * 300}
+
+
+def test_many_histories_stay_within_their_shared_budget(tmp_path) -> None:
+    budget = 64 * 1024
+    with tieredmem.MemorySaver(
+        path=str(tmp_path / "many.db"),
+        chunk_items=10,
+        history_bytes=budget,
+        open_histories=1000,
+        maintenance_interval=0,
+    ) as memory:
+        held = [memory.history(f"s{i}") for i in range(200)]
+        for n in range(25):
+            for i, h in enumerate(held):
+                h.append(_msg(i, n))
+                # Over budget, the least recently used drop theirs: the total held stays
+                # within the budget plus what the one writing history holds.
+                assert memory.history_budget.used <= budget + 40 * 1024
+        stats = memory.stats()
+        assert stats["history_drops"] > 0
+        assert sum(h.stats()["tail_held"] for h in held) < 200
+        for i, h in enumerate(held):
+            assert h.recent(7) == [_msg(i, n) for n in range(18, 25)]
+            assert list(h) == [_msg(i, n) for n in range(25)]
+
+
+def test_history_whose_items_were_dropped_reads_back_identically(tmp_path) -> None:
+    path = str(tmp_path / "drop.db")
+    for durability in ("sync", "batch"):
+        with tieredmem.MemorySaver(
+            path=path, chunk_items=8, durability=durability, maintenance_interval=0
+        ) as memory:
+            h = memory.history(durability)
+            h.extend(_msg(0, n) for n in range(13))
+            expected = h[:]
+            recent = h.recent(10)
+            h.release()
+            assert not h.stats()["tail_held"]
+            assert h.recent(10) == recent and h[:] == expected and h[-1] == expected[-1]
+            assert h.stats()["tail_loads"] == 1
+            h.release()
+            h.append(_msg(0, 13))  # appending does not need the dropped items
+            assert not h.stats()["tail_held"]
+            h.extend(_msg(0, n) for n in range(14, 20))  # seals a chunk: reads them back
+            assert h[:] == [_msg(0, n) for n in range(20)]
+            got = h.recent(3)
+            got[0]["n"] = -1  # the caller's own copy
+            assert h.recent(3)[0]["n"] == 17
+        with tieredmem.MemorySaver(path=path, chunk_items=8, maintenance_interval=0) as memory:
+            assert memory.history(durability)[:] == [_msg(0, n) for n in range(20)]
+
+
+def test_sealed_tail_rows_never_reach_the_file_with_batch_durability(tmp_path) -> None:
+    path = str(tmp_path / "batch.db")
+    flushes: list[int] = []
+
+    def hook(event: dict[str, object]) -> None:
+        if event["event"] == "flush":
+            flushes.append(event["rows"])  # type: ignore[arg-type]
+
+    with tieredmem.MemorySaver(
+        path=path,
+        chunk_items=10,
+        durability="batch",
+        flush_interval=60,
+        maintenance_interval=0,
+        metrics=hook,
+    ) as memory:
+        h = memory.history("s")
+        for n in range(25):
+            h.append(_msg(0, n))
+        memory.store.flush()
+        # Two chunks and the five rows of the open tail: the 20 tail rows sealed before
+        # the commit cancel out (no insert, no delete).
+        assert flushes == [7]
+        ns = memory.store.internal_ns("history", "s")
+        assert [k[0] for k in memory.store.keys(ns)] == ["c", "c"] + ["t"] * 5
+        assert h[:] == [_msg(0, n) for n in range(25)]
+    with tieredmem.MemorySaver(path=path, chunk_items=10, maintenance_interval=0) as memory:
+        assert memory.history("s")[:] == [_msg(0, n) for n in range(25)]
+
+
+def test_tail_rows_are_not_cached_twice(tmp_path) -> None:
+    with tieredmem.MemorySaver(path=str(tmp_path / "c.db"), maintenance_interval=0) as memory:
+        h = memory.history("s")
+        for n in range(10):
+            h.append(_msg(0, n))
+        # The history holds its open tail itself; the hot tier keeps no copy of it.
+        assert memory.store.stats().hot_items == 0
+        assert h.recent(3) == [_msg(0, n) for n in range(7, 10)]

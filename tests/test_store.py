@@ -493,3 +493,24 @@ def test_format_1_file_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
     con = apsw.Connection(path)
     assert con.pragma("user_version") == 2
     con.close()
+
+
+@pytest.mark.parametrize("durability", ["sync", "batch"])
+def test_internal_writes_that_skip_the_hot_tier(tmp_path, durability) -> None:
+    with tieredmem.open(str(tmp_path / "s.db"), durability=durability, maintenance_interval=0) as s:
+        ns = s.internal_ns("t")
+        s.write([(ns, "a", b"1"), (ns, "b", b"2")], cache_puts=False, new_keys=True)
+        assert s.read_values(ns, ["a", "b", "zz"], cache=False) == [b"1", b"2", None]
+        s.flush()
+        assert s.stats().hot_items == 0  # not cached, even after the batch commits
+        assert s.read_values(ns, ["a", "b"]) == [b"1", b"2"] and s.stats().hot_items == 2
+        s.write([(ns, "c", b"3")], cache_puts=False, new_keys=True)
+        s.write(deletes=[(ns, "c"), (ns, "a")], tombstones=False)
+        assert s.read_values(ns, ["a", "b", "c"]) == [None, b"2", None]
+        s.write(ranges=[(ns, "b", "c")], forget=[(ns, "b")])
+        assert s.read_values(ns, ["b"]) == [None]
+        with s.transaction():
+            s.write([(ns, "d", b"4")])
+            assert s.in_transaction() and s.read_values(ns, ["d"]) == [b"4"]
+    with tieredmem.open(str(tmp_path / "s.db")) as s:
+        assert s.keys(ns) == ["d"]

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import struct
 import threading
+import weakref
+from array import array
 from bisect import bisect_right
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate
 from typing import Any, overload
@@ -33,7 +36,7 @@ from .errors import InvalidKeyError
 from .retention import Retention
 from .store import _CONTROL, ColdReadError, Store, memory_only_active
 
-__all__ = ["History"]
+__all__ = ["History", "TailBudget"]
 
 
 def _tail_key(seq: int) -> str:
@@ -107,17 +110,99 @@ class _Lock:
         self._lock.release()
 
 
-class _Entry:
-    """A tail item: its position and time; its bytes stay in the store (hot tier or
-    file), so an open history holds no item data of its own."""
+#: Bytes charged per held item on top of its payload (the bytes object and list slot).
+_ITEM_OVERHEAD = 48
 
-    __slots__ = ("payload", "seq", "size", "ts")
 
-    def __init__(self, seq: int, ts: float, payload: bytes | None, size: int) -> None:
-        self.seq = seq
-        self.ts = ts
-        self.payload = payload
-        self.size = size
+class TailBudget:
+    """A byte budget shared by the open tails of many histories.
+
+    Each history charges the bytes it holds (its open tail and the items of its newest
+    chunk, kept so that ``recent()`` reads nothing from the store); when the total goes
+    over ``max_bytes`` the histories used least recently drop what they hold (it stays
+    in the store and is read back when they are used again).  So memory stays bounded
+    however many histories are open.  Thread-safe.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+        self.drops = 0
+        self._lock = threading.Lock()
+        self._charges: OrderedDict[int, tuple[weakref.ref[History], int]] = OrderedDict()
+        self._dead: deque[int] = deque()
+
+    def charge(self, history: History, nbytes: int) -> None:
+        """Set what *history* holds (and mark it most recently used); drop others' tails
+        while the total is over budget."""
+        key = id(history)
+        victims: list[History] = []
+        with self._lock:
+            while self._dead:
+                gone = self._dead.popleft()
+                entry = self._charges.get(gone)
+                if entry is not None and entry[0]() is None:  # not a new object at that id
+                    self._forget(gone)
+            old = self._charges.pop(key, None)
+            if old is not None:
+                ref = old[0]
+                self.used -= old[1]
+            else:
+                ref = weakref.ref(history, self._reaper(key))
+            self._charges[key] = (ref, nbytes)
+            self.used += nbytes
+            while self.used > self.max_bytes and len(self._charges) > 1:
+                other, (other_ref, held) = self._charges.popitem(last=False)
+                if other == key:  # never the caller: put it back as most recent
+                    self._charges[key] = (other_ref, held)
+                    continue
+                self.used -= held
+                victim = other_ref()
+                if victim is not None:
+                    victims.append(victim)
+        for victim in victims:
+            if victim._drop_held():
+                self.drops += 1
+
+    def _reaper(self, key: int) -> Callable[[object], None]:
+        # Runs when a history is garbage-collected (maybe inside this budget's lock):
+        # only queue its key; the next charge() forgets it.
+        dead = self._dead
+
+        def reap(_: object) -> None:
+            dead.append(key)
+
+        return reap
+
+    def touch(self, history: History) -> None:
+        """Mark *history* most recently used."""
+        with self._lock:
+            if id(history) in self._charges:
+                self._charges.move_to_end(id(history))
+
+    def forget(self, history: History) -> None:
+        """*history* holds nothing any more."""
+        with self._lock:
+            self._forget(id(history))
+
+    def _forget(self, key: int) -> None:
+        old = self._charges.pop(key, None)
+        if old is not None:
+            self.used -= old[1]
+
+
+_budgets: weakref.WeakKeyDictionary[Store, TailBudget] = weakref.WeakKeyDictionary()
+_budgets_lock = threading.Lock()
+
+
+def default_budget(store: Store) -> TailBudget:
+    """The budget shared by the histories of *store* that were given none: a quarter of
+    the store's hot-tier budget."""
+    with _budgets_lock:
+        budget = _budgets.get(store)
+        if budget is None:
+            budget = _budgets[store] = TailBudget(store.stats().hot_budget // 4)
+        return budget
 
 
 class History(Sequence[Any]):
@@ -126,6 +211,11 @@ class History(Sequence[Any]):
     Supports ``append``, ``extend``, ``len``, integer and slice indexing (negative too),
     iteration and :meth:`recent`.  Values returned are the caller's own copies.
     Items must be JSON-compatible (see :mod:`tieredmem.codec`).
+
+    The open tail's items (and those of the newest chunk) are held by the object,
+    charged to *budget* (shared with other histories; by default a quarter of the
+    store's hot-tier budget): over budget, the least recently used histories drop them
+    and read them back from the store when used again.
     """
 
     def __init__(
@@ -140,6 +230,7 @@ class History(Sequence[Any]):
         ns: str | None = None,
         dumps: Callable[[Any], bytes] | None = None,
         loads: Callable[[bytes], Any] | None = None,
+        budget: TailBudget | None = None,
     ) -> None:
         self.name = check_name("history", name)
         if chunk_items < 1 or chunk_bytes < 1 or max_history < 0:
@@ -156,31 +247,42 @@ class History(Sequence[Any]):
         self.chunk_bytes = chunk_bytes
         self.retention = retention
         self._lock = _Lock()
+        self._budget = budget if budget is not None else default_budget(store)
         self.chunk_reads = 0
-        self._released = False
+        self.tail_loads = 0
         self._load()
 
     # -- index ------------------------------------------------------------------------
     def _load(self) -> None:
         with self._lock:
             chunks: list[tuple[int, int, str]] = []
-            tail_keys = []
+            has_tail = False
             for key in self._store.keys(self._ns):
                 if key[0] == "c":
                     seq, count = key[1:].split(".")
                     chunks.append((int(seq), int(count), key))
                 elif key[0] == "t":
-                    tail_keys.append(key)
+                    has_tail = True
             self._set_chunks(chunks)
-            self._tail: list[_Entry] = []
+            # The open tail: sequence numbers and append times always; the encoded items
+            # (``_payloads``) while the budget lets this object hold them.
+            self._seqs = array("q")
+            self._times = array("d")
             self._tail_bytes = 0
-            if tail_keys:
+            payloads: list[bytes] = []
+            if has_tail:
                 for item in self._store.rows(self._ns, "t", "u"):
-                    size = len(item.value)
-                    self._tail.append(_Entry(int(item.key[1:]), item._updated, None, size))
-                    self._tail_bytes += size
+                    self._seqs.append(int(item.key[1:]))
+                    self._times.append(item._updated)
+                    payloads.append(item.value)
+                    self._tail_bytes += len(item.value)
+            self._payloads: list[bytes] | None = payloads
+            # Items of the newest chunk, once known (recent() then reads no chunk).
+            self._window: list[bytes] | None = None
+            self._held = self._tail_bytes + _ITEM_OVERHEAD * len(payloads)
             last_chunk_end = chunks[-1][0] + chunks[-1][1] if chunks else 0
-            self._next_seq = max(last_chunk_end, self._tail[-1].seq + 1 if self._tail else 0)
+            self._next_seq = max(last_chunk_end, self._seqs[-1] + 1 if self._seqs else 0)
+            self._budget.charge(self, self._held)
 
     def _set_chunks(self, chunks: list[tuple[int, int, str]]) -> None:
         self._chunks = chunks
@@ -194,6 +296,56 @@ class History(Sequence[Any]):
     def reload(self) -> None:
         """Re-read the index from the store (after another process appended)."""
         self._load()
+
+    # -- what this object holds ----------------------------------------------------------
+    def _drop_held(self) -> bool:
+        """Drop the tail's and the newest chunk's items (called by the budget); skipped
+        if the history is busy in another thread."""
+        lock = self._lock._lock
+        if not lock.acquire(blocking=False):
+            return False
+        try:
+            if self._payloads is not None and self._seqs:
+                self._payloads = None
+            elif self._payloads is not None:
+                self._payloads = []
+            self._window = None
+            self._held = 0
+        finally:
+            lock.release()
+        return True
+
+    def _tail_items(self) -> list[bytes]:
+        """The tail's encoded items, read back from the store if they were dropped.
+        Call with the lock held."""
+        payloads = self._payloads
+        if payloads is not None:
+            return payloads
+        keys = [_tail_key(seq) for seq in self._seqs]
+        values = self._store.read_values(self._ns, keys, cache=False)
+        for seq, value in zip(self._seqs, values):
+            if value is None:
+                raise RuntimeError(
+                    f"history {self.name!r}: item {seq} vanished (another process wrote "
+                    "this history?); call reload()"
+                )
+        self.tail_loads += 1
+        self._payloads = payloads = values
+        self._held = self._tail_bytes + _ITEM_OVERHEAD * len(payloads) + _held_bytes(self._window)
+        self._budget.charge(self, self._held)
+        return payloads
+
+    def release(self) -> None:
+        """Drop the items this object holds now (they stay in the store and are read
+        back when needed); a MemorySaver does this for histories it has not used lately."""
+        with self._lock:
+            self._payloads = None if self._seqs else []
+            self._window = None
+            self._held = 0
+        self._budget.forget(self)
+
+    def retain(self) -> None:
+        """Kept for compatibility: what a history holds is governed by its budget."""
 
     # -- writes -----------------------------------------------------------------------
     def append(self, item: Any) -> None:
@@ -222,102 +374,97 @@ class History(Sequence[Any]):
             seq = self._next_seq
             if (
                 len(payloads) == 1
-                and len(self._tail) + 1 < self.chunk_items
+                and len(self._seqs) + 1 < self.chunk_items
                 and self._tail_bytes + len(payloads[0]) < self.chunk_bytes
             ):
-                # The common append: one small row; no chunk is due.
+                # The common append: one small row; no chunk is due.  The object holds
+                # the item itself, so the store's hot tier does not keep a second copy.
                 payload = payloads[0]
                 # Tail rows are short-lived (rewritten into a chunk soon): no zstd for them.
-                store.write([(self._ns, _tail_key(seq), payload)], compress=False)
-                entry = _Entry(seq, now, None if self._released else payload, len(payload))
-                self._tail.append(entry)
-                self._tail_bytes += entry.size
-                self._next_seq = seq + 1
-                return
-            new = [_Entry(seq + i, now, p, len(p)) for i, p in enumerate(payloads)]
-            entries = self._tail + new
-            chunks: list[list[_Entry]] = []
-            current: list[_Entry] = []
-            size = 0
-            for e in entries:
-                current.append(e)
-                size += e.size
-                if len(current) >= self.chunk_items or size >= self.chunk_bytes:
-                    chunks.append(current)
-                    current, size = [], 0
-            tail = current
-            ns = self._ns
-            if chunks:
-                self._fill([e for c in chunks for e in c])
-            puts: list[tuple[str, str, Any]] = [
-                (ns, _chunk_key(c[0].seq, len(c)), pack_chunk([(e.ts, e.payload) for e in c]))  # type: ignore[misc]
-                for c in chunks
-            ]
-            fresh = {e.seq for e in new}
-            rows = [(ns, _tail_key(e.seq), e.payload) for e in tail if e.seq in fresh]
-            # Tail rows that became part of a chunk are deleted in the same transaction.
-            # (Point deletes, not a range: they stay in the write batch with durability="batch".)
-            sealed = {e.seq for c in chunks for e in c}
-            deletes = [(ns, _tail_key(e.seq)) for e in self._tail if e.seq in sealed]
-            if puts:
-                store.write(puts + rows, deletes=deletes)
-            else:
-                # Tail rows are short-lived (rewritten into a chunk soon): no zstd for them.
-                store.write(rows, compress=False)
-            for c in chunks:
-                self._chunks.append((c[0].seq, len(c), _chunk_key(c[0].seq, len(c))))
-                self._starts.append(self._chunked)
-                self._chunked += len(c)
-            self._tail = tail
-            if self._released:
-                for e in tail:
-                    e.payload = None  # the store has it
-            self._tail_bytes = sum(e.size for e in tail)
-            self._next_seq = seq + len(payloads)
-
-    def _fill(self, entries: Sequence[_Entry]) -> None:
-        """Load the bytes of tail entries from the store (usually its hot tier)."""
-        missing = [e for e in entries if e.payload is None]
-        if not missing:
-            return
-        items = self._store.read_many([(self._ns, _tail_key(e.seq)) for e in missing])
-        for e, item in zip(missing, items):
-            if item is None:
-                raise RuntimeError(
-                    f"history {self.name!r}: item {e.seq} vanished (another process wrote "
-                    "this history?); call reload()"
+                store.write(
+                    [(self._ns, _tail_key(seq), payload)],
+                    compress=False,
+                    cache_puts=False,
+                    new_keys=True,
                 )
-            e.payload = item.value
+                self._seqs.append(seq)
+                self._times.append(now)
+                self._tail_bytes += len(payload)
+                self._next_seq = seq + 1
+                held = self._payloads
+                if held is not None:
+                    held.append(payload)
+                    self._held += len(payload) + _ITEM_OVERHEAD
+                    self._budget.charge(self, self._held)
+                return
+            self._seal(payloads, seq, now)
 
-    def _tail_payloads(self, entries: Sequence[_Entry]) -> list[bytes]:
-        entries = list(entries)
-        self._fill(entries)
-        out = [e.payload for e in entries]
-        if self._released:
-            for e in entries:
-                e.payload = None
-        return out  # type: ignore[return-value]
-
-    def release(self) -> None:
-        """Drop the tail's bytes from this object (they stay in the store and are read
-        back when needed); a MemorySaver does this for histories it has not used lately."""
-        with self._lock:
-            self._released = True
-            for e in self._tail:
-                e.payload = None
-
-    def retain(self) -> None:
-        """Keep tail bytes in this object again (the default): faster ``recent()``."""
-        self._released = False
+    def _seal(self, payloads: list[bytes], seq: int, now: float) -> None:
+        """Append *payloads* when chunks are due: seal them in the same transaction."""
+        ns = self._ns
+        old_seqs = list(self._seqs)
+        items = self._tail_items() + payloads
+        seqs = old_seqs + list(range(seq, seq + len(payloads)))
+        times = list(self._times) + [now] * len(payloads)
+        bounds: list[tuple[int, int]] = []  # [begin, end) of each sealed chunk in items
+        begin = size = 0
+        for i, p in enumerate(items):
+            size += len(p)
+            if i + 1 - begin >= self.chunk_items or size >= self.chunk_bytes:
+                bounds.append((begin, i + 1))
+                begin, size = i + 1, 0
+        puts: list[tuple[str, str, Any]] = [
+            (ns, _chunk_key(seqs[b], e - b), pack_chunk(list(zip(times[b:e], items[b:e]))))
+            for b, e in bounds
+        ]
+        # New items left in the tail get a row each; tail rows that became part of a
+        # chunk are deleted in the same transaction.  (Point deletes, not a range: they
+        # stay in the write batch with durability="batch".)
+        rows = [
+            (ns, _tail_key(seqs[i]), items[i]) for i in range(max(begin, len(old_seqs)), len(items))
+        ]
+        sealed = [(ns, _tail_key(s)) for s in old_seqs[:begin]]
+        store = self._store
+        if puts and sealed and store.durability == "sync" and not store.in_transaction():
+            # One range delete instead of a statement per sealed row; only these rows
+            # can exist in the range (and be cached).
+            store.write(
+                puts + rows,
+                ranges=[(ns, sealed[0][1], _tail_key(old_seqs[len(sealed) - 1] + 1))],
+                cache_puts=not rows,
+                forget=sealed,
+            )
+        elif puts:
+            # Sealed rows are never looked up again: no tombstones for them.  The newest
+            # chunk's items stay in this object, so the chunks stay cached only when
+            # written alone.
+            store.write(puts + rows, deletes=sealed, cache_puts=not rows, tombstones=False)
+        else:
+            self._store.write(rows, compress=False, cache_puts=False, new_keys=True)
+        for b, e in bounds:
+            self._chunks.append((seqs[b], e - b, _chunk_key(seqs[b], e - b)))
+            self._starts.append(self._chunked)
+            self._chunked += e - b
+        if bounds:
+            b, e = bounds[-1]
+            self._window = items[b:e]
+        tail = items[begin:]
+        self._seqs = array("q", seqs[begin:])
+        self._times = array("d", times[begin:])
+        self._payloads = tail
+        self._tail_bytes = sum(len(p) for p in tail)
+        self._next_seq = seq + len(payloads)
+        self._held = self._tail_bytes + _ITEM_OVERHEAD * len(tail) + _held_bytes(self._window)
+        self._budget.charge(self, self._held)
 
     # -- reads ------------------------------------------------------------------------
     def __len__(self) -> int:
-        return self._chunked + len(self._tail)
+        return self._chunked + len(self._seqs)
 
     def _load_chunk(self, key: str) -> list[tuple[float, bytes]] | None:
-        item = self._store.read(self._ns, key)
+        (value,) = self._store.read_values(self._ns, [key])
         self.chunk_reads += 1
-        return unpack_chunk(item.value) if item is not None else None
+        return unpack_chunk(value) if value is not None else None
 
     def _chunk_items(self, index: int) -> list[Any]:
         """Decoded items of chunk *index*."""
@@ -329,11 +476,14 @@ class History(Sequence[Any]):
         for _ in range(3):
             with self._lock:
                 key = self._chunks[index][2] if index < len(self._chunks) else None
+                window = self._window
+                if window is not None and index == len(self._chunks) - 1:
+                    return window[begin:end]
             if key is not None:
-                item = self._store.read(self._ns, key)
+                (value,) = self._store.read_values(self._ns, [key])
                 self.chunk_reads += 1
-                if item is not None:
-                    return chunk_payloads(item.value, begin, end)
+                if value is not None:
+                    return chunk_payloads(value, begin, end)
             self._load()
         raise RuntimeError(f"history {self.name!r} changed while being read; retry")
 
@@ -352,7 +502,7 @@ class History(Sequence[Any]):
             if not 0 <= i < n:
                 raise IndexError(f"history index {index} out of range ({n} items)")
             if i >= self._chunked:
-                return self._loads(self._tail_payloads([self._tail[i - self._chunked]])[0])
+                return self._loads(self._tail_items()[i - self._chunked])
             c = bisect_right(self._starts, i) - 1
             offset = i - self._starts[c]
         return self._loads(self._chunk_payloads(c, offset, offset + 1)[0])
@@ -367,7 +517,7 @@ class History(Sequence[Any]):
             lo, hi = positions.start, positions.stop
             chunked = self._chunked
             starts = list(self._starts)
-            tail = self._tail_payloads(self._tail[max(lo - chunked, 0) : max(hi - chunked, 0)])
+            tail = self._tail_items()[max(lo - chunked, 0) : max(hi - chunked, 0)]
         payloads: list[bytes] = []
         if lo < chunked:
             first = bisect_right(starts, lo) - 1
@@ -381,7 +531,7 @@ class History(Sequence[Any]):
         # One chunk in memory at a time, whatever the length.
         with self._lock:
             n_chunks = len(self._chunks)
-            tail = self._tail_payloads(self._tail)
+            tail = list(self._tail_items())
         for c in range(n_chunks):
             yield from self._chunk_items(c)
         for payload in tail:
@@ -392,18 +542,32 @@ class History(Sequence[Any]):
         n = self.max_history if n is None else n
         if n <= 0:
             return []
-        return self._slice(slice(-n, None))
+        parts: list[bytes] | None = None
+        with self._lock:
+            t = len(self._seqs)
+            window = self._window
+            if n <= t:
+                parts = self._tail_items()[t - n :]
+            elif window is not None and n - t <= len(window):
+                parts = window[len(window) - (n - t) :] + self._tail_items()
+        if parts is None:
+            return self._slice(slice(-n, None))
+        self._budget.touch(self)
+        return self._loads_many(parts)
 
     def stats(self) -> dict[str, Any]:
-        """Items, chunks, tail size and chunk reads of this history object."""
+        """Items, chunks, tail size, chunk reads and what this object holds."""
         with self._lock:
             return {
                 "name": self.name,
                 "items": len(self),
                 "chunks": len(self._chunks),
-                "tail_items": len(self._tail),
+                "tail_items": len(self._seqs),
                 "tail_bytes": self._tail_bytes,
+                "tail_held": self._payloads is not None,
+                "held_bytes": self._held,
                 "chunk_reads": self.chunk_reads,
+                "tail_loads": self.tail_loads,
             }
 
     def __repr__(self) -> str:
@@ -421,16 +585,23 @@ class History(Sequence[Any]):
         now = self._store.clock()
         horizon = policy.horizon(now)
         deleted = 0
+        cut = 0
+
+        def candidate(position: int, ts: float) -> bool:
+            return position < cut or (horizon is not None and ts < horizon)
+
         with self._lock:
             total = len(self)
             cut = total - policy.max_items if policy.max_items is not None else 0
             chunks = list(self._chunks)
             starts = list(self._starts)
-            tail = list(self._tail)
             chunked = self._chunked
-
-        def candidate(position: int, ts: float) -> bool:
-            return position < cut or (horizon is not None and ts < horizon)
+            due = [
+                (seq, i)
+                for i, (seq, ts) in enumerate(zip(self._seqs, self._times))
+                if candidate(chunked + i, ts)
+            ]
+            tail = list(self._tail_items()) if due else []
 
         ns = self._ns
         for c, (seq, count, key) in enumerate(chunks):
@@ -453,15 +624,10 @@ class History(Sequence[Any]):
                 puts.append((ns, _chunk_key(seq, len(kept)), pack_chunk(kept)))
             self._store.write(puts, deletes=[(ns, key)])
             deleted += count - len(kept)
-        doomed = [
-            e.seq
-            for i, e in enumerate(tail)
-            if candidate(chunked + i, e.ts)
-            and not policy.pinned(self._loads(self._tail_payloads([e])[0]))
-        ]
+        doomed = [seq for seq, i in due if not policy.pinned(self._loads(tail[i]))]
         with self._lock:
             # Only rows still in the tail: an append may have sealed some into a chunk.
-            live = {e.seq for e in self._tail}
+            live = set(self._seqs)
             doomed = [seq for seq in doomed if seq in live]
             if doomed:
                 self._store.write(deletes=[(ns, _tail_key(seq)) for seq in doomed])
@@ -469,3 +635,9 @@ class History(Sequence[Any]):
             if deleted:
                 self._load()
         return deleted
+
+
+def _held_bytes(items: list[bytes] | None) -> int:
+    if not items:
+        return 0
+    return sum(len(p) for p in items) + _ITEM_OVERHEAD * len(items)

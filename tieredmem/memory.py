@@ -24,7 +24,7 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from .history import History, check_name
+from .history import History, TailBudget, check_name, default_budget
 from .hot import parse_bytes
 from .retention import Retention
 from .state import State
@@ -76,7 +76,7 @@ for _names, _arg, _parse in (
 
 
 class _HistoryLRU(LRUCache[str, History]):
-    """Recently used histories keep their open tail in memory; the others release it."""
+    """Recently used History objects stay open; the others release what they hold."""
 
     def popitem(self) -> tuple[str, History]:
         name, history = super().popitem()
@@ -97,8 +97,11 @@ class MemorySaver:
     :param str durability: ``"sync"`` or ``"batch"`` (see :func:`tieredmem.open`).
     :param int chunk_items: items per history chunk (chunks are also bounded by
         *chunk_bytes*).
-    :param int open_histories: recently used History objects kept ready (each holds at
-        most one open chunk's tail in memory).
+    :param int open_histories: recently used History objects kept ready.
+    :param history_bytes: byte budget shared by the items histories hold in memory (each
+        one's open tail and newest chunk, so ``recent()`` reads nothing); over it, the
+        histories used least recently drop theirs and read them back when used again.
+        Default: a quarter of *hot_bytes*, on top of it.
     :param store: use this store (and its file) instead of opening one.
     """
 
@@ -118,6 +121,7 @@ class MemorySaver:
         max_pending_bytes: int | str = "4MiB",
         clock: Clock = time.time,
         open_histories: int = 128,
+        history_bytes: int | str | None = None,
         store: Store | None = None,
         metrics: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
@@ -158,6 +162,11 @@ class MemorySaver:
         self._histories: weakref.WeakValueDictionary[str, History] = weakref.WeakValueDictionary()
         self._recent_histories: LRUCache[str, History] = _HistoryLRU(maxsize=open_histories)
         self._history_retention: dict[str, Retention] = {}
+        self.history_budget: TailBudget = (
+            default_budget(self.store)
+            if history_bytes is None
+            else TailBudget(parse_bytes(history_bytes))
+        )
         self._states: weakref.WeakValueDictionary[str, State] = weakref.WeakValueDictionary()
         self._tasks: dict[str, dict[str, Any]] = {}
         self._temp: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
@@ -225,8 +234,6 @@ class MemorySaver:
                 self._histories[name] = h
             elif retention is not None:
                 h.retention = retention
-            if name not in self._recent_histories:
-                h.retain()
             self._recent_histories[name] = h
             return h
 
@@ -238,6 +245,7 @@ class MemorySaver:
             chunk_items=self.chunk_items,
             chunk_bytes=self.chunk_bytes,
             retention=self._history_retention.get(name),
+            budget=self.history_budget,
         )
 
     def histories(self) -> list[str]:
@@ -339,6 +347,9 @@ class MemorySaver:
                 active_tasks=len(self._tasks),
                 temp_entries=len(self._temp),
                 retention_deleted=self._retention_deleted,
+                history_bytes_held=self.history_budget.used,
+                history_bytes_budget=self.history_budget.max_bytes,
+                history_drops=self.history_budget.drops,
             )
         out["chunk_reads"] = sum(h.chunk_reads for h in histories)
         return out

@@ -400,6 +400,11 @@ class Store:
         self._pending: dict[str, tuple[Any, Entry]] = {}
         self._pending_bytes = 0
         self._flushing: dict[str, tuple[Any, Entry]] = {}
+        # Buffered writes that must not enter the hot tier when they commit
+        # (``write(cache_puts=False)`` / ``tombstones=False``).
+        self._uncached: set[str] = set()
+        # Buffered puts of keys absent from the cold tier (``write(new_keys=True)``).
+        self._fresh: set[str] = set()
         self._closed = False
         self._hits = self._misses = self._loads = 0
         self._writes = self._deletes = self._expired = 0
@@ -860,8 +865,21 @@ class Store:
             ops.append((Delete(ns, key), self._missing(ns + _HK + key)))
         self._apply(ops)
 
-    def _apply(self, ops: Sequence[tuple[Any, Entry]]) -> None:
-        """Write ops (each with the hot entry it leaves behind) in one atomic step."""
+    def _apply(
+        self,
+        ops: Sequence[tuple[Any, Entry]],
+        cache_puts: bool = True,
+        tombstones: bool = True,
+        new_keys: bool = False,
+    ) -> None:
+        """Write ops (each with the hot entry it leaves behind) in one atomic step.
+
+        ``cache_puts=False``: written values are not kept in the hot tier (any cached
+        version is dropped); ``tombstones=False``: deleted keys are dropped from the hot
+        tier instead of being remembered as absent; ``new_keys``: the puts create keys
+        absent from the cold tier, so with ``durability="batch"`` a delete that comes
+        before they are committed cancels both (neither reaches the cold tier).
+        """
         if not ops:
             return
         tx: _Tx | None = getattr(self._local, "tx", None)
@@ -875,12 +893,35 @@ class Store:
             return
         if self.durability == "batch":
             with self._lock:
+                uncached, fresh = self._uncached, self._fresh
                 for op, entry in ops:
                     hk = op.ns + _HK + op.key
+                    put = type(op) is Put
+                    if not put and hk in fresh:
+                        fresh.discard(hk)
+                        pend = self._pending.pop(hk, None)
+                        if pend is not None:
+                            # Put and delete both still buffered: neither is committed.
+                            self._pending_bytes -= pend[1].size
+                            uncached.discard(hk)
+                            self._hot.pop(hk, None)
+                            self._count(op)
+                            continue
                     self._inherit_created(hk, entry, None)
+                    old = self._pending.get(hk)
+                    if old is not None:
+                        self._pending_bytes -= old[1].size
                     self._pending[hk] = (op, entry)
                     self._pending_bytes += entry.size
                     self._count(op)
+                    if cache_puts if put else tombstones:
+                        uncached.discard(hk)
+                    else:
+                        uncached.add(hk)
+                    if put and new_keys:
+                        fresh.add(hk)
+                    elif put:
+                        fresh.discard(hk)
                 self._epoch += 1
                 pending = self._pending_bytes
             if pending >= self._max_pending:
@@ -897,10 +938,14 @@ class Store:
                 it = iter(created)
                 self._epoch += 1
                 for op, entry in ops:
-                    if isinstance(op, Put):
+                    put = type(op) is Put
+                    if put:
                         entry.created = next(it)
                     self._count(op)
-                    self._hot.offer(op.ns + _HK + op.key, entry)
+                    if cache_puts if put else tombstones:
+                        self._hot.offer(op.ns + _HK + op.key, entry)
+                    else:
+                        self._hot.pop(op.ns + _HK + op.key, None)
         self._after_write()
 
     def _inherit_created(self, hk: str, entry: Entry, prev: Entry | None) -> None:
@@ -978,6 +1023,79 @@ class Store:
             self._check_open()
         return self._read((), ns, key)
 
+    def in_transaction(self) -> bool:
+        """True inside :meth:`transaction` in this thread."""
+        return getattr(self._local, "tx", None) is not None
+
+    def read_values(self, ns: str, keys: Sequence[str], *, cache: bool = True) -> list[Any]:
+        """Values of *keys* in a joined (possibly internal) namespace, ``None`` where
+        absent or expired: :meth:`read_many` without the items' timestamps, so a batched
+        write is answered from the buffer (its ``created_at`` is never looked up) and the
+        keys missing from the hot tier are loaded in one query.
+
+        ``cache=False``: values loaded from the cold tier are not kept in the hot tier.
+        """
+        if self._closed:
+            self._check_open()
+        if getattr(self._local, "tx", None) is not None:
+            # Inside store.transaction(): _lookup sees the transaction's own writes.
+            found = [self._lookup(ns, key, ns + _HK + key) for key in keys]
+            return [None if e is None else self._value(e) for e in found]
+        if self._foreign_change():
+            self._invalidate_all()
+        entries: list[Entry | None] = [None] * len(keys)
+        cold: list[int] = []
+        with self._lock:
+            pending, flushing = self._pending, self._flushing
+            for i, key in enumerate(keys):
+                hk = ns + _HK + key
+                entry: Entry | None = None
+                if pending or flushing:
+                    pend = pending.get(hk) or flushing.get(hk)
+                    if pend is not None:
+                        entry = pend[1]
+                if entry is None:
+                    entry = self._hot.get(hk)
+                    if entry is None:
+                        self._misses += 1
+                        cold.append(i)
+                        continue
+                    self._hits += 1
+                entries[i] = entry
+            epoch = self._epoch
+        if cold:
+            _cold()
+            wanted = [(ns, keys[i]) for i in cold]
+            rows = (
+                self._backend.get_many(wanted)
+                if len(wanted) > 1
+                else [self._backend.get(*wanted[0])]
+            )
+            loaded = [
+                self._row_entry(ns + _HK + key, row)
+                if row is not None
+                else self._missing(ns + _HK + key)
+                for (_, key), row in zip(wanted, rows)
+            ]
+            with self._lock:
+                self._loads += sum(row is not None for row in rows)
+                fresh = epoch == self._epoch
+                for i, entry in zip(cold, loaded):
+                    entries[i] = entry
+                    if cache and fresh:
+                        hk = ns + _HK + keys[i]
+                        if entry.codec == _MISSING:
+                            self._hot.offer_miss(hk, entry)
+                        else:
+                            self._hot.offer(hk, entry)
+        now = self._clock()
+        return [
+            None
+            if e is None or e.codec == _MISSING or (e.expires is not None and e.expires <= now)
+            else self._value(e)
+            for e in entries
+        ]
+
     def write(
         self,
         puts: Sequence[tuple[str, str, Any]] = (),
@@ -986,13 +1104,24 @@ class Store:
         *,
         ttl: float | timedelta | None = None,
         compress: bool = True,
+        cache_puts: bool = True,
+        tombstones: bool = True,
+        new_keys: bool = False,
+        forget: Sequence[tuple[str, str]] | None = None,
     ) -> None:
         """Write to joined (possibly internal) namespaces atomically.
 
         *puts* are ``(ns, key, value)``, *deletes* ``(ns, key)``, *ranges* ``(ns, start,
         stop)`` key ranges to delete.  Every value is encoded before anything is written.
         A write with ranges commits at once (batched writes are flushed first).
-        ``compress=False`` stores short-lived rows without zstd.
+        ``compress=False`` stores short-lived rows without zstd.  ``cache_puts=False``
+        keeps the written values out of the hot tier (the caller holds its own copy);
+        ``tombstones=False`` drops deleted keys from the hot tier instead of remembering
+        them as absent (for rows nobody will look up again).  ``new_keys=True`` promises
+        that the puts create keys absent from the store: with ``durability="batch"``, a
+        later delete of such a key before the batch commits then cancels both writes.
+        *forget*, with *ranges*: every key of the ranges that may exist (the caller
+        knows them); only these are dropped from the hot tier, instead of scanning it.
         """
         self._check_open()
         prepared: list[tuple[Any, Entry]] = [
@@ -1000,7 +1129,7 @@ class Store:
         ]
         prepared += [(Delete(ns, key), self._missing(ns + _HK + key)) for ns, key in deletes]
         if not ranges:
-            self._apply(prepared)
+            self._apply(prepared, cache_puts, tombstones, new_keys)
             return
         if getattr(self._local, "tx", None) is not None:
             raise RuntimeError("range deletes cannot run inside store.transaction()")
@@ -1010,19 +1139,27 @@ class Store:
             created = self._backend.write(ops + _ops(prepared, self._codec))
             with self._lock:
                 self._epoch += 1
-                for ns, start, stop in ranges:
-                    lo, hi = (
-                        ns + _HK + start,
-                        ns + _HK + (stop if stop is not None else "\U0010ffff"),
-                    )
-                    for hk in [k for k in self._hot if lo <= k < hi]:
-                        del self._hot[hk]
+                if forget is not None:
+                    for ns, key in forget:
+                        self._hot.pop(ns + _HK + key, None)
+                else:
+                    for ns, start, stop in ranges:
+                        lo, hi = (
+                            ns + _HK + start,
+                            ns + _HK + (stop if stop is not None else "\U0010ffff"),
+                        )
+                        for hk in [k for k in self._hot if lo <= k < hi]:
+                            del self._hot[hk]
                 it = iter(created)
                 for op, entry in prepared:
-                    if isinstance(op, Put):
+                    put = type(op) is Put
+                    if put:
                         entry.created = next(it)
                     self._count(op)
-                    self._hot.offer(op.ns + _HK + op.key, entry)
+                    if cache_puts if put else tombstones:
+                        self._hot.offer(op.ns + _HK + op.key, entry)
+                    else:
+                        self._hot.pop(op.ns + _HK + op.key, None)
 
     def keys(self, ns: str, start: str = "", stop: str | None = None) -> list[str]:
         """Keys of a joined namespace in ``[start, stop)``, without loading values."""
@@ -1097,11 +1234,17 @@ class Store:
                 raise
             with self._lock:
                 it = iter(created)
+                uncached, fresh = self._uncached, self._fresh
                 for hk, (op, entry) in batch.items():
-                    if isinstance(op, Put):
+                    if type(op) is Put:
                         entry.created = next(it)
                     if hk not in self._pending:
-                        self._hot.offer(hk, entry)
+                        fresh.discard(hk)
+                        if hk in uncached:
+                            uncached.discard(hk)
+                            self._hot.pop(hk, None)
+                        else:
+                            self._hot.offer(hk, entry)
                 self._flushing = {}
                 self._epoch += 1
         self.emit("flush", rows=len(batch), seconds=time.perf_counter() - started)
