@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import ctypes
 import functools
 import logging
 import re
+import sys
 import threading
 import time
 import weakref
@@ -1220,6 +1222,7 @@ class Store:
             with self._lock:
                 if not self._pending:
                     return
+                flushed_bytes = self._pending_bytes
                 batch, self._pending, self._pending_bytes = self._pending, {}, 0
                 self._flushing = batch
             started = time.perf_counter()
@@ -1248,6 +1251,8 @@ class Store:
                 self._flushing = {}
                 self._epoch += 1
         self.emit("flush", rows=len(batch), seconds=time.perf_counter() - started)
+        if flushed_bytes >= _TRIM_AFTER:
+            _release_freed_memory()
         self._after_write()
 
     @contextmanager
@@ -1496,6 +1501,33 @@ class Store:
                 url=self.url,
                 durability=self.durability,
             )
+
+
+#: After a batch commit of at least this many bytes, hand freed memory back to the OS.
+_TRIM_AFTER = 1 << 20
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+        return trim
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to do
+        return None
+
+
+def _release_freed_memory() -> None:
+    """Return the free pages of glibc's heaps to the OS (``malloc_trim``).
+
+    A batch commit frees megabytes of buffered payloads that threads allocated in their
+    own malloc arenas; glibc keeps those pages, so a multi-threaded writer's RSS grows
+    far past what it holds (benchmarks/agent_memory.py (b): 105 -> 90 MB peak).  About
+    a millisecond, once per MiB committed."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _ops(ops: Iterable[tuple[Any, Entry]], codec: Codec) -> list[Any]:
