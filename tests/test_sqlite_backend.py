@@ -188,3 +188,30 @@ def test_wal_stays_within_wal_bytes(tmp_path: Path) -> None:
     assert largest < 2 * 256 * 1024
     with tieredmem.open(str(path)) as store:
         assert len(store.get(("w",), "k399").value) == 4000  # type: ignore[union-attr]
+
+
+def test_insert_first_heuristic_keeps_created_at_either_way(tmp_path: Path) -> None:
+    """New keys take a plain INSERT; once updates dominate the backend switches to the
+    UPSERT first.  Either way created_at survives updates and new rows get theirs."""
+    from tieredmem.backends import Put
+    from tieredmem.backends.sqlite import _WINDOW, SQLiteBackend
+
+    b = SQLiteBackend(str(tmp_path / "h.db"))
+    try:
+        n = 2 * _WINDOW
+        assert b.write([Put("n", f"k{i}", b"\x02a", 1.0) for i in range(n)]) == [1.0] * n
+        assert b._insert_first
+        for i in range(n):  # updates only: every INSERT attempt conflicts
+            assert b.write([Put("n", f"k{i}", b"\x02b", 2.0)]) == [1.0]
+        assert not b._insert_first
+        assert b.write([Put("n", "new", b"\x02c", 3.0)]) == [3.0]
+        row = b.get("n", "k7")
+        assert row is not None and (row.frame, row.created_at, row.updated_at) == (
+            b"\x02b",
+            1.0,
+            2.0,
+        )
+        # An explicit created (a key deleted and written anew in one batch) wins.
+        assert b.write([Put("n", "k8", b"\x02d", 4.0, created=4.0)]) == [4.0]
+    finally:
+        b.close()

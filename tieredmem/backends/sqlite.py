@@ -64,6 +64,12 @@ _UPSERT = (
     "updated_at = excluded.updated_at, expires_at = excluded.expires_at, ttl = excluded.ttl "
     "RETURNING created_at"
 )
+_INSERT = (
+    "INSERT INTO items (ns, key, value, created_at, updated_at, expires_at, ttl) "
+    "VALUES (?1, ?2, ?3, coalesce(?6, ?4), ?4, ?5, ?7)"
+)
+#: Writes per window of the insert-first heuristic (see SQLiteBackend._put).
+_WINDOW = 256
 _DELETE = "DELETE FROM items WHERE ns = ? AND key = ?"
 _TOUCH = "UPDATE items SET expires_at = ?3 + ttl WHERE ns = ?1 AND key = ?2 AND ttl IS NOT NULL"
 
@@ -188,6 +194,8 @@ class SQLiteBackend:
         self._synchronous = synchronous.upper()
         self._busy_ms = int(busy_timeout * 1000)
         self._wal_bytes = parse_bytes(wal_bytes)
+        self._insert_first = True
+        self._attempts = self._conflicts = self._upserts_left = 0
         self._text_of = text_of
         self._wlock = threading.RLock()
         self._local = threading.local()
@@ -580,8 +588,7 @@ class SQLiteBackend:
                         put.created,
                         put.ttl,
                     )
-                    for (c,) in con.execute(_UPSERT, args):
-                        created.append(c)
+                    created.append(self._put(con, args))
                     self._stamp()
                     return created
                 con.execute("BEGIN IMMEDIATE")
@@ -597,8 +604,7 @@ class SQLiteBackend:
                                 op.created,
                                 op.ttl,
                             )
-                            for (c,) in con.execute(_UPSERT, args):
-                                created.append(c)
+                            created.append(self._put(con, args))
                         elif isinstance(op, Delete):
                             con.execute(_DELETE, op)
                         elif isinstance(op, Touch):
@@ -647,6 +653,39 @@ class SQLiteBackend:
         except apsw.Error as exc:
             raise self._error(exc) from exc
         raise TieredMemError(f"{self.path}: storing a dictionary returned no id")
+
+    def _put(self, con: apsw.Connection, args: tuple[Any, ...]) -> float:
+        """Write one row; return its ``created_at``.
+
+        A plain INSERT of a new key costs about 60 % of the UPSERT (measured: p50 10.5 vs
+        18 us; SQLite checks an UPSERT's conflict with a separate seek), while an UPSERT
+        that updates is cheapest of all (7.6 us).  So while most writes are of new keys,
+        try the INSERT first and fall back to the UPSERT on a conflict; once conflicts are
+        common (a quarter of a window), go straight to the UPSERT for a while.
+        """
+        if self._insert_first:
+            self._attempts += 1
+            try:
+                con.execute(_INSERT, args)
+            except apsw.ConstraintError:
+                self._conflicts += 1
+            else:
+                self._adapt()
+                return float(args[5] if args[5] is not None else args[3])
+            self._adapt()
+        else:
+            self._upserts_left -= 1
+            if self._upserts_left <= 0:
+                self._insert_first, self._attempts, self._conflicts = True, 0, 0
+        for (c,) in con.execute(_UPSERT, args):
+            return float(c)
+        raise TieredMemError(f"{self.path}: a write returned no row")  # pragma: no cover
+
+    def _adapt(self) -> None:
+        if self._attempts >= _WINDOW:
+            if self._conflicts * 4 > self._attempts:
+                self._insert_first, self._upserts_left = False, 16 * _WINDOW
+            self._attempts = self._conflicts = 0
 
     def expire(self, now: float, *, limit: int = 10_000) -> list[tuple[str, str]]:
         try:
