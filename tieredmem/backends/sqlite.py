@@ -19,6 +19,7 @@ locks, so its descriptors can come and go.
 
 from __future__ import annotations
 
+import functools
 import logging
 import mmap
 import os
@@ -64,6 +65,8 @@ _UPSERT = (
 )
 _DELETE = "DELETE FROM items WHERE ns = ? AND key = ?"
 _TOUCH = "UPDATE items SET expires_at = ?3 + ttl WHERE ns = ?1 AND key = ?2 AND ttl IS NOT NULL"
+#: A Row from a result tuple of the _COLS columns, without the Python-level __new__.
+_row = functools.partial(tuple.__new__, Row)
 
 
 # -- pragmas: one small function each, saying why (apsw's bestpractice) ---------------
@@ -423,7 +426,7 @@ class SQLiteBackend:
         args = (ns, start or "", _TOP if stop is None else stop, -1 if limit is None else limit)
         try:
             with self._reading() as con:
-                return [Row(*r) for r in con.execute(sql, args)]
+                return list(map(_row, con.execute(sql, args)))
         except apsw.Error as exc:
             raise self._error(exc) from exc
 
@@ -455,7 +458,7 @@ class SQLiteBackend:
         sql = f"SELECT {_COLS} FROM items WHERE {where} ORDER BY ns, key LIMIT {int(limit)}"
         try:
             with self._reading() as con:
-                return [Row(*r) for r in con.execute(sql, args)]
+                return list(map(_row, con.execute(sql, args)))
         except apsw.Error as exc:
             raise self._error(exc) from exc
 
