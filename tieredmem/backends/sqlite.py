@@ -52,6 +52,8 @@ _MAX_IDLE = 8  # idle reader connections kept open
 _TOP = "\U0010ffff"
 #: Internal namespaces (histories, states) live under this root; never full-text indexed.
 INTERNAL = "tieredmem"
+#: Rows indexed in one index_pending() call from which the full-text index is merged.
+_MERGE_AFTER = 10_000
 
 _COLS = "ns, key, value, created_at, updated_at, expires_at, ttl"
 _GET = f"SELECT {_COLS} FROM items WHERE ns = ? AND key = ?"
@@ -666,6 +668,8 @@ class SQLiteBackend:
                         )
                     )
                     if not stale:
+                        if done >= _MERGE_AFTER:
+                            self._merge_fts(con, done)
                         return done
                     con.execute("BEGIN IMMEDIATE")
                     try:
@@ -694,6 +698,20 @@ class SQLiteBackend:
                     done += len(stale)
         except apsw.Error as exc:
             raise self._error(exc) from exc
+
+    def _merge_fts(self, con: apsw.Connection, indexed: int) -> None:
+        """Merge the full-text index into one segment after a large (re)indexing.
+
+        Indexing in batches leaves the index in many segments, and a query reads the
+        doclist of each of its terms from every segment: on benchmarks/store.py's 100,000
+        items the text query's SQL went from ~430 to ~190 us once merged (the merge took
+        0.7 s).  Only when this run indexed at least half of the documents (a backfill), so
+        the merge, whose cost is that of the whole index, stays proportional to the work
+        just done; FTS5's automerge looks after the rest.
+        """
+        total = next(iter(con.execute("SELECT count(*) FROM fts_docs")))[0]
+        if indexed * 2 >= total:
+            con.execute("INSERT INTO items_fts (items_fts) VALUES ('optimize')")
 
     # -- coherence, maintenance, stats -------------------------------------------------
     def foreign_change(self) -> bool:
