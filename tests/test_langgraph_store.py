@@ -110,6 +110,14 @@ def test_namespace_validation(store: Any, bad: tuple[str, ...]) -> None:
         store.put(bad, "k", {"v": 1})
 
 
+@pytest.mark.parametrize("bad", [("a.b",), ("",), ("a", "x\x00")])
+def test_search_prefix_validation(store: Any, bad: tuple[str, ...]) -> None:
+    with pytest.raises(InvalidNamespaceError):
+        store.search(bad)
+    with pytest.raises(InvalidNamespaceError):
+        store.get(bad, "k")
+
+
 def test_async_twins(store: Any) -> None:
     async def main() -> Any:
         await store.aput(("a", "b"), "k", {"v": 1})

@@ -219,7 +219,7 @@ class TieredStore(BaseStore):
     async def __aexit__(self, *exc: object) -> None:
         self.close()
 
-    # -- the common single read, without building a batch -------------------------------
+    # -- the common single reads, without building a batch ------------------------------
     def get(
         self, namespace: tuple[str, ...], key: str, *, refresh_ttl: bool | None = None
     ) -> Item | None:
@@ -229,6 +229,22 @@ class TieredStore(BaseStore):
             refresh_ttl = self._refresh(None)
         got = self.store.get(namespace, key, refresh_ttl=refresh_ttl)
         return _item(got) if got is not None else None
+
+    def search(
+        self,
+        namespace_prefix: tuple[str, ...],
+        /,
+        *,
+        query: str | None = None,
+        filter: dict[str, Any] | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        refresh_ttl: bool | None = None,
+    ) -> list[SearchItem]:
+        """Like ``BaseStore.search`` (same validation and TTL rules), without a batch."""
+        op = SearchOp(namespace_prefix, filter, limit, offset, query, self._refresh(refresh_ttl))
+        _validate_op_namespace(op)
+        return self._search(op)
 
     # -- batches ------------------------------------------------------------------------
     def _refresh(self, flag: bool | None) -> bool:
