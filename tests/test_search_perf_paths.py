@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import tieredmem
 from tieredmem.backends import sqlite as sqlite_backend
 from tieredmem.codec import Codec
-from tieredmem.store import filter_needles, matches
+from tieredmem.store import compile_filter, filter_needles, matches
 
 from .conftest import FakeClock
 
@@ -47,6 +47,19 @@ specs = (
     | st.dictionaries(st.sampled_from(["a", "b"]), scalars, max_size=2)  # exact dict match
 )
 filters = st.dictionaries(st.sampled_from(["a", "b", "c", "n.a", "n.b"]), specs, max_size=3)
+operators = st.dictionaries(
+    st.sampled_from(["$eq", "$ne", "$gt", "$gte", "$lt", "$lte"]), scalars, min_size=1
+)
+any_filters = st.dictionaries(
+    st.sampled_from(["a", "b", "n", "n.a", "n.b.c", ""]), scalars | operators | values, max_size=3
+)
+
+
+@given(value=items | values, flt=any_filters)
+def test_compiled_filter_is_matches(value: Any, flt: dict[str, Any]) -> None:
+    test = compile_filter(flt)
+    assert (test is None) == (not flt)
+    assert (test is None or test(value)) == matches(value, flt)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
