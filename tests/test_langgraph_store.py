@@ -110,6 +110,14 @@ def test_namespace_validation(store: Any, bad: tuple[str, ...]) -> None:
         store.put(bad, "k", {"v": 1})
 
 
+@pytest.mark.parametrize("bad", [("a.b",), ("",), ("a", "x\x00")])
+def test_search_prefix_validation(store: Any, bad: tuple[str, ...]) -> None:
+    with pytest.raises(InvalidNamespaceError):
+        store.search(bad)
+    with pytest.raises(InvalidNamespaceError):
+        store.get(bad, "k")
+
+
 def test_async_twins(store: Any) -> None:
     async def main() -> Any:
         await store.aput(("a", "b"), "k", {"v": 1})
@@ -350,3 +358,46 @@ def test_cache_and_memoization(tmp_path: Path) -> None:
 
         assert again("abc") == [3.0, 1.0]
     assert os.path.exists(tmp_path / "memo.db")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_items_are_langgraph_items(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
+    """Items built slot by slot equal the constructors' (and the slots still match)."""
+    from datetime import datetime, timezone
+
+    from langgraph.store.base import GetOp, Item, SearchItem
+
+    from tieredmem.langgraph import store as lg_store
+
+    assert lg_store._FAST_ITEMS  # the installed LangGraph has exactly the slots we set
+    monkeypatch.setattr(lg_store, "_FAST_ITEMS", fast)
+    clock = FakeClock()
+    with TieredStore(str(tmp_path / "s.db"), clock=clock) as s:
+        s.put(("a", "b"), "k", {"v": 1})
+        first = s.get(("a", "b"), "k")
+        assert type(first) is Item
+        assert (
+            first.created_at == first.updated_at == datetime.fromtimestamp(clock.now, timezone.utc)
+        )
+        clock.tick(5)
+        s.put(("a", "b"), "k", {"v": 2})
+        item = s.get(["a", "b"], "k")  # type: ignore[arg-type]
+        assert item is not None and item.namespace == ("a", "b")
+        assert item.created_at == first.created_at
+        assert (item.updated_at - item.created_at).total_seconds() == 5
+        ref = Item(
+            value={"v": 2},
+            key="k",
+            namespace=("a", "b"),
+            created_at=item.created_at,
+            updated_at=item.updated_at,
+        )
+        assert item == ref and item.dict() == ref.dict() and repr(item) == repr(ref)
+        assert s.batch([GetOp(("a", "b"), "k")]) == [ref]
+        found = s.search(("a",))
+        assert type(found[0]) is SearchItem and found[0].score is None
+        assert found[0].dict() == {**ref.dict(), "score": None}
+        hit = s.search(("a",), query="nothing")
+        assert hit == []

@@ -19,6 +19,7 @@ locks, so its descriptors can come and go.
 
 from __future__ import annotations
 
+import functools
 import logging
 import mmap
 import os
@@ -53,6 +54,8 @@ _MAX_IDLE = 8  # idle reader connections kept open
 _TOP = "\U0010ffff"
 #: Internal namespaces (histories, states) live under this root; never full-text indexed.
 INTERNAL = "tieredmem"
+#: Rows indexed in one index_pending() call from which the full-text index is merged.
+_MERGE_AFTER = 10_000
 
 _COLS = "ns, key, value, created_at, updated_at, expires_at, ttl"
 _GET = f"SELECT {_COLS} FROM items WHERE ns = ? AND key = ?"
@@ -72,6 +75,8 @@ _INSERT = (
 _WINDOW = 256
 _DELETE = "DELETE FROM items WHERE ns = ? AND key = ?"
 _TOUCH = "UPDATE items SET expires_at = ?3 + ttl WHERE ns = ?1 AND key = ?2 AND ttl IS NOT NULL"
+#: A Row from a result tuple of the _COLS columns, without the Python-level __new__.
+_row = functools.partial(tuple.__new__, Row)
 
 
 # -- pragmas: one small function each, saying why (apsw's bestpractice) ---------------
@@ -451,7 +456,7 @@ class SQLiteBackend:
         args = (ns, start or "", _TOP if stop is None else stop, -1 if limit is None else limit)
         try:
             with self._reading() as con:
-                return [Row(*r) for r in con.execute(sql, args)]
+                return list(map(_row, con.execute(sql, args)))
         except apsw.Error as exc:
             raise self._error(exc) from exc
 
@@ -483,7 +488,7 @@ class SQLiteBackend:
         sql = f"SELECT {_COLS} FROM items WHERE {where} ORDER BY ns, key LIMIT {int(limit)}"
         try:
             with self._reading() as con:
-                return [Row(*r) for r in con.execute(sql, args)]
+                return list(map(_row, con.execute(sql, args)))
         except apsw.Error as exc:
             raise self._error(exc) from exc
 
@@ -750,6 +755,8 @@ class SQLiteBackend:
                         )
                     )
                     if not stale:
+                        if done >= _MERGE_AFTER:
+                            self._merge_fts(con, done)
                         return done
                     con.execute("BEGIN IMMEDIATE")
                     try:
@@ -778,6 +785,20 @@ class SQLiteBackend:
                     done += len(stale)
         except apsw.Error as exc:
             raise self._error(exc) from exc
+
+    def _merge_fts(self, con: apsw.Connection, indexed: int) -> None:
+        """Merge the full-text index into one segment after a large (re)indexing.
+
+        Indexing in batches leaves the index in many segments, and a query reads the
+        doclist of each of its terms from every segment: on benchmarks/store.py's 100,000
+        items the text query's SQL went from ~430 to ~190 us once merged (the merge took
+        0.7 s).  Only when this run indexed at least half of the documents (a backfill), so
+        the merge, whose cost is that of the whole index, stays proportional to the work
+        just done; FTS5's automerge looks after the rest.
+        """
+        total = next(iter(con.execute("SELECT count(*) FROM fts_docs")))[0]
+        if indexed * 2 >= total:
+            con.execute("INSERT INTO items_fts (items_fts) VALUES ('optimize')")
 
     # -- coherence, maintenance, stats -------------------------------------------------
     def foreign_change(self) -> bool:
