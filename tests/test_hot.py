@@ -69,6 +69,7 @@ def test_accounting_is_honest() -> None:
 def test_lockfree_readers_beside_an_evicting_writer(tmp_path: object) -> None:
     """Hot reads take no lock: four reader threads and a writer that evicts all the time
     must neither raise nor see a wrong value, and the LRU stays within its budget."""
+    import sys
     import threading
 
     import tieredmem
@@ -78,26 +79,37 @@ def test_lockfree_readers_beside_an_evicting_writer(tmp_path: object) -> None:
         for i in range(200):
             store.put(("t",), f"k{i}", {"i": i, "pad": "x" * 200})
         errors: list[str] = []
-        stop = threading.Event()
+        done = threading.Event()
 
         def reader(seed: int) -> None:
             n = seed
-            while not stop.is_set():
+            for _ in range(5000):
                 n = (n * 31 + 7) % 200
                 item = store.get(("t",), f"k{n}")
                 if item is None or item.value["i"] != n:
                     errors.append(f"k{n}: {item!r}")
 
-        def writer() -> None:
-            for j in range(3000):
-                store.put(("w",), f"w{j}", {"j": j, "pad": "y" * 300})
+        def writer() -> None:  # evicts on every put while the readers run
+            j = 0
+            while not done.is_set():
+                store.put(("w",), f"w{j % 500}", {"j": j, "pad": "y" * 300})
+                j += 1
 
-        readers = [threading.Thread(target=reader, args=(s,)) for s in range(4)]
-        for t in readers:
-            t.start()
-        writer()
-        stop.set()
-        for t in readers:
-            t.join()
+        spills_before = store.stats().spills
+        old_interval = sys.getswitchinterval()
+        sys.setswitchinterval(0.0005)  # interleave the threads finely
+        try:
+            readers = [threading.Thread(target=reader, args=(s,)) for s in range(4)]
+            writing = threading.Thread(target=writer)
+            writing.start()
+            for t in readers:
+                t.start()
+            for t in readers:
+                t.join()
+            done.set()
+            writing.join()
+        finally:
+            sys.setswitchinterval(old_interval)
         assert errors == []
+        assert store.stats().spills > spills_before  # the writer did evict meanwhile
         assert store.stats().hot_bytes <= store.stats().hot_budget
