@@ -111,7 +111,9 @@ def _wal_bound(con: apsw.Connection, wal_bytes: int) -> None:
     workload of few, larger commits (a LangGraph checkpointer) loses nothing measurable
     with 1 MiB and keeps its files smaller (``wal_bytes``)."""
     page = int(con.pragma("page_size")) or 4096
-    con.pragma("wal_autocheckpoint", max(16, wal_bytes // page))
+    # A WAL frame is a page plus a 24-byte header: checkpoint before the log outgrows
+    # wal_bytes, so SQLite rewinds it in place instead of growing and truncating it.
+    con.pragma("wal_autocheckpoint", max(16, wal_bytes // (page + 24)))
     con.pragma("journal_size_limit", wal_bytes)
 
 
