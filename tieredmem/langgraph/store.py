@@ -25,7 +25,7 @@ import time
 import weakref
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from langgraph.store.base import (
@@ -77,19 +77,16 @@ _FAST_ITEMS = tuple(Item.__slots__) == (
 ) and tuple(SearchItem.__slots__) == ("score",)
 
 
-def _item(it: TItem) -> Item:
+_I = TypeVar("_I", bound=Item)
+
+
+def _times(it: TItem) -> tuple[datetime, datetime]:
     created = _dt(it._created)
     # Never updated (the common case): one datetime serves both (datetimes are immutable).
-    updated = created if it._updated == it._created else _dt(it._updated)
-    if not _FAST_ITEMS:
-        return Item(
-            value=it.value,
-            key=it.key,
-            namespace=it.namespace,
-            created_at=created,
-            updated_at=updated,
-        )
-    out = Item.__new__(Item)
+    return created, created if it._updated == it._created else _dt(it._updated)
+
+
+def _filled(out: _I, it: TItem, created: datetime, updated: datetime) -> _I:
     out.value = it.value
     out.key = it.key
     out.namespace = it.namespace
@@ -98,24 +95,28 @@ def _item(it: TItem) -> Item:
     return out
 
 
-def _search_item(it: TItem, score: float | None) -> SearchItem:
-    created = _dt(it._created)
-    updated = created if it._updated == it._created else _dt(it._updated)
+def _fields(it: TItem, created: datetime, updated: datetime) -> dict[str, Any]:
+    return {
+        "value": it.value,
+        "key": it.key,
+        "namespace": it.namespace,
+        "created_at": created,
+        "updated_at": updated,
+    }
+
+
+def _item(it: TItem) -> Item:
+    created, updated = _times(it)
     if not _FAST_ITEMS:
-        return SearchItem(
-            namespace=it.namespace,
-            key=it.key,
-            value=it.value,
-            created_at=created,
-            updated_at=updated,
-            score=score,
-        )
-    out = SearchItem.__new__(SearchItem)
-    out.value = it.value
-    out.key = it.key
-    out.namespace = it.namespace
-    out.created_at = created
-    out.updated_at = updated
+        return Item(**_fields(it, created, updated))
+    return _filled(Item.__new__(Item), it, created, updated)
+
+
+def _search_item(it: TItem, score: float | None) -> SearchItem:
+    created, updated = _times(it)
+    if not _FAST_ITEMS:
+        return SearchItem(**_fields(it, created, updated), score=score)
+    out = _filled(SearchItem.__new__(SearchItem), it, created, updated)
     out.score = score
     return out
 
