@@ -514,3 +514,21 @@ def test_internal_writes_that_skip_the_hot_tier(tmp_path, durability) -> None:
             assert s.in_transaction() and s.read_values(ns, ["d"]) == [b"4"]
     with tieredmem.open(str(tmp_path / "s.db")) as s:
         assert s.keys(ns) == ["d"]
+
+
+def test_deletes_do_not_fill_the_hot_tier_with_tombstones(tmp_path: Path) -> None:
+    """Retention deletes thousands of rows; remembering each as absent must stay within the
+    misses' share of the budget, so the data being read stays hot."""
+    with tieredmem.open(str(tmp_path / "t.db"), hot_bytes="256KiB", maintenance_interval=0) as s:
+        s.put_many([(("old",), f"o{i}", i) for i in range(3000)])
+        s.put_many([(("live",), f"k{i}", {"i": i, "pad": "x" * 200}) for i in range(50)])
+        for i in range(50):
+            assert s.get(("live",), f"k{i}") is not None
+        loads = s.stats().loads
+        for i in range(3000):
+            s.delete(("old",), f"o{i}")
+        assert s._hot.miss_bytes <= s._hot.maxsize // s._hot.MISS_SHARE
+        for i in range(50):
+            assert s.get(("live",), f"k{i}").value["i"] == i  # type: ignore[union-attr]
+        assert s.stats().loads == loads  # still hot: nothing was read back from the file
+        assert s.get(("old",), "o7") is None

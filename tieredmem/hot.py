@@ -179,8 +179,7 @@ class HotTier(LRUCache[str, Entry]):
 
     def offer_miss(self, key: str, entry: Entry) -> None:
         """Remember that *key* is absent, within the miss share of the budget."""
-        if self.miss_bytes + entry.size <= self.maxsize // self.MISS_SHARE:
-            self.offer(key, entry)
+        self.offer(key, entry)
 
     @staticmethod
     def charge(key: str, payload_len: int) -> int:
@@ -208,7 +207,12 @@ class HotTier(LRUCache[str, Entry]):
     def offer(self, key: str, entry: Entry) -> None:
         """Insert *entry* unless it alone exceeds the budget (then drop any old copy)."""
         size = entry.size
-        if size > self.maxsize:
+        if size > self.maxsize or (
+            entry.codec < 0 and self.miss_bytes + size > self.maxsize // self.MISS_SHARE
+        ):
+            # Too large; or a remembered absence (a delete's tombstone) past the misses'
+            # share of the budget: forget the key instead, so deletes (retention deletes
+            # thousands) cannot fill the tier with tombstones and push real data out.
             self.pop(key, None)
             return
         parts = self._parts
