@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 from array import array
@@ -140,3 +143,44 @@ def cpu_and_memory() -> dict[str, Any]:
     except OSError:
         pass
     return info
+
+
+def run_worker(
+    script: str, name: str, options: Sequence[str], base: Path, rep: int
+) -> dict[str, Any]:
+    """Run *script* ``--worker NAME`` with *options* (command-line words, see
+    :func:`worker_args`) in a fresh process, in a scratch directory under *base* that is
+    removed after; return the JSON dict it printed last, or ``{"config", "error"}``."""
+    root = base / f"{name}-{rep}"
+    root.mkdir()
+    cmd = [sys.executable, str(Path(script).resolve()), "--worker", name, "--dir", str(root)]
+    cmd += list(options)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {"config": name, "error": f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    if proc.stderr.strip():
+        result["stderr"] = proc.stderr.strip()[-2000:]
+    return result
+
+
+def worker_args(opts: Any, names: Sequence[str]) -> list[str]:
+    """The options *names* of *opts* (an argparse namespace) as command-line words."""
+    return [a for k in names for a in (f"--{k.replace('_', '-')}", str(getattr(opts, k)))]
+
+
+def median(values: Sequence[float | None], digits: int = 2) -> float | None:
+    """Median of the values that are not None (an int when all are ints and it is whole)."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    mid = statistics.median(vals)
+    if all(isinstance(v, int) for v in vals) and mid == int(mid):
+        return int(mid)
+    return round(mid, digits)

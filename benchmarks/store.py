@@ -75,9 +75,7 @@ import random
 import resource
 import shlex
 import shutil
-import statistics
 import string
-import subprocess
 import sys
 import tempfile
 import time
@@ -95,8 +93,11 @@ from _common import (
     plan,
     ratio,
     with_hit_rate,
+    worker_args,
     zeros,
 )
+from _common import median as _median
+from _common import run_worker as _run_worker
 
 if TYPE_CHECKING:
     from langgraph.store.base import BaseStore
@@ -439,39 +440,12 @@ def worker(name: str, opts: argparse.Namespace) -> None:
 WORKER_OPTIONS = ("items", "users", "ops", "searches", "hot_bytes", "seed")
 
 
-def worker_args(opts: argparse.Namespace) -> list[str]:
-    """The options a worker needs, as command-line arguments."""
-    return [a for k in WORKER_OPTIONS for a in (f"--{k.replace('_', '-')}", str(getattr(opts, k)))]
-
-
 def run_worker(name: str, opts: argparse.Namespace, base: Path, rep: int) -> dict[str, Any]:
-    root = base / f"{name}-{rep}"
-    root.mkdir()
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--dir", str(root)]
-    cmd += worker_args(opts)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        return {"config": name, "error": f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}"}
-    result: dict[str, Any] = json.loads(lines[-1])
-    if proc.stderr.strip():
-        result["stderr"] = proc.stderr.strip()[-2000:]
-    return result
+    return _run_worker(__file__, name, worker_args(opts, WORKER_OPTIONS), base, rep)
 
 
 def median(values: Sequence[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return None
-    mid = statistics.median(vals)
-    if all(isinstance(v, int) for v in vals) and mid == int(mid):
-        return int(mid)
-    return round(mid, 4)
+    return _median(values, 4)
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
