@@ -106,8 +106,9 @@ def _entry_size(entry: Entry) -> int:
 class HotTier(LRUCache[str, Entry]):
     """A byte-bounded LRU of :class:`Entry` objects; ``maxsize`` is a byte budget."""
 
-    #: At most this share of the budget holds remembered misses, so a stream of lookups
-    #: of absent keys cannot push real data out.
+    #: At most this share of the budget holds remembered absences (read misses and
+    #: deletes' tombstones), so lookups of absent keys or mass deletes cannot push real
+    #: data out.
     MISS_SHARE = 8
 
     def __init__(self, maxsize: int) -> None:
@@ -115,8 +116,8 @@ class HotTier(LRUCache[str, Entry]):
         self.spills = 0
         self.spilled_bytes = 0
         self.miss_bytes = 0
-        self.lookup: Callable[[str], Entry | None] | None = self._lockfree_lookup()
-        # cachetools' own structures, for offer()'s one-frame insert (None: use the API).
+        # cachetools' own structures (None where its internals differ: then only its API
+        # is used), for offer()'s one-frame insert and for lock-free reads.
         data = getattr(self, "_Cache__data", None)
         sizes = getattr(self, "_Cache__size", None)
         order = getattr(self, "_LRUCache__order", None)
@@ -124,6 +125,7 @@ class HotTier(LRUCache[str, Entry]):
         self._parts: tuple[dict[str, Entry], dict[str, int], Any] | None = (
             (data, sizes, order) if known and "_Cache__currsize" in self.__dict__ else None  # type: ignore[assignment]
         )
+        self.lookup: Callable[[str], Entry | None] | None = self._lockfree_lookup()
 
     def _lockfree_lookup(self) -> Callable[[str], Entry | None] | None:
         """A reader that needs no lock, or ``None`` where that is not safe.
@@ -133,16 +135,13 @@ class HotTier(LRUCache[str, Entry]):
         the store's lock) inserts or evicts: at worst it returns an entry evicted a moment
         ago (still the right value) or its move loses a race with the eviction (ignored).
         The one thing a concurrent move can break is the writer's own iteration in
-        :meth:`popitem`, which retries.  It relies on cachetools' private attributes and on
-        the GIL; when either is missing, readers take the lock like writers.
+        :meth:`popitem` and :meth:`offer`, which retry.  It relies on cachetools' private
+        attributes and on the GIL; when either is missing, readers take the lock.
         """
         gil = getattr(sys, "_is_gil_enabled", lambda: True)()
-        data: dict[str, Entry] | None = getattr(self, "_Cache__data", None)
-        order = getattr(self, "_LRUCache__order", None)
-        touch = getattr(order, "move_to_end", None)
-        if not gil or not isinstance(data, dict) or touch is None:
+        if not gil or self._parts is None:
             return None
-        get = data.get
+        get, touch = self._parts[0].get, self._parts[2].move_to_end
 
         def lookup(key: str) -> Entry | None:
             entry = get(key)
@@ -177,10 +176,6 @@ class HotTier(LRUCache[str, Entry]):
         if old is not None and old.codec < 0:
             self.miss_bytes -= old.size
 
-    def offer_miss(self, key: str, entry: Entry) -> None:
-        """Remember that *key* is absent, within the miss share of the budget."""
-        self.offer(key, entry)
-
     @staticmethod
     def charge(key: str, payload_len: int) -> int:
         """Bytes charged for an entry under *key* holding *payload_len* payload bytes."""
@@ -205,7 +200,8 @@ class HotTier(LRUCache[str, Entry]):
         return Cache.__getitem__(self, key)
 
     def offer(self, key: str, entry: Entry) -> None:
-        """Insert *entry* unless it alone exceeds the budget (then drop any old copy)."""
+        """Insert *entry* unless it alone exceeds the budget, or it remembers an absence
+        past :attr:`MISS_SHARE` of it (then drop any old copy of the key instead)."""
         size = entry.size
         if size > self.maxsize or (
             entry.codec < 0 and self.miss_bytes + size > self.maxsize // self.MISS_SHARE

@@ -678,14 +678,9 @@ class Store:
         with self._lock:
             hot = self._hot
             spills = hot.spills
+            self._loads += row is not None
             if epoch == self._epoch:
-                if row is not None:
-                    self._loads += 1
-                    hot.offer(hk, entry)
-                else:
-                    hot.offer_miss(hk, entry)
-            elif row is not None:
-                self._loads += 1
+                hot.offer(hk, entry)  # a miss too (within the misses' share)
             spilled = hot.spills - spills
         if self._metrics is not None and row is not None:
             self.emit("load", bytes=len(row.frame), seconds=time.perf_counter() - started)
@@ -765,11 +760,16 @@ class Store:
                 self._invalidate_all()
             else:
                 hk = ns + _HK + key
-                hot = self._hot
-                lookup = hot.lookup
+                lookup = self._hot.lookup
                 # Hits take no lock (HotTier.lookup), so threads reading hot keys do
                 # not queue on it; the hit counter is then approximate under threads.
                 entry: Entry | None = lookup(hk) if lookup is not None else None
+                if entry is None:
+                    with self._lock:
+                        entry = self._hot.get(hk)  # the current tier (not a replaced one)
+                        if entry is None:
+                            self._misses += 1
+                            epoch = self._epoch
                 if entry is not None:
                     if entry.codec == _MISSING:
                         self._hits += 1
@@ -777,17 +777,6 @@ class Store:
                     if entry.created is not None:
                         self._hits += 1
                 else:
-                    with self._lock:
-                        entry = self._hot.get(hk)  # the current tier (not a replaced one)
-                        if entry is None:
-                            self._misses += 1
-                            epoch = self._epoch
-                        elif entry.codec == _MISSING:
-                            self._hits += 1
-                            return None
-                        elif entry.created is not None:
-                            self._hits += 1
-                if entry is None:
                     entry = self._load(ns, key, hk, epoch)
                     if entry.codec == _MISSING:
                         return None
@@ -847,10 +836,8 @@ class Store:
                     for (ns, key), row in zip(cold, rows):
                         hk = ns + _HK + key
                         self._loads += row is not None
-                        if row is not None:
-                            self._hot.offer(hk, self._row_entry(hk, row))
-                        else:
-                            self._hot.offer_miss(hk, self._missing(hk))
+                        entry = self._row_entry(hk, row) if row is not None else self._missing(hk)
+                        self._hot.offer(hk, entry)
         return [self._get(ns_t, ns, key) for ns_t, ns, key in wanted]
 
     def __contains__(self, address: tuple[Sequence[str], str]) -> bool:
@@ -1156,11 +1143,7 @@ class Store:
                 for i, entry in zip(cold, loaded):
                     entries[i] = entry
                     if cache and fresh:
-                        hk = ns + _HK + keys[i]
-                        if entry.codec == _MISSING:
-                            self._hot.offer_miss(hk, entry)
-                        else:
-                            self._hot.offer(hk, entry)
+                        self._hot.offer(ns + _HK + keys[i], entry)
         now = self._clock()
         return [
             None
