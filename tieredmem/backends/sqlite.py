@@ -394,8 +394,8 @@ class SQLiteBackend:
 
     # -- reads -------------------------------------------------------------------------
     def get(self, ns: str, key: str) -> Row | None:
-        # The hottest cold-tier call: pool handling inlined, rows built with the C-level
-        # tuple constructor (the SELECT yields exactly Row's fields, in order).
+        # The hottest cold-tier call: rows are built with the C-level tuple constructor
+        # (the SELECT yields exactly Row's fields, in order), not namedtuple's __new__.
         if self._closed or os.getpid() != self._pid:
             self._check()
         try:
@@ -404,21 +404,12 @@ class SQLiteBackend:
                     for row in self._writer.execute(_GET, (ns, key)):
                         return tuple.__new__(Row, row)
                 return None
-            idle = self._idle
-            with self._readers_lock:
-                con = idle.pop() if idle else None
-            if con is None:
-                con = self._acquire()
+            con = self._acquire()
             try:
                 for row in con.execute(_GET, (ns, key)):
                     return tuple.__new__(Row, row)
             finally:
-                with self._readers_lock:
-                    if not self._closed and len(idle) < _MAX_IDLE:
-                        idle.append(con)
-                        con = None
-                if con is not None:
-                    self._release(con)
+                self._release(con)
         except apsw.Error as exc:
             raise self._error(exc) from exc
         return None
