@@ -311,3 +311,53 @@ def test_tail_rows_are_not_cached_twice(tmp_path) -> None:
         # The history holds its open tail itself; the hot tier keeps no copy of it.
         assert memory.store.stats().hot_items == 0
         assert h.recent(3) == [_msg(0, n) for n in range(7, 10)]
+
+
+def test_sealed_chunks_are_not_cached_on_write_but_readable(tmp_path) -> None:
+    for durability in ("sync", "batch"):
+        path = str(tmp_path / f"seal-{durability}.db")
+        with tieredmem.MemorySaver(
+            path=path, chunk_items=10, durability=durability, maintenance_interval=0
+        ) as memory:
+            h = memory.history("s")
+            for n in range(35):
+                h.append(_msg(0, n))
+            memory.store.flush()
+            # Three sealed chunks and a tail of five: none of it in the hot tier.
+            assert memory.store.stats().hot_items == 0
+            assert h[3] == _msg(0, 3)
+            assert h[:] == [_msg(0, n) for n in range(35)]
+
+
+def test_recent_reads_no_chunk_once_held(tmp_path) -> None:
+    path = str(tmp_path / "recent.db")
+    with tieredmem.MemorySaver(path=path, max_history=25, chunk_items=10) as memory:
+        h = memory.history("s")
+        for n in range(60):  # six chunks, empty tail: recent() spans three chunks
+            h.append(_msg(0, n))
+        before = h.stats()["chunk_reads"]
+        assert h.recent() == [_msg(0, n) for n in range(35, 60)]
+        h.append(_msg(0, 60))
+        assert h.recent() == [_msg(0, n) for n in range(36, 61)]
+        assert h.recent(3) == [_msg(0, n) for n in range(58, 61)]
+        assert h.stats()["chunk_reads"] == before
+    with tieredmem.MemorySaver(path=path, max_history=25, chunk_items=10) as memory:
+        h = memory.history("s")
+        assert h.recent() == [_msg(0, n) for n in range(36, 61)]  # reads the window once
+        reads = h.stats()["chunk_reads"]
+        assert reads <= 3
+        assert h.recent() == [_msg(0, n) for n in range(36, 61)]
+        assert h[40] == _msg(0, 40) and h[30:45] == [_msg(0, n) for n in range(30, 45)]
+        assert h.stats()["chunk_reads"] == reads + 1  # only the chunk before the window
+
+
+def test_recent_results_are_safe_to_mutate(tmp_path) -> None:
+    with tieredmem.MemorySaver(path=str(tmp_path / "m.db"), chunk_items=4) as memory:
+        h = memory.history("s")
+        for n in range(10):
+            h.append(_msg(0, n))
+        got = h.recent()
+        got[0]["content"] = "changed"
+        got.append("extra")
+        assert h.recent() == [_msg(0, n) for n in range(10)]
+        assert h[0] == _msg(0, 0)

@@ -425,20 +425,20 @@ class History(Sequence[Any]):
         ]
         sealed = [(ns, _tail_key(s)) for s in old_seqs[:begin]]
         store = self._store
+        # Chunks are not kept in the hot tier on write: this object holds the newest
+        # items itself (``_window``), and a chunk read later is cached by the read path.
         if puts and sealed and store.durability == "sync" and not store.in_transaction():
             # One range delete instead of a statement per sealed row; only these rows
             # can exist in the range (and be cached).
             store.write(
                 puts + rows,
                 ranges=[(ns, sealed[0][1], _tail_key(old_seqs[len(sealed) - 1] + 1))],
-                cache_puts=not rows,
+                cache_puts=False,
                 forget=sealed,
             )
         elif puts:
-            # Sealed rows are never looked up again: no tombstones for them.  The newest
-            # chunk's items stay in this object, so the chunks stay cached only when
-            # written alone.
-            store.write(puts + rows, deletes=sealed, cache_puts=not rows, tombstones=False)
+            # Sealed rows are never looked up again: no tombstones for them.
+            store.write(puts + rows, deletes=sealed, cache_puts=False, tombstones=False)
         else:
             self._store.write(rows, compress=False, cache_puts=False, new_keys=True)
         for b, e in bounds:
@@ -446,8 +446,12 @@ class History(Sequence[Any]):
             self._starts.append(self._chunked)
             self._chunked += e - b
         if bounds:
-            b, e = bounds[-1]
-            self._window = items[b:e]
+            # The last max_history sealed items (at least the newest chunk's), so that
+            # recent() reads nothing from the store.
+            newly = items[: bounds[-1][1]]
+            keep = max(self.max_history, bounds[-1][1] - bounds[-1][0])
+            window = self._window
+            self._window = (window + newly if window is not None else newly)[-keep:]
         tail = items[begin:]
         self._seqs = array("q", seqs[begin:])
         self._times = array("d", times[begin:])
@@ -477,8 +481,13 @@ class History(Sequence[Any]):
             with self._lock:
                 key = self._chunks[index][2] if index < len(self._chunks) else None
                 window = self._window
-                if window is not None and index == len(self._chunks) - 1:
-                    return window[begin:end]
+                if window is not None and key is not None:
+                    # The window holds the sealed items [_chunked - len(window), _chunked).
+                    offset = self._starts[index] - (self._chunked - len(window))
+                    if offset >= 0:
+                        count = self._chunks[index][1]
+                        stop = count if end is None else min(end, count)
+                        return window[offset + begin : offset + max(stop, begin)]
             if key is not None:
                 (value,) = self._store.read_values(self._ns, [key])
                 self.chunk_reads += 1
@@ -542,18 +551,52 @@ class History(Sequence[Any]):
         n = self.max_history if n is None else n
         if n <= 0:
             return []
-        parts: list[bytes] | None = None
-        with self._lock:
-            t = len(self._seqs)
-            window = self._window
-            if n <= t:
-                parts = self._tail_items()[t - n :]
-            elif window is not None and n - t <= len(window):
-                parts = window[len(window) - (n - t) :] + self._tail_items()
+        parts = self._recent_parts(n)
+        if parts is None and n <= self.max_history and self._fill_window():
+            parts = self._recent_parts(n)
         if parts is None:
             return self._slice(slice(-n, None))
         self._budget.touch(self)
         return self._loads_many(parts)
+
+    def _recent_parts(self, n: int) -> list[bytes] | None:
+        """The encoded last *n* items if this object holds them (else None)."""
+        with self._lock:
+            t = len(self._seqs)
+            if n <= t:
+                return self._tail_items()[t - n :]
+            window = self._window
+            if n > len(self):
+                n = len(self)
+            if window is not None and n - t <= len(window):
+                return window[len(window) - (n - t) :] + self._tail_items()
+            if n == t:
+                return list(self._tail_items())
+        return None
+
+    def _fill_window(self) -> bool:
+        """Read the last ``max_history`` sealed items into the window; False if the
+        history changed meanwhile."""
+        with self._lock:
+            chunked, n_chunks = self._chunked, len(self._chunks)
+            lo = max(chunked - self.max_history, 0)
+            first = bisect_right(self._starts, lo) - 1 if lo < chunked else n_chunks
+            starts = self._starts[first:n_chunks]
+            self._window = None  # so _chunk_payloads reads the store
+        payloads: list[bytes] = []
+        for c, start in enumerate(starts, first):
+            payloads += self._chunk_payloads(c, max(lo - start, 0))
+        with self._lock:
+            if self._chunked != chunked or len(self._chunks) != n_chunks:
+                return False
+            self._window = payloads
+            self._held = (
+                (self._tail_bytes + _ITEM_OVERHEAD * len(self._seqs) + _held_bytes(payloads))
+                if self._payloads is not None
+                else _held_bytes(payloads)
+            )
+            self._budget.charge(self, self._held)
+        return True
 
     def stats(self) -> dict[str, Any]:
         """Items, chunks, tail size, chunk reads and what this object holds."""
