@@ -117,8 +117,8 @@ _ITEM_OVERHEAD = 48
 class TailBudget:
     """A byte budget shared by the open tails of many histories.
 
-    Each history charges the bytes it holds (its open tail and the items of its newest
-    chunk, kept so that ``recent()`` reads nothing from the store); when the total goes
+    Each history charges the bytes it holds (its open tail and its last ``max_history``
+    sealed items, kept so that ``recent()`` reads nothing from the store); when the total goes
     over ``max_bytes`` the histories used least recently drop what they hold (it stays
     in the store and is read back when they are used again).  So memory stays bounded
     however many histories are open.  Thread-safe.
@@ -212,7 +212,7 @@ class History(Sequence[Any]):
     iteration and :meth:`recent`.  Values returned are the caller's own copies.
     Items must be JSON-compatible (see :mod:`tieredmem.codec`).
 
-    The open tail's items (and those of the newest chunk) are held by the object,
+    The open tail's items (and the last ``max_history`` sealed ones) are held by the object,
     charged to *budget* (shared with other histories; by default a quarter of the
     store's hot-tier budget): over budget, the least recently used histories drop them
     and read them back from the store when used again.
@@ -277,7 +277,7 @@ class History(Sequence[Any]):
                     payloads.append(item.value)
                     self._tail_bytes += len(item.value)
             self._payloads: list[bytes] | None = payloads
-            # Items of the newest chunk, once known (recent() then reads no chunk).
+            # The last sealed items, once known (recent() then reads no chunk).
             self._window: list[bytes] | None = None
             self._held = self._tail_bytes + _ITEM_OVERHEAD * len(payloads)
             last_chunk_end = chunks[-1][0] + chunks[-1][1] if chunks else 0
@@ -299,7 +299,7 @@ class History(Sequence[Any]):
 
     # -- what this object holds ----------------------------------------------------------
     def _drop_held(self) -> bool:
-        """Drop the tail's and the newest chunk's items (called by the budget); skipped
+        """Drop the tail's and the last sealed items (called by the budget); skipped
         if the history is busy in another thread."""
         lock = self._lock._lock
         if not lock.acquire(blocking=False):

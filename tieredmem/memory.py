@@ -98,10 +98,13 @@ class MemorySaver:
     :param int chunk_items: items per history chunk (chunks are also bounded by
         *chunk_bytes*).
     :param int open_histories: recently used History objects kept ready.
+    :param max_pending_bytes: with ``durability="batch"``, writes buffered before a commit
+        is started (see :func:`tieredmem.open`); buffered chunks are held uncompressed, so
+        this bounds memory too.
     :param history_bytes: byte budget shared by the items histories hold in memory (each
-        one's open tail and newest chunk, so ``recent()`` reads nothing); over it, the
-        histories used least recently drop theirs and read them back when used again.
-        Default: a quarter of *hot_bytes*, on top of it.
+        one's open tail and last ``max_history`` items, so ``recent()`` reads nothing);
+        over it, the histories used least recently drop theirs and read them back when
+        used again.  Default: a quarter of *hot_bytes*, on top of it.
     :param store: use this store (and its file) instead of opening one.
     """
 
@@ -118,7 +121,7 @@ class MemorySaver:
         chunk_bytes: int | str = "64KiB",
         maintenance_interval: float = 60.0,
         flush_interval: float = 1.0,
-        max_pending_bytes: int | str = "4MiB",
+        max_pending_bytes: int | str = "1MiB",
         clock: Clock = time.time,
         open_histories: int = 128,
         history_bytes: int | str | None = None,
