@@ -361,3 +361,75 @@ def test_recent_results_are_safe_to_mutate(tmp_path) -> None:
         got.append("extra")
         assert h.recent() == [_msg(0, n) for n in range(10)]
         assert h[0] == _msg(0, 0)
+
+
+def _batch_saver(path: str, **options: object) -> tieredmem.MemorySaver:
+    return tieredmem.MemorySaver(
+        path=path,
+        chunk_items=10,
+        durability="batch",
+        flush_interval=60,
+        maintenance_interval=0,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def test_batch_appends_reach_the_file_with_the_next_commit(tmp_path) -> None:
+    path = str(tmp_path / "defer.db")
+    with _batch_saver(path) as memory:
+        h = memory.history("s")
+        for n in range(15):
+            h.append(_msg(0, n))
+        memory.store.put(("facts",), "after", {"n": 15})  # written after the items
+        with tieredmem.open(path) as other:
+            ns = other.internal_ns("history", "s")
+            assert other.keys(ns) == [] and other.get(("facts",), "after") is None
+        memory.store.flush()
+        # The commit holds the items appended before the put, not only the put.
+        with tieredmem.open(path) as other:
+            assert [k[0] for k in other.keys(ns)] == ["c"] + ["t"] * 5
+            assert other.get(("facts",), "after") is not None
+        h.append(_msg(0, 15))
+        assert h[:] == [_msg(0, n) for n in range(16)]
+    with _batch_saver(path) as memory:  # close() committed the last one
+        assert memory.history("s")[:] == [_msg(0, n) for n in range(16)]
+
+
+def test_batch_appends_of_a_dropped_history_object_are_not_lost(tmp_path) -> None:
+    import gc
+
+    from tieredmem.history import History
+
+    path = str(tmp_path / "gc.db")
+    with tieredmem.open(path, durability="batch", maintenance_interval=0) as store:
+        h = History(store, "s", chunk_items=10)
+        for n in range(7):
+            h.append(_msg(0, n))
+        del h
+        gc.collect()
+        store.flush()
+    with tieredmem.open(path) as store:
+        assert History(store, "s", chunk_items=10)[:] == [_msg(0, n) for n in range(7)]
+
+
+def test_batch_appends_survive_release_budget_drops_and_retention(tmp_path) -> None:
+    path = str(tmp_path / "drops.db")
+    with _batch_saver(path, history_bytes=8 * 1024, open_histories=2) as memory:
+        held = [memory.history(f"s{i}") for i in range(20)]
+        for n in range(27):
+            for i, h in enumerate(held):
+                h.append(_msg(i, n))
+            held[n % 20].release()
+        assert memory.stats()["history_drops"] > 0
+        for i, h in enumerate(held):
+            assert h[:] == [_msg(i, n) for n in range(27)]
+        memory.history("s3", retention=Retention(max_items=4))
+        memory.maintain()
+        assert memory.history("s3")[:] == [_msg(3, n) for n in range(23, 27)]
+        for n in range(27, 30):
+            held[3].append(_msg(3, n))
+    with _batch_saver(path) as memory:
+        for i in range(20):
+            expected = [_msg(i, n) for n in range(23 if i == 3 else 0, 30 if i == 3 else 27)]
+            assert memory.history(f"s{i}")[:] == expected
+            assert memory.history(f"s{i}").recent(3) == expected[-3:]

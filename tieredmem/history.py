@@ -31,6 +31,7 @@ from typing import Any, overload
 
 import orjson
 
+from .codec import _OPTIONS as _JSON_OPTIONS
 from .codec import dumps_json
 from .errors import InvalidKeyError
 from .retention import Retention
@@ -205,6 +206,73 @@ def default_budget(store: Store) -> TailBudget:
         return budget
 
 
+class _Deferred:
+    """Tail rows that the histories of one ``durability="batch"`` store have not handed to
+    the store yet.
+
+    An append to such a history writes nothing: the row waits here, and every flush (every
+    commit) first hands all waiting rows over (a flush hook), so a commit includes every
+    item appended before it, exactly as if each append had been a batched write.  Rows
+    sealed into a chunk before that are never written at all.  The registry holds the
+    histories with waiting rows, so none is lost if its object is dropped; over the
+    store's ``max_pending_bytes`` the appender flushes, which bounds what waits here.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.lock = threading.Lock()
+        self.dirty: dict[int, History] = {}
+        self.nbytes = 0
+        self.limit: int = store._max_pending
+        self._store = weakref.ref(store)
+
+    def hand_over(self) -> None:
+        """The flush hook: write every waiting row (into the store's batch)."""
+        store = self._store()
+        if store is None:
+            return
+        with self.lock:
+            if not self.dirty:
+                return
+            waiting = [(h, h._unwritten) for h in self.dirty.values()]
+            rows = [(h._ns, _tail_key(seq), p) for h, unwritten in waiting for seq, p in unwritten]
+            # Under the lock, so that a seal (which claims a history's waiting rows under
+            # it) deletes sealed rows only after they were written.
+            store.write(rows, compress=False, cache_puts=False, new_keys=True)
+            for h, _ in waiting:
+                h._unwritten = []
+            self.dirty.clear()
+            self.nbytes = 0
+
+    def unclaim(self, history: History, rows: list[tuple[int, bytes]]) -> None:
+        """Give back rows :meth:`claim` took (their write failed)."""
+        with self.lock:
+            history._unwritten = rows + history._unwritten
+            self.dirty[id(history)] = history
+            self.nbytes += sum(len(p) for _, p in rows)
+
+    def claim(self, history: History) -> list[tuple[int, bytes]]:
+        """Take *history*'s waiting rows (its caller writes them itself, or never)."""
+        with self.lock:
+            rows = history._unwritten
+            if rows:
+                history._unwritten = []
+                self.dirty.pop(id(history), None)
+                self.nbytes -= sum(len(p) for _, p in rows)
+            return rows
+
+
+_deferred: weakref.WeakKeyDictionary[Store, _Deferred] = weakref.WeakKeyDictionary()
+
+
+def _deferred_for(store: Store) -> _Deferred:
+    with _budgets_lock:
+        registry = _deferred.get(store)
+        if registry is None:
+            registry = _deferred[store] = _Deferred(store)
+            store.add_flush_hook(registry.hand_over)
+        return registry
+
+
 class History(Sequence[Any]):
     """An append-only, lazily loaded sequence (get one from :meth:`MemorySaver.history`).
 
@@ -250,6 +318,10 @@ class History(Sequence[Any]):
         self._budget = budget if budget is not None else default_budget(store)
         self.chunk_reads = 0
         self.tail_loads = 0
+        # Rows of the tail not handed to the store yet (``durability="batch"``), guarded
+        # by the registry's lock; never empty while the tail's payloads are dropped.
+        self._unwritten: list[tuple[int, bytes]] = []
+        self._registry = _deferred_for(store) if store.durability == "batch" else None
         self._load()
 
     # -- index ------------------------------------------------------------------------
@@ -305,11 +377,14 @@ class History(Sequence[Any]):
         if not lock.acquire(blocking=False):
             return False
         try:
+            self._window = None
+            if self._unwritten:  # not in the store yet: keep the tail
+                self._held = self._tail_bytes + _ITEM_OVERHEAD * len(self._seqs)
+                return True
             if self._payloads is not None and self._seqs:
                 self._payloads = None
             elif self._payloads is not None:
                 self._payloads = []
-            self._window = None
             self._held = 0
         finally:
             lock.release()
@@ -339,8 +414,10 @@ class History(Sequence[Any]):
         """Drop the items this object holds now (they stay in the store and are read
         back when needed); a MemorySaver does this for histories it has not used lately."""
         with self._lock:
-            self._payloads = None if self._seqs else []
             self._window = None
+            if self._unwritten:  # not in the store yet: keep the tail
+                return
+            self._payloads = None if self._seqs else []
             self._held = 0
         self._budget.forget(self)
 
@@ -353,7 +430,16 @@ class History(Sequence[Any]):
 
         :raises SerializationError: *item* cannot be encoded; the history is unchanged.
         """
-        self._add([self._encode(item, len(self))])
+        if self._dumps is None:
+            try:
+                # dumps_json without its error path: orjson's buffer is over-allocated,
+                # so keep a right-sized copy.
+                payload = bytes(memoryview(orjson.dumps(item, option=_JSON_OPTIONS)))
+            except TypeError:
+                payload = self._encode(item, len(self))  # raises, naming the item
+        else:
+            payload = self._dumps(item)
+        self._add([payload])
 
     def extend(self, items: Any) -> None:
         """Append several items atomically (all or none)."""
@@ -380,13 +466,30 @@ class History(Sequence[Any]):
                 # The common append: one small row; no chunk is due.  The object holds
                 # the item itself, so the store's hot tier does not keep a second copy.
                 payload = payloads[0]
-                # Tail rows are short-lived (rewritten into a chunk soon): no zstd for them.
-                store.write(
-                    [(self._ns, _tail_key(seq), payload)],
-                    compress=False,
-                    cache_puts=False,
-                    new_keys=True,
-                )
+                registry = self._registry
+                over = False
+                if (
+                    registry is not None
+                    and self._payloads is not None
+                    and not store.in_transaction()
+                ):
+                    # durability="batch": the row waits for the next flush (see _Deferred);
+                    # this object holds it meanwhile (a dropped tail is written through).
+                    if store.closed:
+                        store.write([])  # raises StoreClosedError
+                    with registry.lock:
+                        self._unwritten.append((seq, payload))
+                        registry.dirty[id(self)] = self
+                        registry.nbytes += len(payload)
+                        over = registry.nbytes >= registry.limit
+                else:
+                    # Tail rows are short-lived (rewritten into a chunk soon): no zstd.
+                    store.write(
+                        [(self._ns, _tail_key(seq), payload)],
+                        compress=False,
+                        cache_puts=False,
+                        new_keys=True,
+                    )
                 self._seqs.append(seq)
                 self._times.append(now)
                 self._tail_bytes += len(payload)
@@ -396,6 +499,8 @@ class History(Sequence[Any]):
                     held.append(payload)
                     self._held += len(payload) + _ITEM_OVERHEAD
                     self._budget.charge(self, self._held)
+                if over:
+                    store.flush()  # back-pressure, as for the store's own batch
                 return
             self._seal(payloads, seq, now)
 
@@ -404,6 +509,11 @@ class History(Sequence[Any]):
         ns = self._ns
         old_seqs = list(self._seqs)
         items = self._tail_items() + payloads
+        # Tail rows [written:] are not in the store yet (durability="batch"): sealed ones
+        # are never written, the others are written below.
+        registry = self._registry
+        claimed = registry.claim(self) if registry is not None else []
+        written = len(old_seqs) - len(claimed)
         seqs = old_seqs + list(range(seq, seq + len(payloads)))
         times = list(self._times) + [now] * len(payloads)
         bounds: list[tuple[int, int]] = []  # [begin, end) of each sealed chunk in items
@@ -420,27 +530,14 @@ class History(Sequence[Any]):
         # New items left in the tail get a row each; tail rows that became part of a
         # chunk are deleted in the same transaction.  (Point deletes, not a range: they
         # stay in the write batch with durability="batch".)
-        rows = [
-            (ns, _tail_key(seqs[i]), items[i]) for i in range(max(begin, len(old_seqs)), len(items))
-        ]
-        sealed = [(ns, _tail_key(s)) for s in old_seqs[:begin]]
-        store = self._store
-        # Chunks are not kept in the hot tier on write: this object holds the newest
-        # items itself (``_window``), and a chunk read later is cached by the read path.
-        if puts and sealed and store.durability == "sync" and not store.in_transaction():
-            # One range delete instead of a statement per sealed row; only these rows
-            # can exist in the range (and be cached).
-            store.write(
-                puts + rows,
-                ranges=[(ns, sealed[0][1], _tail_key(old_seqs[len(sealed) - 1] + 1))],
-                cache_puts=False,
-                forget=sealed,
-            )
-        elif puts:
-            # Sealed rows are never looked up again: no tombstones for them.
-            store.write(puts + rows, deletes=sealed, cache_puts=False, tombstones=False)
-        else:
-            self._store.write(rows, compress=False, cache_puts=False, new_keys=True)
+        rows = [(ns, _tail_key(seqs[i]), items[i]) for i in range(max(begin, written), len(items))]
+        sealed = [(ns, _tail_key(s)) for s in old_seqs[: min(begin, written)]]
+        try:
+            self._write_sealed(puts, rows, sealed, old_seqs)
+        except BaseException:
+            if registry is not None and claimed:
+                registry.unclaim(self, claimed)
+            raise
         for b, e in bounds:
             self._chunks.append((seqs[b], e - b, _chunk_key(seqs[b], e - b)))
             self._starts.append(self._chunked)
@@ -460,6 +557,31 @@ class History(Sequence[Any]):
         self._next_seq = seq + len(payloads)
         self._held = self._tail_bytes + _ITEM_OVERHEAD * len(tail) + _held_bytes(self._window)
         self._budget.charge(self, self._held)
+
+    def _write_sealed(
+        self,
+        puts: list[tuple[str, str, Any]],
+        rows: list[tuple[str, str, Any]],
+        sealed: list[tuple[str, str]],
+        old_seqs: list[int],
+    ) -> None:
+        store = self._store
+        # Chunks are not kept in the hot tier on write: this object holds the newest
+        # items itself (``_window``), and a chunk read later is cached by the read path.
+        if puts and sealed and store.durability == "sync" and not store.in_transaction():
+            # One range delete instead of a statement per sealed row; only these rows
+            # can exist in the range (and be cached).
+            store.write(
+                puts + rows,
+                ranges=[(self._ns, sealed[0][1], _tail_key(old_seqs[len(sealed) - 1] + 1))],
+                cache_puts=False,
+                forget=sealed,
+            )
+        elif puts:
+            # Sealed rows are never looked up again: no tombstones for them.
+            store.write(puts + rows, deletes=sealed, cache_puts=False, tombstones=False)
+        else:
+            store.write(rows, compress=False, cache_puts=False, new_keys=True)
 
     # -- reads ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -670,7 +792,7 @@ class History(Sequence[Any]):
         doomed = [seq for seq, i in due if not policy.pinned(self._loads(tail[i]))]
         with self._lock:
             # Only rows still in the tail: an append may have sealed some into a chunk.
-            live = set(self._seqs)
+            live = set(self._seqs) - {seq for seq, _ in list(self._unwritten)}
             doomed = [seq for seq in doomed if seq in live]
             if doomed:
                 self._store.write(deletes=[(ns, _tail_key(seq)) for seq in doomed])

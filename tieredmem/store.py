@@ -482,6 +482,8 @@ class Store:
         self._hits = self._misses = self._loads = 0
         self._writes = self._deletes = self._expired = 0
         self._maintenance_hooks: list[Callable[[], dict[str, Any]]] = []
+        self._flush_hooks: list[Callable[[], None]] = []
+        self._in_flush_hooks = False  # only read and set with _write_lock held
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -1273,6 +1275,17 @@ class Store:
         if self._closed:
             return
         with self._write_lock:
+            if self._flush_hooks and not self._in_flush_hooks:
+                # Outside any transaction of this thread: what the hooks write is not
+                # part of it.
+                tx, self._local.tx = getattr(self._local, "tx", None), None
+                self._in_flush_hooks = True
+                try:
+                    for hook in list(self._flush_hooks):
+                        hook()
+                finally:
+                    self._in_flush_hooks = False
+                    self._local.tx = tx
             with self._lock:
                 if not self._pending:
                     return
@@ -1568,6 +1581,13 @@ class Store:
             for hk in [k for k in self._hot if k.startswith(hk_prefix)]:
                 del self._hot[hk]
             self._epoch += 1
+
+    def add_flush_hook(self, hook: Callable[[], None]) -> None:
+        """Run *hook* at the start of every :meth:`flush` (with ``durability="batch"``,
+        every commit), with the write lock held: a layer that buffers its own writes
+        (histories' tail rows) hands them over with :meth:`write`, so the commit includes
+        everything written before it."""
+        self._flush_hooks.append(hook)
 
     def add_maintenance_hook(self, hook: Callable[[], dict[str, Any]]) -> None:
         """Run *hook* on every :meth:`maintain` (retention policies of higher layers)."""
