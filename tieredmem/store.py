@@ -860,13 +860,16 @@ class Store:
         # With durability="batch", compression waits for the commit (often in the
         # background thread, beside the caller), so put() only encodes.
         defer = compress and self.durability == "batch"
-        if compress and not defer:
+        if defer:
+            frame = payload  # framed at the commit (see _ops): no second copy meanwhile
+        elif compress:
             frame = self._codec.frame(codec, payload)
         else:
             frame = bytes((codec,)) + payload
-        if len(frame) > self._max_value:
+        size = len(frame) + defer
+        if size > self._max_value:
             raise ValueTooLargeError(
-                f"value for key {key!r} is {len(frame)} bytes encoded, over max_value_bytes "
+                f"value for key {key!r} is {size} bytes encoded, over max_value_bytes "
                 f"({self._max_value}); split it (a History stores long sequences in chunks)"
             )
         now = self._clock()
@@ -1689,7 +1692,7 @@ def _ops(ops: Iterable[tuple[Any, Entry]], codec: Codec) -> list[Any]:
             if op.deferred:
                 created = op.created if op.created is not None else entry.created
                 op = op._replace(
-                    frame=codec.compress_frame(op.frame), deferred=False, created=created
+                    frame=codec.frame(entry.codec, op.frame), deferred=False, created=created
                 )
             elif entry.created is not None and op.created is None:
                 op = op._replace(created=entry.created)

@@ -57,7 +57,8 @@ class Put(NamedTuple):
     now: float
     expires_at: float | None = None
     created: float | None = None
-    #: ``frame`` is not compressed yet: the store compresses it when it commits the batch.
+    #: ``frame`` is the bare payload, not framed nor compressed yet: the store does both
+    #: when it commits the batch (only the store's own buffered puts are deferred).
     deferred: bool = False
     #: seconds; kept so a read can refresh the expiry (``expires_at = now + ttl``).
     ttl: float | None = None
