@@ -5,6 +5,7 @@ import datetime as dt
 import uuid
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -161,3 +162,12 @@ def test_codec_without_dictionary_never_samples() -> None:
     for i in range(2000):
         codec.encode(_similar(i))
     assert not codec.wants_dictionary()
+
+
+def test_large_payloads_use_their_own_level() -> None:
+    value = [{"i": i, "text": f"message {i} " + "lorem ipsum dolor " * (i % 7)} for i in range(800)]
+    fast, strong = Codec(), Codec(large_level=19)
+    assert fast.large_level == 1
+    a, b = fast.encode(value), strong.encode(value)
+    assert len(b) < len(a) < len(orjson.dumps(value)) // 3
+    assert fast.decode(b) == strong.decode(a) == value

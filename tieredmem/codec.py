@@ -76,6 +76,9 @@ class Codec:
 
     :param int compress_threshold: payloads of at least this many bytes are compressed.
     :param int level: zstd compression level.
+    :param int large_level: zstd level of payloads over ``DICT_MAX_PAYLOAD`` (history
+        chunks, large checkpoints): level 1 takes about half the time of level 3 on them,
+        for about 2% more bytes.
     :param bool dictionary: collect samples for a zstd dictionary (see the module doc);
         ``False`` never compresses with one (frames that need one still decode).
     """
@@ -90,10 +93,15 @@ class Codec:
     DICT_SIZE = 64 * 1024
 
     def __init__(
-        self, compress_threshold: int = 256, level: int = 3, dictionary: bool = True
+        self,
+        compress_threshold: int = 256,
+        level: int = 3,
+        dictionary: bool = True,
+        large_level: int = 1,
     ) -> None:
         self.compress_threshold = compress_threshold
         self.level = level
+        self.large_level = large_level
         self._local = threading.local()
         self._dicts: dict[int, zstandard.ZstdCompressionDict] = {}
         self._active: int | None = None  # id of the dictionary new frames use
@@ -176,6 +184,14 @@ class Codec:
             local.c = zstandard.ZstdCompressor(level=self.level)
             return local.c  # type: ignore[no-any-return]
 
+    def _large_compressor(self) -> zstandard.ZstdCompressor:
+        local = self._local
+        try:
+            return local.large  # type: ignore[no-any-return]
+        except AttributeError:
+            local.large = zstandard.ZstdCompressor(level=self.large_level)
+            return local.large  # type: ignore[no-any-return]
+
     def _dict_compressor(self, dict_id: int) -> zstandard.ZstdCompressor:
         local = self._local
         cached = getattr(local, "dc", None)
@@ -229,7 +245,9 @@ class Codec:
             return None
         if self._sampling and size <= self.DICT_MAX_PAYLOAD:
             self._sample(bytes(payload))
-        packed = self._compressor().compress(payload)
+        packed = (
+            self._compressor() if size <= self.DICT_MAX_PAYLOAD else self._large_compressor()
+        ).compress(payload)
         if len(packed) < size:
             return bytes((codec | ZSTD,)) + packed
         return None
