@@ -466,6 +466,9 @@ def worker(args: argparse.Namespace) -> None:
     run = {"a": worker_conversation, "b": worker_sessions, "c": worker_longrun}[scenario]
     result = run(name, args)
     result["peak_rss_mb"] = peak_rss_mb()
+    # Growth over the RSS after imports: what the configuration itself costs (the
+    # baselines start smaller, so a ratio of peaks alone understates the difference).
+    result["delta_rss_mb"] = result["peak_rss_mb"] - result["start_rss_mb"]
     if "append_seconds" in result:
         n = args.records if scenario == "a" else args.sessions * args.per_session
         result["records"] = n
@@ -571,10 +574,29 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[dict[st
     """Print the tables; return the targets with their verdicts."""
     targets: list[dict[str, Any]] = []
 
-    def target(label: str, value: float | None, limit: float, detail: str) -> None:
-        ok = None if value is None else value <= limit
+    def target(
+        label: str, value: float | None, limit: float, detail: str, at_least: bool = False
+    ) -> None:
+        ok = None if value is None else (value >= limit if at_least else value <= limit)
         targets.append(
             {"target": label, "value": value, "limit": limit, "pass": ok, "detail": detail}
+        )
+
+    def rss_targets(scenario: str, mine: str, other: str, share: float) -> None:
+        """Peak RSS and growth over the starting RSS (Δ), each against *share* of
+        *other*'s."""
+        fraction = f"1/{round(1 / share)}"
+        peak = ratio(get(results, mine, "peak_rss_mb"), get(results, other, "peak_rss_mb"))
+        grown = ratio(growth(results, mine), growth(results, other))
+        if peak is None and grown is None:
+            return
+        name, base = mine[2:], other[2:]
+        target(f"({scenario}) {name} peak RSS <= {fraction} of {base}", peak, share, "ratio")
+        target(
+            f"({scenario}) {name} Δ RSS (peak - start) <= {fraction} of that of {base}",
+            grown,
+            share,
+            f"{fmt(growth(results, mine))} vs {fmt(growth(results, other))} MB",
         )
 
     conv = [(wid, r) for wid, r in results.items() if wid.startswith("a/")]
@@ -627,6 +649,29 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[dict[st
                 line = compare(results, mine, other)
                 if line:
                     print(line)
+        for mine, at_least in (("a/tieredmem-sync", 20_000), ("a/tieredmem-batch", 100_000)):
+            if mine not in results or "error" in results[mine]:
+                continue
+            rss_targets("a", mine, "a/python-list", 1 / 5)
+            target(
+                f"(a) {mine[2:]} appends/s >= {at_least:,}",
+                get(results, mine, "appends_per_s"),
+                at_least,
+                "append loop",
+                at_least=True,
+            )
+            target(
+                f"(a) {mine[2:]} recent() p50 < 50 µs",
+                get(results, mine, "recent", "p50_us"),
+                50,
+                "hot history",
+            )
+            target(
+                f"(a) {mine[2:]} cold h[i] p50 < 300 µs",
+                get(results, mine, "cold_read", "p50_us"),
+                300,
+                f"after reopening with hot_bytes={COLD_HOT_BYTES}",
+            )
         big = big_config(args)
         if big is not None and f"a/{big}" in results:
             small = f"tieredmem-{args.big_durability}"
@@ -671,12 +716,8 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[dict[st
         line = compare(results, "b/tieredmem", "b/python-dicts")
         if line:
             print(line)
-        rss = ratio(
-            get(results, "b/tieredmem", "peak_rss_mb"),
-            get(results, "b/python-dicts", "peak_rss_mb"),
-        )
         if "b/tieredmem" in results or "b/python-dicts" in results:
-            target("(b) tieredmem peak RSS <= 1/3 of python-dicts", rss, 1 / 3, "ratio")
+            rss_targets("b", "b/tieredmem", "b/python-dicts", 1 / 3)
 
     long = results.get("c/tieredmem")
     if long is not None:
