@@ -359,8 +359,14 @@ def test_recent_results_are_safe_to_mutate(tmp_path) -> None:
         got = h.recent()
         got[0]["content"] = "changed"
         got.append("extra")
+        again = h.recent()  # decoded again from what the history holds
+        assert again == [_msg(0, n) for n in range(10)] and again[0] is not got[0]
+        again[1]["n"] = -1
         assert h.recent() == [_msg(0, n) for n in range(10)]
         assert h[0] == _msg(0, 0)
+        h.append(_msg(0, 10))
+        assert h.recent() == [_msg(0, n) for n in range(11)]
+        assert h.recent(2) == [_msg(0, 9), _msg(0, 10)]
 
 
 def _batch_saver(path: str, **options: object) -> tieredmem.MemorySaver:

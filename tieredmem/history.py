@@ -351,6 +351,9 @@ class History(Sequence[Any]):
             self._payloads: list[bytes] | None = payloads
             # The last sealed items, once known (recent() then reads no chunk).
             self._window: list[bytes] | None = None
+            # recent()'s items joined as one JSON array, until the next append:
+            # (n, len(self), bytes); charged to the budget with the rest.
+            self._joined: tuple[int, int, bytes] | None = None
             self._held = self._tail_bytes + _ITEM_OVERHEAD * len(payloads)
             last_chunk_end = chunks[-1][0] + chunks[-1][1] if chunks else 0
             self._next_seq = max(last_chunk_end, self._seqs[-1] + 1 if self._seqs else 0)
@@ -377,7 +380,7 @@ class History(Sequence[Any]):
         if not lock.acquire(blocking=False):
             return False
         try:
-            self._window = None
+            self._window = self._joined = None
             if self._unwritten:  # not in the store yet: keep the tail
                 self._held = self._tail_bytes + _ITEM_OVERHEAD * len(self._seqs)
                 return True
@@ -414,7 +417,7 @@ class History(Sequence[Any]):
         """Drop the items this object holds now (they stay in the store and are read
         back when needed); a MemorySaver does this for histories it has not used lately."""
         with self._lock:
-            self._window = None
+            self._window = self._joined = None
             if self._unwritten:  # not in the store yet: keep the tail
                 return
             self._payloads = None if self._seqs else []
@@ -456,6 +459,7 @@ class History(Sequence[Any]):
     def _add(self, payloads: list[bytes]) -> None:
         store = self._store
         with self._lock:
+            self._joined = None
             now = store.clock()
             seq = self._next_seq
             if (
@@ -673,27 +677,43 @@ class History(Sequence[Any]):
         n = self.max_history if n is None else n
         if n <= 0:
             return []
-        parts = self._recent_parts(n)
-        if parts is None and n <= self.max_history and self._fill_window():
-            parts = self._recent_parts(n)
-        if parts is None:
+        json = self._loads_many is _json_loads_many
+        if json:
+            cached = self._joined
+            if cached is not None and cached[0] == n and cached[1] == len(self):
+                self._budget.touch(self)
+                return orjson.loads(cached[2])  # type: ignore[no-any-return]
+        found = self._recent_parts(n)
+        if found is None and n <= self.max_history and self._fill_window():
+            found = self._recent_parts(n)
+        if found is None:
             return self._slice(slice(-n, None))
+        parts, length = found
+        if json and n == self.max_history:
+            # Until the next append, recent() decodes these bytes again without joining.
+            data = b"[" + b",".join(parts) + b"]"
+            with self._lock:
+                if len(self) == length and self._payloads is not None:
+                    self._joined = (n, length, data)
+                    self._budget.charge(self, self._held + len(data))
+            return orjson.loads(data)  # type: ignore[no-any-return]
         self._budget.touch(self)
         return self._loads_many(parts)
 
-    def _recent_parts(self, n: int) -> list[bytes] | None:
-        """The encoded last *n* items if this object holds them (else None)."""
+    def _recent_parts(self, n: int) -> tuple[list[bytes], int] | None:
+        """The encoded last *n* items and the length then, if this object holds them."""
         with self._lock:
             t = len(self._seqs)
+            length = len(self)
             if n <= t:
-                return self._tail_items()[t - n :]
+                return self._tail_items()[t - n :], length
             window = self._window
-            if n > len(self):
-                n = len(self)
+            if n > length:
+                n = length
             if window is not None and n - t <= len(window):
-                return window[len(window) - (n - t) :] + self._tail_items()
+                return window[len(window) - (n - t) :] + self._tail_items(), length
             if n == t:
-                return list(self._tail_items())
+                return list(self._tail_items()), length
         return None
 
     def _fill_window(self) -> bool:
@@ -704,7 +724,7 @@ class History(Sequence[Any]):
             lo = max(chunked - self.max_history, 0)
             first = bisect_right(self._starts, lo) - 1 if lo < chunked else n_chunks
             starts = self._starts[first:n_chunks]
-            self._window = None  # so _chunk_payloads reads the store
+            self._window = self._joined = None  # so _chunk_payloads reads the store
         payloads: list[bytes] = []
         for c, start in enumerate(starts, first):
             payloads += self._chunk_payloads(c, max(lo - start, 0))
