@@ -439,3 +439,42 @@ def test_batch_appends_survive_release_budget_drops_and_retention(tmp_path) -> N
             expected = [_msg(i, n) for n in range(23 if i == 3 else 0, 30 if i == 3 else 27)]
             assert memory.history(f"s{i}")[:] == expected
             assert memory.history(f"s{i}").recent(3) == expected[-3:]
+
+
+def test_batch_appends_from_threads_while_flushing(tmp_path) -> None:
+    import threading
+
+    path = str(tmp_path / "threads.db")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    with _batch_saver(path, history_bytes=16 * 1024, max_pending_bytes=4096) as memory:
+
+        def flusher() -> None:
+            while not stop.is_set():
+                memory.store.flush()
+
+        def writer(t: int) -> None:
+            try:
+                hs = [memory.history(f"s{t}-{i}") for i in range(12)]
+                for n in range(35):
+                    for i, h in enumerate(hs):
+                        h.append(_msg(i, n))
+                        if n % 9 == 0:
+                            assert h.recent(2)[-1] == _msg(i, n)
+            except BaseException as exc:
+                errors.append(exc)
+
+        background = threading.Thread(target=flusher)
+        background.start()
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        stop.set()
+        background.join()
+        assert not errors
+    with _batch_saver(path) as memory:
+        for t in range(4):
+            for i in range(12):
+                assert memory.history(f"s{t}-{i}")[:] == [_msg(i, n) for n in range(35)]
