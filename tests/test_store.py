@@ -532,3 +532,25 @@ def test_deletes_do_not_fill_the_hot_tier_with_tombstones(tmp_path: Path) -> Non
             assert s.get(("live",), f"k{i}").value["i"] == i  # type: ignore[union-attr]
         assert s.stats().loads == loads  # still hot: nothing was read back from the file
         assert s.get(("old",), "o7") is None
+
+
+@pytest.mark.parametrize("durability", ["sync", "batch"])
+def test_write_new_row_is_a_plain_uncached_write(tmp_path, durability: str) -> None:
+    with tieredmem.open(
+        str(tmp_path / "rows.db"), durability=durability, maintenance_interval=0
+    ) as store:
+        ns = store.internal_ns("rows")
+        store.write_new_row(ns, "a", b"one")
+        store.flush()
+        assert store.stats().writes == 1 and store.stats().hot_items == 0
+        with store.transaction():
+            store.write_new_row(ns, "b", b"two")
+        store.flush()
+        assert store.read_values(ns, ["a", "b", "c"], cache=False) == [b"one", b"two", None]
+        assert store.stats().writes == 2
+        with pytest.raises(RuntimeError), store.transaction():
+            store.write_new_row(ns, "c", b"three")
+            raise RuntimeError
+        assert store.read_values(ns, ["c"]) == [None]
+    with pytest.raises(tieredmem.StoreClosedError):
+        store.write_new_row(ns, "d", b"four")

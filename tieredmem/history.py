@@ -488,12 +488,7 @@ class History(Sequence[Any]):
                         over = registry.nbytes >= registry.limit
                 else:
                     # Tail rows are short-lived (rewritten into a chunk soon): no zstd.
-                    store.write(
-                        [(self._ns, _tail_key(seq), payload)],
-                        compress=False,
-                        cache_puts=False,
-                        new_keys=True,
-                    )
+                    store.write_new_row(self._ns, _tail_key(seq), payload)
                 self._seqs.append(seq)
                 self._times.append(now)
                 self._tail_bytes += len(payload)

@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from .backends import SEP, Backend, Delete, DeleteRange, Put, Row, Touch, open_backend
-from .codec import JSON, Codec
+from .codec import JSON, RAW, Codec
 from .errors import (
     InvalidKeyError,
     InvalidNamespaceError,
@@ -1221,6 +1221,28 @@ class Store:
                         self._hot.offer(op.ns + _HK + op.key, entry)
                     else:
                         self._hot.pop(op.ns + _HK + op.key, None)
+
+    def write_new_row(self, ns: str, key: str, payload: bytes) -> None:
+        """``write([(ns, key, payload)], compress=False, cache_puts=False, new_keys=True)``
+        (a history's tail row), committed by one statement without the general path's
+        per-op bookkeeping when ``durability="sync"`` and outside a transaction."""
+        if (
+            self.durability != "sync"
+            or len(payload) >= self._max_value
+            or getattr(self._local, "tx", None) is not None
+        ):
+            self.write([(ns, key, payload)], compress=False, cache_puts=False, new_keys=True)
+            return
+        if self._closed:
+            self._check_open()
+        put = Put(ns, key, bytes((RAW,)) + payload, self._clock())
+        with self._write_lock:
+            self._backend.write([put])
+            with self._lock:
+                self._epoch += 1
+                self._writes += 1
+                self._hot.pop(ns + _HK + key, None)
+        self._after_write()
 
     def keys(self, ns: str, start: str = "", stop: str | None = None) -> list[str]:
         """Keys of a joined namespace in ``[start, stop)``, without loading values."""
