@@ -197,12 +197,12 @@ _budgets_lock = threading.Lock()
 
 
 def default_budget(store: Store) -> TailBudget:
-    """The budget shared by the histories of *store* that were given none: a quarter of
+    """The budget shared by the histories of *store* that were given none: an eighth of
     the store's hot-tier budget."""
     with _budgets_lock:
         budget = _budgets.get(store)
         if budget is None:
-            budget = _budgets[store] = TailBudget(store.stats().hot_budget // 4)
+            budget = _budgets[store] = TailBudget(store.stats().hot_budget // 8)
         return budget
 
 
@@ -281,7 +281,7 @@ class History(Sequence[Any]):
     Items must be JSON-compatible (see :mod:`tieredmem.codec`).
 
     The open tail's items (and the last ``max_history`` sealed ones) are held by the object,
-    charged to *budget* (shared with other histories; by default a quarter of the
+    charged to *budget* (shared with other histories; by default an eighth of the
     store's hot-tier budget): over budget, the least recently used histories drop them
     and read them back from the store when used again.
     """

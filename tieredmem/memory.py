@@ -104,7 +104,7 @@ class MemorySaver:
     :param history_bytes: byte budget shared by the items histories hold in memory (each
         one's open tail and last ``max_history`` items, so ``recent()`` reads nothing);
         over it, the histories used least recently drop theirs and read them back when
-        used again.  Default: a quarter of *hot_bytes*, on top of it.
+        used again.  Default: an eighth of *hot_bytes*, on top of it.
     :param store: use this store (and its file) instead of opening one.
     """
 
