@@ -472,6 +472,19 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 self._touched[thread] = now
                 puts.append((self._thread_ns(thread), _TOUCHED, _pack(now)))
             self.store.write(puts)
+            # Read now, in the writer, the rows the next get_tuple of this checkpoint will
+            # ask for but that may not exist (its pending writes; versions of channels
+            # without a value): their absence is then cached, and reading the checkpoint
+            # back touches no disk.
+            written = {key for _, key, _ in puts}
+            self.store.read_many(
+                [(ns, "w" + checkpoint["id"])]
+                + [
+                    (ns, key)
+                    for key in (_vkey(c, v) for c, v in checkpoint["channel_versions"].items())
+                    if key not in written
+                ]
+            )
             self._after_put(thread, cns)
         return {
             "configurable": {
