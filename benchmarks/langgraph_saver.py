@@ -232,6 +232,57 @@ class Saver:
             self.conn = None
 
 
+#: The checkpointer methods a turn calls; their CPU time is the saver's share of a turn.
+METERED = ("get_tuple", "put", "put_writes", "get_next_version")
+
+
+class CpuMeter:
+    """Adds the CPU time (``time.thread_time``) spent inside the saver's own methods, in
+    whichever thread LangGraph calls them (puts run on its background executor), so a
+    turn's time can be split into the saver's share and LangGraph's (its reducers)."""
+
+    def __init__(self, saver: Any) -> None:
+        self.spent: list[float] = []
+        for name in METERED:
+            method = getattr(saver, name, None)
+            if method is not None:
+                setattr(saver, name, self._wrap(method))
+
+    def _wrap(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        spent = self.spent
+        tick = time.thread_time
+
+        def metered(*args: Any, **kwargs: Any) -> Any:
+            t0 = tick()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent.append(tick() - t0)  # list.append is atomic under the GIL
+
+        return metered
+
+    def take(self) -> float:
+        """CPU seconds spent in the saver since the last call."""
+        total = sum(self.spent)
+        self.spent.clear()
+        return total
+
+
+def add_messages_ms(messages: list[Any], replies: Replies) -> float:
+    """Median time of LangGraph's ``add_messages`` reducer appending one reply to the
+    conversation so far: the part of a turn that grows with it whatever the saver."""
+    from langchain_core.messages import AIMessage
+    from langgraph.graph.message import add_messages
+
+    new = [AIMessage(replies.reply(len(messages)))]
+    spent = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        add_messages(messages, new)
+        spent.append(time.perf_counter() - t0)
+    return ms(statistics.median(spent))
+
+
 def thread_config(thread: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread}}
 
@@ -242,7 +293,13 @@ def message_count(graph: Any, config: dict[str, Any]) -> int:
 
 # -- (turns) one long conversation -----------------------------------------------------
 def measure(
-    saver: Saver, graph: Any, config: dict[str, Any], turn: int, times: Sequence[float]
+    saver: Saver,
+    graph: Any,
+    config: dict[str, Any],
+    turn: int,
+    times: Sequence[float],
+    cpu: Sequence[float],
+    replies: Replies,
 ) -> Result:
     """Everything recorded at a checkpoint (or at the turn an anchor stopped at)."""
     size = saver.size_bytes()
@@ -254,9 +311,9 @@ def measure(
         snapshot = graph.get_state(config)
         state_times.append(time.perf_counter() - t0)
         if i == 0:
-            count = len(snapshot.values["messages"])
-            if count != 2 * turn:
-                raise AssertionError(f"{count} messages after {turn} turns, want {2 * turn}")
+            messages = snapshot.values["messages"]
+            if len(messages) != 2 * turn:
+                raise AssertionError(f"{len(messages)} messages after {turn} turns")
     list_times = []
     for _ in range(LIST_CALLS):
         t0 = time.perf_counter()
@@ -275,6 +332,9 @@ def measure(
         "mean_turn_ms": ms(sum(times[:turn]) / turn),
         "first10_turn_ms": ms(statistics.median(times[:window])),
         "last10_turn_ms": ms(statistics.median(times[turn - window : turn])),
+        "first10_saver_cpu_ms": ms(statistics.median(cpu[:window])),
+        "last10_saver_cpu_ms": ms(statistics.median(cpu[turn - window : turn])),
+        "add_messages_ms": add_messages_ms(messages, replies),
         "get_state_ms": ms(statistics.median(state_times)),
         "get_state_max_ms": ms(max(state_times)),
         "list_first_ms": ms(statistics.median(list_times)),
@@ -288,6 +348,7 @@ def worker_turns(slug: str, args: argparse.Namespace, directory: str) -> Result:
     base = rss_mb()
     replies = Replies(args.seed)
     saver = Saver(slug, directory)
+    meter = CpuMeter(saver.saver)
     graph = build_graph(saver.delta, saver.saver, replies)
     config = thread_config("conversation")
     checkpoints = set(args.checkpoint_list)
@@ -295,6 +356,7 @@ def worker_turns(slug: str, args: argparse.Namespace, directory: str) -> Result:
     time_cap = args.time_cap
     cap_bytes = args.disk_cap_gb * 1024**3
     times: list[float] = []
+    cpu: list[float] = []
     samples: list[Result] = []
     points: list[Result] = []
     stopped: Result | None = None
@@ -306,6 +368,7 @@ def worker_turns(slug: str, args: argparse.Namespace, directory: str) -> Result:
         t0 = clock()
         graph.invoke(message, config)
         times.append(clock() - t0)
+        cpu.append(meter.take())
         if capped:
             if clock() - start > time_cap:
                 stopped = {"turn": turn, "reason": "time cap"}
@@ -327,7 +390,8 @@ def worker_turns(slug: str, args: argparse.Namespace, directory: str) -> Result:
             )
             last_sampled = turn
         if turn in checkpoints or stopped:
-            points.append(measure(saver, graph, config, turn, times))
+            points.append(measure(saver, graph, config, turn, times, cpu, replies))
+            meter.take()  # not the measurements' reads
         if stopped:
             break
     wall = clock() - start
@@ -583,7 +647,7 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[Result]
                 continue
             r = results[wid]
             if "error" in r:
-                rows.append([name, "FAILED", *[None] * 8, r["error"][-60:]])
+                rows.append([name, "FAILED", *[None] * 11, r["error"][-60:]])
                 continue
             stop = r.get("stopped")
             turns = sorted({*checkpoints, *(p["turn"] for p in r["points"])})
@@ -591,7 +655,7 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[Result]
                 p = at(r["points"], turn)
                 if p is None:
                     if stop and turn > stop["turn"]:
-                        rows.append([name, turn, *[None] * 8, stop_note(r)])
+                        rows.append([name, turn, *[None] * 11, stop_note(r)])
                     continue
                 note = stop_note(r) if stop and turn == stop["turn"] else ""
                 rows.append(
@@ -603,6 +667,9 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[Result]
                         p["mean_turn_ms"],
                         p["first10_turn_ms"],
                         p["last10_turn_ms"],
+                        p.get("first10_saver_cpu_ms"),
+                        p.get("last10_saver_cpu_ms"),
+                        p.get("add_messages_ms"),
                         p["get_state_ms"],
                         p["list_first_ms"],
                         r["turn_seconds"] if turn == r["turns_run"] else None,
@@ -619,19 +686,25 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[Result]
                     "ms/turn",
                     "first 10% ms",
                     "last 10% ms",
+                    "saver CPU first 10%",
+                    "saver CPU last 10%",
+                    "add_messages ms",
                     "get_state ms",
                     "list 1st ms",
                     "total s",
                     "note",
                 ],
                 rows,
-                digits=(0, 0, 2, 1, 2, 2, 2, 2, 2, 1),
+                digits=(0, 0, 2, 1, 2, 2, 2, 2, 2, 2, 2, 2, 1),
                 note=True,
             )
         )
         print(
             "  ms/turn = mean over turns 1..N; first/last 10% = median per-turn time of "
-            f"those turns; get_state = median of {GET_STATE_CALLS} calls; list 1st = median "
+            "those turns; saver CPU = median CPU ms per turn inside the checkpointer's "
+            f"{', '.join(METERED)} (any thread); add_messages = LangGraph's reducer adding one "
+            "reply to the conversation so far (median of 5; a turn runs it twice); "
+            f"get_state = median of {GET_STATE_CALLS} calls; list 1st = median "
             f"of {LIST_CALLS} times to the first item of saver.list(config); file MB = all "
             "files in the worker's directory (db, -wal, -shm)."
         )
@@ -707,6 +780,16 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[Result]
             p["last10_turn_ms"] / p["first10_turn_ms"] if p else None,
             2.0,
             f"at {p['turn']:,} turns: {p['first10_turn_ms']:.2f} -> {p['last10_turn_ms']:.2f} ms"
+            if p
+            else "n/a",
+        )
+        target(
+            "  the saver's own share: TieredSaver CPU per turn, last 10% <= 2x the first 10%",
+            p["last10_saver_cpu_ms"] / p["first10_saver_cpu_ms"] if p else None,
+            2.0,
+            f"at {p['turn']:,} turns: {p['first10_saver_cpu_ms']:.2f} -> "
+            f"{p['last10_saver_cpu_ms']:.2f} ms (add_messages alone: {p['add_messages_ms']:.2f} "
+            "ms per call, twice a turn)"
             if p
             else "n/a",
         )

@@ -171,3 +171,34 @@ def test_large_payloads_use_their_own_level() -> None:
     a, b = fast.encode(value), strong.encode(value)
     assert len(b) < len(a) < len(orjson.dumps(value)) // 3
     assert fast.decode(b) == strong.decode(a) == value
+
+
+@pytest.mark.parametrize("with_dictionary", [False, True])
+def test_many_short_lived_threads_share_the_codec_safely(with_dictionary: bool) -> None:
+    # zstd contexts are reused across threads (an executor's threads come and go); no
+    # context may serve two threads at once, or frames would be garbled.
+    import threading
+
+    codec = Codec()
+    if with_dictionary:
+        codec, data = _trained()
+        codec.add_dictionary(1, data)
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            for i in range(200):
+                value = {"t": seed, "i": i, "text": f"thread {seed} line {i} " * 20}
+                frame = codec.encode(value)
+                assert (frame[0] & 0xF0 == 0x20) == with_dictionary
+                assert codec.decode(frame) == value
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    for _ in range(3):  # rounds of fresh threads, like an executor's
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []

@@ -88,6 +88,10 @@ def test_lockfree_readers_beside_an_evicting_writer(tmp_path: object) -> None:
                 item = store.get(("t",), f"k{n}")
                 if item is None or item.value["i"] != n:
                     errors.append(f"k{n}: {item!r}")
+                pair = [(n + 1) % 200, (n + 2) % 200]
+                items = store.get_many([(("t",), f"k{m}") for m in pair])
+                if [it.value["i"] if it else None for it in items] != pair:
+                    errors.append(f"get_many {pair}: {items!r}")
 
         def writer() -> None:  # evicts on every put while the readers run
             j = 0

@@ -244,8 +244,7 @@ def test_storage_grows_linearly(tmp_path: Path) -> None:
 
 def test_hot_thread_reads_no_disk(saver: TieredSaver) -> None:
     graph, config = run_chat(saver, 10)
-    graph.get_state(config)
-    before = saver.store.stats()
+    before = saver.store.stats()  # not even the first read of the newest checkpoint
     for _ in range(20):
         graph.get_state(config)
     after = saver.store.stats()
@@ -420,3 +419,54 @@ def test_async_reads_of_a_hot_thread_stay_on_the_event_loop(
         assert len(state.values["messages"]) == 10 and hops  # cold: read in a worker thread
     finally:
         cold.close()
+
+
+class ListState(TypedDict):
+    items: Annotated[list[Any], operator.add]
+
+
+def list_graph(checkpointer: Any) -> Any:
+    def node(state: ListState) -> dict[str, Any]:
+        return {}
+
+    builder = StateGraph(ListState)
+    builder.add_node("node", node)
+    builder.add_edge(START, "node")
+    builder.add_edge("node", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+@pytest.mark.parametrize("count", [3, 40, 70_000])  # the three msgpack array headers
+def test_log_decoded_in_one_call_reads_back_every_kind_of_item(tmp_path: Path, count: int) -> None:
+    # A cold read decodes a log slice with one msgpack call over the items' encodings;
+    # the values must be those InMemorySaver gives back, whatever the items are.
+    kinds: list[Any] = [
+        AIMessage("a", id="m1", tool_calls=[{"name": "f", "args": {"x": 1}, "id": "c1"}]),
+        {"nested": {"list": [1, 2.5, None]}, "b": b"\x00\xff"},
+        "text",
+        None,
+        HumanMessage("h", id="m2"),
+        7,
+    ]
+    items = [kinds[i % len(kinds)] for i in range(count)]
+    path = str(tmp_path / "items.db")
+    config = {"configurable": {"thread_id": "t"}}
+    expected_graph = list_graph(InMemorySaver())
+    expected_graph.invoke({"items": items}, config)
+    expected = expected_graph.get_state(config).values["items"]
+    with TieredSaver(path) as saver:
+        list_graph(saver).invoke({"items": items}, config)
+    with TieredSaver(path) as saver:  # a new saver: nothing decoded is held
+        assert list_graph(saver).get_state(config).values["items"] == expected
+
+
+def test_decoded_lists_held_stay_within_their_share_of_the_budget(tmp_path: Path) -> None:
+    # 30 threads of 40 messages under a budget for about 256 held items: the saver keeps
+    # only the most recently used threads' lists, and every thread still reads back.
+    with TieredSaver(str(tmp_path / "b.db"), hot_bytes=256 * 2048 * 4) as saver:
+        graphs = [run_chat(saver, 20, thread=f"t{i}") for i in range(30)]
+        stats = saver.stats()
+        assert stats["held_list_items_max"] == 256
+        assert 200 < stats["held_list_items"] <= 256
+        for i, (graph, config) in enumerate(graphs):
+            assert contents(graph.get_state(config))[-1] == "reply 39: " + "x" * 400, i

@@ -554,3 +554,30 @@ def test_write_new_row_is_a_plain_uncached_write(tmp_path, durability: str) -> N
         assert store.read_values(ns, ["c"]) == [None]
     with pytest.raises(tieredmem.StoreClosedError):
         store.write_new_row(ns, "d", b"four")
+
+
+def test_hot_reads_do_not_wait_for_the_store_lock(tmp_path: Path) -> None:
+    # get and get_many of hot keys (present, absent or expired) answer while another
+    # thread holds the store's lock, as a writer does while it updates the hot tier.
+    clock = FakeClock()
+    with tieredmem.open(str(tmp_path / "s.db"), clock=clock) as store:
+        store.put_many([(("a",), f"k{i}", {"i": i}) for i in range(5)])
+        store.put(("a",), "short", 1, ttl=10)
+        keys = [(("a",), f"k{i}") for i in range(5)] + [(("a",), "gone"), (("a",), "short")]
+        store.get_many(keys)  # the absent key's absence is now cached too
+        clock.tick(11)
+        answers: list[object] = []
+
+        def read() -> None:
+            answers.append([i.value if i else None for i in store.get_many(keys)])
+            answers.append(store.get(("a",), "k3"))
+
+        with store._lock:
+            reader = threading.Thread(target=read)
+            reader.start()
+            reader.join(timeout=5)
+            waited = reader.is_alive()
+        reader.join()
+        assert not waited
+        assert answers[0] == [{"i": i} for i in range(5)] + [None, None]
+        assert answers[1] is not None and answers[1].value == {"i": 3}

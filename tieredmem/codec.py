@@ -47,6 +47,10 @@ _CODECS = (JSON, RAW)
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 #: Largest decompressed frame accepted; a header claiming more is treated as corrupt.
 MAX_FRAME = 1 << 31
+#: zstd contexts kept for reuse per dictionary (about one per concurrently busy thread).
+_FREE_CONTEXTS = 8
+#: Free-list key of the compressors of payloads over DICT_MAX_PAYLOAD (no dictionary).
+_LARGE = -1
 
 
 def dumps_json(value: Any, *, key: str | None = None) -> bytes:
@@ -102,7 +106,8 @@ class Codec:
         self.compress_threshold = compress_threshold
         self.level = level
         self.large_level = large_level
-        self._local = threading.local()
+        self._free_c: dict[int, list[zstandard.ZstdCompressor]] = {}
+        self._free_d: dict[int, list[zstandard.ZstdDecompressor]] = {}
         self._dicts: dict[int, zstandard.ZstdCompressionDict] = {}
         self._active: int | None = None  # id of the dictionary new frames use
         self._loader: Callable[[int], bytes | None] | None = None
@@ -176,31 +181,59 @@ class Codec:
         return zdict
 
     # -- contexts ---------------------------------------------------------------------
-    def _compressor(self) -> zstandard.ZstdCompressor:
-        local = self._local
-        try:
-            return local.c  # type: ignore[no-any-return]
-        except AttributeError:
-            local.c = zstandard.ZstdCompressor(level=self.level)
-            return local.c  # type: ignore[no-any-return]
-
-    def _large_compressor(self) -> zstandard.ZstdCompressor:
-        local = self._local
-        try:
-            return local.large  # type: ignore[no-any-return]
-        except AttributeError:
-            local.large = zstandard.ZstdCompressor(level=self.large_level)
-            return local.large  # type: ignore[no-any-return]
-
-    def _dict_compressor(self, dict_id: int) -> zstandard.ZstdCompressor:
-        local = self._local
-        cached = getattr(local, "dc", None)
-        if cached is None or cached[0] != dict_id:
-            comp = zstandard.ZstdCompressor(
+    # zstd contexts are costly to create (tens to hundreds of microseconds, more than
+    # compressing a small value) and must not be shared by two threads at once.  They
+    # live in free lists, keyed by dictionary id (0: none; _LARGE: none, at
+    # ``large_level``), rather than per thread: a context outlives the short-lived
+    # threads of an executor (LangGraph's checkpoint writes) and is reused by the next.
+    # ``list.pop``/``append`` are atomic.
+    def _take_compressor(self, dict_id: int) -> zstandard.ZstdCompressor:
+        free = self._free_c.get(dict_id)
+        if free:
+            try:
+                return free.pop()
+            except IndexError:
+                pass
+        if dict_id == _LARGE:
+            return zstandard.ZstdCompressor(level=self.large_level)
+        if dict_id:
+            return zstandard.ZstdCompressor(
                 level=self.level, dict_data=self._dicts[dict_id], write_dict_id=False
             )
-            cached = local.dc = (dict_id, comp)
-        return cached[1]
+        return zstandard.ZstdCompressor(level=self.level)
+
+    def _give_compressor(self, dict_id: int, comp: zstandard.ZstdCompressor) -> None:
+        free = self._free_c.setdefault(dict_id, [])
+        if len(free) < _FREE_CONTEXTS:
+            free.append(comp)
+
+    def _compress(self, dict_id: int, payload: bytes | memoryview) -> bytes:
+        comp = self._take_compressor(dict_id)
+        try:
+            return comp.compress(payload)
+        finally:
+            self._give_compressor(dict_id, comp)
+
+    def _decompress(self, dict_id: int, data: memoryview) -> bytes:
+        free = self._free_d.get(dict_id)
+        dec = None
+        if free:
+            try:
+                dec = free.pop()
+            except IndexError:
+                pass
+        if dec is None:
+            dec = (
+                zstandard.ZstdDecompressor(dict_data=self._dict(dict_id))
+                if dict_id
+                else zstandard.ZstdDecompressor()
+            )
+        try:
+            return dec.decompress(data, max_output_size=MAX_FRAME)
+        finally:
+            free = self._free_d.setdefault(dict_id, [])
+            if len(free) < _FREE_CONTEXTS:
+                free.append(dec)
 
     # -- payloads ---------------------------------------------------------------------
     @staticmethod
@@ -239,15 +272,13 @@ class Codec:
         size = len(payload)
         dict_id = self._active
         if dict_id is not None and size <= self.DICT_MAX_PAYLOAD:
-            packed = self._dict_compressor(dict_id).compress(payload)
+            packed = self._compress(dict_id, payload)
             if len(packed) + 4 < size:
                 return bytes((codec | ZSTD_DICT,)) + dict_id.to_bytes(4, "little") + packed
             return None
         if self._sampling and size <= self.DICT_MAX_PAYLOAD:
             self._sample(bytes(payload))
-        packed = (
-            self._compressor() if size <= self.DICT_MAX_PAYLOAD else self._large_compressor()
-        ).compress(payload)
+        packed = self._compress(0 if size <= self.DICT_MAX_PAYLOAD else _LARGE, payload)
         if len(packed) < size:
             return bytes((codec | ZSTD,)) + packed
         return None
@@ -276,18 +307,7 @@ class Codec:
                 f"unknown frame header 0x{header:02x}: written by a newer tieredmem or damaged"
             )
         try:
-            decompressors: dict[int, zstandard.ZstdDecompressor] = self._local.dec
-        except AttributeError:
-            decompressors = self._local.dec = {}
-        dec = decompressors.get(dict_id)
-        if dec is None:
-            dec = decompressors[dict_id] = (
-                zstandard.ZstdDecompressor(dict_data=self._dict(dict_id))
-                if dict_id
-                else zstandard.ZstdDecompressor()
-            )
-        try:
-            return codec, dec.decompress(memoryview(frame)[start:], max_output_size=MAX_FRAME)
+            return codec, self._decompress(dict_id, memoryview(frame)[start:])
         except zstandard.ZstdError as exc:
             raise SerializationError(f"damaged compressed frame: {exc}") from None
 

@@ -298,6 +298,7 @@ class History(Sequence[Any]):
         ns: str | None = None,
         dumps: Callable[[Any], bytes] | None = None,
         loads: Callable[[bytes], Any] | None = None,
+        loads_many: Callable[[Sequence[bytes]], list[Any]] | None = None,
         budget: TailBudget | None = None,
     ) -> None:
         self.name = check_name("history", name)
@@ -307,9 +308,11 @@ class History(Sequence[Any]):
         self._ns = ns if ns is not None else store.internal_ns("history", name)
         self._dumps = dumps
         self._loads: Callable[[bytes], Any] = loads or orjson.loads
-        self._loads_many: Callable[[Sequence[bytes]], list[Any]] = (
-            _json_loads_many if loads is None else (lambda ps: [self._loads(p) for p in ps])
-        )
+        if loads_many is None:
+            loads_many = (
+                _json_loads_many if loads is None else (lambda ps: [self._loads(p) for p in ps])
+            )
+        self._loads_many = loads_many
         self.max_history = max_history
         self.chunk_items = chunk_items
         self.chunk_bytes = chunk_bytes

@@ -818,6 +818,35 @@ class Store:
         return self._get_many([(tuple(ns.split(SEP)), ns, key) for ns, key in keys])
 
     def _get_many(self, wanted: list[tuple[Namespace, str, str]]) -> list[Item | None]:
+        lookup = self._hot.lookup
+        if lookup is not None and not (self._tx_active or self._pending or self._flushing):
+            # Fast path, as in _read: every key hot, answered without the store's lock
+            # (threads reading the same hot rows, like LangGraph's get_state, would queue
+            # on it).
+            if self._foreign_change():
+                self._invalidate_all()
+            else:
+                out: list[Item | None] = []
+                now = None
+                for ns_t, ns, key in wanted:
+                    entry = lookup(ns + _HK + key)
+                    if entry is None:
+                        break
+                    if entry.codec == _MISSING:
+                        out.append(None)
+                        continue
+                    if entry.created is None:
+                        break
+                    if entry.expires is not None:
+                        now = self._clock() if now is None else now
+                        if entry.expires <= now:
+                            out.append(None)
+                            continue
+                    value = entry.value if entry.payload is None else orjson.loads(entry.payload)
+                    out.append(Item(ns_t, key, value, entry.created, entry.updated, entry.expires))
+                else:
+                    self._hits += len(wanted)
+                    return out
         # Load every cold miss in one snapshot, then answer through the hot tier.
         if self._foreign_change():
             self._invalidate_all()

@@ -45,6 +45,7 @@ from langgraph.checkpoint.base import (
     get_checkpoint_metadata,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from ..backends import SEP
 from ..history import History
@@ -59,6 +60,8 @@ log = logging.getLogger(__name__)
 
 _V = "v"
 _LATEST = "latest"
+_ITEM_BYTES = 2048  # estimated memory of one decoded message (a ~500 B text)
+_MSGPACK = b"msgpack\x00"  # a log item's prefix: the serializer's type tag, NUL
 _TOUCHED = "touched"
 _PAGE = 64
 
@@ -69,6 +72,10 @@ def _pack(obj: Any) -> bytes:
 
 def _unpack(data: bytes) -> Any:
     return ormsgpack.unpackb(data)
+
+
+def _held_items(entry: tuple[str, int, list[Any]]) -> int:
+    return 1 + entry[1]
 
 
 def _vkey(channel: str, version: Any) -> str:
@@ -89,7 +96,12 @@ class TieredSaver(BaseCheckpointSaver[str]):
 
     :param conn: a path, ``":memory:"``, a store URL, a :class:`tieredmem.Store` or a
         :class:`tieredmem.MemorySaver` (then the saver shares its file and hot tier).
-    :param hot_bytes: hot-tier budget when the saver opens the store itself.
+    :param hot_bytes: hot-tier budget when the saver opens the store itself.  The saver
+        also keeps the decoded list values (``messages``) of recently used threads'
+        newest checkpoints, up to an estimated quarter of the store's budget (2 KiB per
+        item), so that ``get_state`` on a hot thread decodes no message.  Those message
+        objects are shared with the graph that wrote them, as a running graph shares
+        them between its steps: treat state values as immutable (LangGraph's rule).
     :param max_checkpoints: keep at most this many checkpoints per thread and namespace
         (older ones are pruned; what a kept checkpoint needs to be read back is kept).
     :param ttl: seconds; threads idle longer than this are deleted by maintenance.
@@ -114,6 +126,9 @@ class TieredSaver(BaseCheckpointSaver[str]):
         clock: Any = time.time,
     ) -> None:
         super().__init__(serde=serde)
+        # Only LangGraph's own serializer is known to decode "msgpack" with one plain
+        # msgpack call, so that an array of items' encodings decodes to the items.
+        self._batch_decode = type(self.serde) is JsonPlusSerializer
         self.store, self._owns = resolve_store(
             conn,
             hot_bytes=hot_bytes,
@@ -130,10 +145,14 @@ class TieredSaver(BaseCheckpointSaver[str]):
         self._lock = threading.RLock()  # writes of this saver (held during disk I/O)
         self._cache_lock = threading.Lock()  # the in-memory LRUs below (never during I/O)
         self._logs: LRUCache[tuple[str, str], History] = LRUCache(maxsize=256)
-        # The list object last written per (thread, ns, channel), to see in O(1) memory
-        # accesses whether the next value extends it (same item objects, longer list).
+        # The list last written or read per (thread, ns, channel): the next put sees in
+        # O(1) memory accesses whether its value extends it (same item objects, longer
+        # list), and the newest checkpoint of a hot thread is read without decoding its
+        # log again.  Bounded by items held, at an estimated _ITEM_BYTES each, to a
+        # quarter of the hot-tier budget.
         self._last_lists: LRUCache[tuple[str, str, str], tuple[str, int, list[Any]]] = LRUCache(
-            maxsize=32
+            maxsize=max(_PAGE, self.store.stats().hot_budget // 4 // _ITEM_BYTES),
+            getsizeof=_held_items,
         )
         self._counts: dict[tuple[str, str], int] = {}
         self._touched: dict[str, float] = {}
@@ -184,6 +203,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 chunk_bytes=256 * 1024,
                 dumps=self._dump_item,
                 loads=self._load_item,
+                loads_many=self._load_items,
             )
             with self._cache_lock:
                 h = self._logs.setdefault(key, fresh)
@@ -191,7 +211,10 @@ class TieredSaver(BaseCheckpointSaver[str]):
 
     def _remember(self, key: tuple[str, str, str], entry: tuple[str, int, list[Any]]) -> None:
         with self._cache_lock:
-            self._last_lists[key] = entry
+            if _held_items(entry) <= self._last_lists.maxsize:
+                self._last_lists[key] = entry
+            else:  # too long to hold: forget the older list of this key too
+                self._last_lists.pop(key, None)
 
     def _remembered(self, key: tuple[str, str, str]) -> tuple[str, int, list[Any]] | None:
         with self._cache_lock:
@@ -204,6 +227,23 @@ class TieredSaver(BaseCheckpointSaver[str]):
     def _load_item(self, payload: bytes) -> Any:
         typ, _, data = payload.partition(b"\x00")
         return self.serde.loads_typed((typ.decode(), data))
+
+    def _load_items(self, payloads: Sequence[bytes]) -> list[Any]:
+        """Decode many log items; with LangGraph's default serializer, in one msgpack call
+        (one array of the items' own encodings) instead of one call per message."""
+        if self._batch_decode and all(p.startswith(_MSGPACK) for p in payloads):
+            n = len(payloads)
+            head = (
+                bytes((0x90 | n,))
+                if n < 16
+                else b"\xdc" + n.to_bytes(2, "big")
+                if n < 0x10000
+                else b"\xdd" + n.to_bytes(4, "big")
+            )
+            skip = len(_MSGPACK)
+            data = b"".join([head, *(p[skip:] for p in payloads)])
+            return cast(list[Any], self.serde.loads_typed(("msgpack", data)))
+        return [self._load_item(p) for p in payloads]
 
     def _get(self, ns: str, key: str) -> Any:
         item = self.store.read(ns, key)
@@ -432,6 +472,19 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 self._touched[thread] = now
                 puts.append((self._thread_ns(thread), _TOUCHED, _pack(now)))
             self.store.write(puts)
+            # Read now, in the writer, the rows the next get_tuple of this checkpoint will
+            # ask for but that may not exist (its pending writes; versions of channels
+            # without a value): their absence is then cached, and reading the checkpoint
+            # back touches no disk.
+            written = {key for _, key, _ in puts}
+            self.store.read_many(
+                [(ns, "w" + checkpoint["id"])]
+                + [
+                    (ns, key)
+                    for key in (_vkey(c, v) for c, v in checkpoint["channel_versions"].items())
+                    if key not in written
+                ]
+            )
             self._after_put(thread, cns)
         return {
             "configurable": {
@@ -684,10 +737,14 @@ class TieredSaver(BaseCheckpointSaver[str]):
         return self.store.maintain()
 
     def stats(self) -> dict[str, Any]:
-        """The store's stats plus the threads and logs this saver knows."""
+        """The store's stats plus the threads and logs this saver knows, and the items of
+        decoded list values it holds (``held_list_items``, at most ``held_list_items_max``)."""
         out = self.store.stats().as_dict()
         out["threads"] = len({t for t, _ in self._namespaces(None)})
         out["open_logs"] = len(self._logs)
+        with self._cache_lock:
+            out["held_list_items"] = self._last_lists.currsize
+            out["held_list_items_max"] = self._last_lists.maxsize
         return out
 
     # -- migration ----------------------------------------------------------------------
