@@ -363,10 +363,13 @@ class History(Sequence[Any]):
             self._budget.charge(self, self._held)
 
     def _set_chunks(self, chunks: list[tuple[int, int, str]]) -> None:
-        self._chunks = chunks
-        self._starts: list[int] = []
+        # The index in arrays (a 1M-item history has 20,000 chunks: 0.5 MB, not 4 MB of
+        # tuples and key strings); a chunk's key is rebuilt from its seq and count.
+        self._cseqs = array("q", [seq for seq, _, _ in chunks])
+        self._ccounts = array("q", [count for _, count, _ in chunks])
+        self._starts = array("q")
         total = 0
-        for _, count, _ in chunks:
+        for count in self._ccounts:
             self._starts.append(total)
             total += count
         self._chunked = total
@@ -541,7 +544,8 @@ class History(Sequence[Any]):
                 registry.unclaim(self, claimed)
             raise
         for b, e in bounds:
-            self._chunks.append((seqs[b], e - b, _chunk_key(seqs[b], e - b)))
+            self._cseqs.append(seqs[b])
+            self._ccounts.append(e - b)
             self._starts.append(self._chunked)
             self._chunked += e - b
         if bounds:
@@ -603,13 +607,17 @@ class History(Sequence[Any]):
         meanwhile)."""
         for _ in range(3):
             with self._lock:
-                key = self._chunks[index][2] if index < len(self._chunks) else None
+                key = (
+                    _chunk_key(self._cseqs[index], self._ccounts[index])
+                    if index < len(self._cseqs)
+                    else None
+                )
                 window = self._window
                 if window is not None and key is not None:
                     # The window holds the sealed items [_chunked - len(window), _chunked).
                     offset = self._starts[index] - (self._chunked - len(window))
                     if offset >= 0:
-                        count = self._chunks[index][1]
+                        count = self._ccounts[index]
                         stop = count if end is None else min(end, count)
                         return window[offset + begin : offset + max(stop, begin)]
             if key is not None:
@@ -649,7 +657,7 @@ class History(Sequence[Any]):
                 return [self[i] for i in positions]
             lo, hi = positions.start, positions.stop
             chunked = self._chunked
-            starts = list(self._starts)
+            starts = array("q", self._starts)
             tail = self._tail_items()[max(lo - chunked, 0) : max(hi - chunked, 0)]
         payloads: list[bytes] = []
         if lo < chunked:
@@ -663,7 +671,7 @@ class History(Sequence[Any]):
     def __iter__(self) -> Iterator[Any]:
         # One chunk in memory at a time, whatever the length.
         with self._lock:
-            n_chunks = len(self._chunks)
+            n_chunks = len(self._cseqs)
             tail = list(self._tail_items())
         for c in range(n_chunks):
             yield from self._chunk_items(c)
@@ -718,7 +726,7 @@ class History(Sequence[Any]):
         """Read the last ``max_history`` sealed items into the window; False if the
         history changed meanwhile."""
         with self._lock:
-            chunked, n_chunks = self._chunked, len(self._chunks)
+            chunked, n_chunks = self._chunked, len(self._cseqs)
             lo = max(chunked - self.max_history, 0)
             first = bisect_right(self._starts, lo) - 1 if lo < chunked else n_chunks
             starts = self._starts[first:n_chunks]
@@ -727,7 +735,7 @@ class History(Sequence[Any]):
         for c, start in enumerate(starts, first):
             payloads += self._chunk_payloads(c, max(lo - start, 0))
         with self._lock:
-            if self._chunked != chunked or len(self._chunks) != n_chunks:
+            if self._chunked != chunked or len(self._cseqs) != n_chunks:
                 return False
             self._window = payloads
             self._held = (
@@ -744,7 +752,7 @@ class History(Sequence[Any]):
             return {
                 "name": self.name,
                 "items": len(self),
-                "chunks": len(self._chunks),
+                "chunks": len(self._cseqs),
                 "tail_items": len(self._seqs),
                 "tail_bytes": self._tail_bytes,
                 "tail_held": self._payloads is not None,
@@ -754,7 +762,7 @@ class History(Sequence[Any]):
             }
 
     def __repr__(self) -> str:
-        return f"<History {self.name!r} items={len(self)} chunks={len(self._chunks)}>"
+        return f"<History {self.name!r} items={len(self)} chunks={len(self._cseqs)}>"
 
     # -- retention --------------------------------------------------------------------
     def apply_retention(self, policy: Retention) -> int:
@@ -776,8 +784,8 @@ class History(Sequence[Any]):
         with self._lock:
             total = len(self)
             cut = total - policy.max_items if policy.max_items is not None else 0
-            chunks = list(self._chunks)
-            starts = list(self._starts)
+            cseqs, ccounts = array("q", self._cseqs), array("q", self._ccounts)
+            starts = array("q", self._starts)
             chunked = self._chunked
             due = [
                 (seq, i)
@@ -787,9 +795,10 @@ class History(Sequence[Any]):
             tail = list(self._tail_items()) if due else []
 
         ns = self._ns
-        for c, (seq, count, key) in enumerate(chunks):
+        for c, (seq, count) in enumerate(zip(cseqs, ccounts)):
             if not candidate(starts[c], float("inf")) and horizon is None:
                 break
+            key = _chunk_key(seq, count)
             chunk = self._load_chunk(key)
             if chunk is None:
                 continue
