@@ -3,7 +3,8 @@
 Layout, under the internal namespace ``("tieredmem", "history", name)``:
 
 - ``t{seq:012d}``: one row per item of the open *tail* (an append writes one small row,
-  never a whole chunk), holding the item's encoded bytes;
+  never a whole chunk), holding the item's encoded bytes; with ``durability="batch"`` the
+  row waits in the History until the store's next commit (see :class:`_Deferred`);
 - ``c{seq:012d}.{count:06d}``: one row per sealed *chunk* of consecutive items: a small
   binary frame (count, append times, lengths, payloads), compressed by the store.  When
   the tail reaches ``chunk_items`` items or ``chunk_bytes`` bytes it becomes a chunk and its
@@ -12,9 +13,10 @@ Layout, under the internal namespace ``("tieredmem", "history", name)``:
 Items are encoded by ``dumps``/``loads`` (orjson by default); the LangGraph checkpointer
 reuses the same machinery with LangGraph's serializer for its append-only channel logs.
 
-The in-memory index is the list of chunk keys (read without their values on open) and
-their cumulative counts; an index lookup finds the chunk holding a position, and only
-the chunks read are loaded.  Recently written chunks stay in the store's hot tier.
+The in-memory index is the chunks' sequence numbers and counts (read from their keys,
+without their values, on open) and their cumulative counts; an index lookup finds the
+chunk holding a position, and only the chunks read are loaded (and kept in the store's
+hot tier).  The History holds its open tail and its last ``max_history`` items itself.
 """
 
 from __future__ import annotations
