@@ -581,3 +581,23 @@ def test_hot_reads_do_not_wait_for_the_store_lock(tmp_path: Path) -> None:
         assert not waited
         assert answers[0] == [{"i": i} for i in range(5)] + [None, None]
         assert answers[1] is not None and answers[1].value == {"i": 3}
+
+
+def test_get_many_checks_coherence_once(tmp_path: Path) -> None:
+    # Each coherence check is a round trip on Redis: a get_many of hot and cold keys
+    # takes one, not one for its hot fast path and another for loading the rest.
+    with tieredmem.open(str(tmp_path / "s.db"), hot_bytes="64KiB") as store:
+        for i in range(200):
+            store.put(("a",), f"k{i}", {"i": i, "pad": "x" * 500})  # early keys evicted
+        backend = store._backend
+        calls = []
+        original = backend.foreign_change
+
+        def counted() -> bool:
+            calls.append(1)
+            return original()
+
+        backend.foreign_change = counted  # type: ignore[method-assign]
+        items = store.get_many([(("a",), "k199"), (("a",), "k0"), (("a",), "k1")])
+        assert [it.value["i"] for it in items if it] == [199, 0, 1]
+        assert len(calls) == 1

@@ -819,10 +819,12 @@ class Store:
 
     def _get_many(self, wanted: list[tuple[Namespace, str, str]]) -> list[Item | None]:
         lookup = self._hot.lookup
+        checked = False
         if lookup is not None and not (self._tx_active or self._pending or self._flushing):
             # Fast path, as in _read: every key hot, answered without the store's lock
             # (threads reading the same hot rows, like LangGraph's get_state, would queue
             # on it).
+            checked = True
             if self._foreign_change():
                 self._invalidate_all()
             else:
@@ -847,9 +849,19 @@ class Store:
                 else:
                     self._hits += len(wanted)
                     return out
-        # Load every cold miss in one snapshot, then answer through the hot tier.
+        # Load every cold miss in one snapshot, then answer through the hot tier (one
+        # coherence check: not a second one, a round trip on Redis, after the fast path's).
+        if checked:
+            token = _SNAPSHOT.set(True)
+            try:
+                return self._get_many_loading(wanted)
+            finally:
+                _SNAPSHOT.reset(token)
         if self._foreign_change():
             self._invalidate_all()
+        return self._get_many_loading(wanted)
+
+    def _get_many_loading(self, wanted: list[tuple[Namespace, str, str]]) -> list[Item | None]:
         with self._lock:
             cold = [
                 (ns, key)

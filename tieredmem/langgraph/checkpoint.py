@@ -441,7 +441,8 @@ class TieredSaver(BaseCheckpointSaver[str]):
         values = cp.pop("channel_values", {})
         parent_versions: dict[str, Any] = {}
         puts: list[tuple[str, str, Any]] = []
-        with self._lock:
+        # One coherence check for the reads below (a round trip each on Redis).
+        with self._lock, self.store.snapshot():
             for channel, version in new_versions.items():
                 if channel not in values:
                     continue
