@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import zstandard
@@ -73,6 +73,27 @@ def dumps_json(value: Any, *, key: str | None = None) -> bytes:
 
 
 loads_json = orjson.loads
+
+
+_Ctx = TypeVar("_Ctx")
+
+
+def _take(pools: dict[int, list[_Ctx]], key: int) -> _Ctx | None:
+    """A free context of *pools[key]*, or None (``list.pop`` is atomic)."""
+    free = pools.get(key)
+    if free:
+        try:
+            return free.pop()
+        except IndexError:  # another thread took the last one
+            pass
+    return None
+
+
+def _give(pools: dict[int, list[_Ctx]], key: int, ctx: _Ctx) -> None:
+    """Return a context for reuse (at most ``_FREE_CONTEXTS`` are kept per key)."""
+    free = pools.setdefault(key, [])
+    if len(free) < _FREE_CONTEXTS:
+        free.append(ctx)
 
 
 class Codec:
@@ -187,41 +208,26 @@ class Codec:
     # ``large_level``), rather than per thread: a context outlives the short-lived
     # threads of an executor (LangGraph's checkpoint writes) and is reused by the next.
     # ``list.pop``/``append`` are atomic.
-    def _take_compressor(self, dict_id: int) -> zstandard.ZstdCompressor:
-        free = self._free_c.get(dict_id)
-        if free:
-            try:
-                return free.pop()
-            except IndexError:
-                pass
-        if dict_id == _LARGE:
+    def _new_compressor(self, key: int) -> zstandard.ZstdCompressor:
+        if key == _LARGE:
             return zstandard.ZstdCompressor(level=self.large_level)
-        if dict_id:
+        if key:
             return zstandard.ZstdCompressor(
-                level=self.level, dict_data=self._dicts[dict_id], write_dict_id=False
+                level=self.level, dict_data=self._dicts[key], write_dict_id=False
             )
         return zstandard.ZstdCompressor(level=self.level)
 
-    def _give_compressor(self, dict_id: int, comp: zstandard.ZstdCompressor) -> None:
-        free = self._free_c.setdefault(dict_id, [])
-        if len(free) < _FREE_CONTEXTS:
-            free.append(comp)
-
-    def _compress(self, dict_id: int, payload: bytes | memoryview) -> bytes:
-        comp = self._take_compressor(dict_id)
+    def _compress(self, key: int, payload: bytes | memoryview) -> bytes:
+        comp = _take(self._free_c, key)
+        if comp is None:
+            comp = self._new_compressor(key)
         try:
             return comp.compress(payload)
         finally:
-            self._give_compressor(dict_id, comp)
+            _give(self._free_c, key, comp)
 
     def _decompress(self, dict_id: int, data: memoryview) -> bytes:
-        free = self._free_d.get(dict_id)
-        dec = None
-        if free:
-            try:
-                dec = free.pop()
-            except IndexError:
-                pass
+        dec = _take(self._free_d, dict_id)
         if dec is None:
             dec = (
                 zstandard.ZstdDecompressor(dict_data=self._dict(dict_id))
@@ -231,9 +237,7 @@ class Codec:
         try:
             return dec.decompress(data, max_output_size=MAX_FRAME)
         finally:
-            free = self._free_d.setdefault(dict_id, [])
-            if len(free) < _FREE_CONTEXTS:
-                free.append(dec)
+            _give(self._free_d, dict_id, dec)
 
     # -- payloads ---------------------------------------------------------------------
     @staticmethod
