@@ -783,11 +783,15 @@ class Store:
                     if entry.codec == _MISSING:
                         return None
                 if entry.created is not None:
-                    if entry.expires is not None and entry.expires <= self._clock():
-                        return None
-                    value = entry.value if entry.payload is None else orjson.loads(entry.payload)
-                    return Item(ns_t, key, value, entry.created, entry.updated, entry.expires)
+                    return self._live_item(ns_t, key, entry, entry.created)
         return self._get(ns_t, ns, key)
+
+    def _live_item(self, ns_t: Namespace, key: str, entry: Entry, created: float) -> Item | None:
+        """The item of a hot entry (its ``created_at`` known: *created*); None once expired."""
+        if entry.expires is not None and entry.expires <= self._clock():
+            return None
+        value = entry.value if entry.payload is None else orjson.loads(entry.payload)
+        return Item(ns_t, key, value, created, entry.updated, entry.expires)
 
     def _get(self, ns_t: Namespace, ns: str, key: str) -> Item | None:
         entry = self._lookup(ns, key, ns + _HK + key)
@@ -829,23 +833,16 @@ class Store:
                 self._invalidate_all()
             else:
                 out: list[Item | None] = []
-                now = None
                 for ns_t, ns, key in wanted:
                     entry = lookup(ns + _HK + key)
                     if entry is None:
                         break
                     if entry.codec == _MISSING:
                         out.append(None)
-                        continue
-                    if entry.created is None:
+                    elif entry.created is None:
                         break
-                    if entry.expires is not None:
-                        now = self._clock() if now is None else now
-                        if entry.expires <= now:
-                            out.append(None)
-                            continue
-                    value = entry.value if entry.payload is None else orjson.loads(entry.payload)
-                    out.append(Item(ns_t, key, value, entry.created, entry.updated, entry.expires))
+                    else:
+                        out.append(self._live_item(ns_t, key, entry, entry.created))
                 else:
                     self._hits += len(wanted)
                     return out
