@@ -281,14 +281,7 @@ def test_sealed_tail_rows_never_reach_the_file_with_batch_durability(tmp_path) -
         if event["event"] == "flush":
             flushes.append(event["rows"])  # type: ignore[arg-type]
 
-    with tieredmem.MemorySaver(
-        path=path,
-        chunk_items=10,
-        durability="batch",
-        flush_interval=60,
-        maintenance_interval=0,
-        metrics=hook,
-    ) as memory:
+    with _batch_saver(path, metrics=hook) as memory:
         h = memory.history("s")
         for n in range(25):
             h.append(_msg(0, n))
