@@ -159,6 +159,28 @@ def test_import_tieredmem_imports_no_extra() -> None:
     assert out.stdout.strip() in ("", "pickle"), out.stdout
 
 
+def test_import_tieredmem_stays_light(tmp_path: Path) -> None:
+    """An edge agent pays for what it uses: asyncio (with ssl), OpenSSL's hashlib and
+    ctypes load only with the features that need them (about 9 MB of RSS)."""
+    code = (
+        "import sys, tieredmem\n"
+        "heavy = ('asyncio', 'ssl', '_hashlib', 'ctypes', 'tempfile', 'concurrent.futures')\n"
+        "m = tieredmem.MemorySaver(persistent=True, path=sys.argv[1])\n"
+        "m.history('chat').append({'role': 'user', 'content': 'hi'})\n"
+        "m.longterm.put(('prefs',), 'tone', {'v': 'brief'})\n"
+        "m.close()\n"
+        "print(','.join(x for x in heavy if x in sys.modules))"
+    )
+    out = subprocess.run(
+        _python(code, str(tmp_path / "m.db")),
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=True,
+    )
+    assert out.stdout.strip() == "", out.stdout
+
+
 def test_fork_safe(tmp_path: Path) -> None:
     if not hasattr(os, "fork"):
         pytest.skip("no fork on this platform")

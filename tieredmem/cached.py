@@ -17,9 +17,7 @@ results are kept in the store's hot tier and its file (internal namespace
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import hashlib
 import inspect
 from collections.abc import Callable
 from datetime import timedelta
@@ -38,6 +36,8 @@ def hashkey(*args: Any, **kwargs: Any) -> str:
 
     :raises SerializationError: an argument cannot be encoded; pass ``key=`` instead.
     """
+    import hashlib  # here, not at import: it loads OpenSSL (~4 MB of RSS)
+
     payload = dumps_json([args, sorted(kwargs.items())], key="cached() arguments")
     return hashlib.sha256(payload).hexdigest()
 
@@ -74,6 +74,8 @@ def cached(
             store.write(ranges=[(ns, "", None)])
 
         if inspect.iscoroutinefunction(fn):
+            # asyncio only for async functions: importing it costs ~9 MB of RSS (ssl).
+            import asyncio
 
             @functools.wraps(fn)
             async def awrapper(*args: Any, **kwargs: Any) -> Any:

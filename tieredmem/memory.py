@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
 import weakref
@@ -143,6 +142,8 @@ class MemorySaver:
             if persistent:
                 url = os.fspath(path) if path is not None else os.path.join(".", "tieredmem.db")
             else:
+                import tempfile  # only for persistent=False
+
                 self._tmpdir = tempfile.mkdtemp(prefix="tieredmem-")  # mode 0700
                 url = os.path.join(self._tmpdir, "memory.db")
             try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import contextvars
-import ctypes
 import functools
 import logging
 import re
@@ -1724,6 +1723,8 @@ _TRIM_AFTER = 1 << 20
 def _malloc_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes  # only where it is used: a process that never trims does not load it
+
     try:
         trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
         return trim
