@@ -116,9 +116,13 @@ def test_append_never_rewrites_a_chunk(tmp_path) -> None:
             h.append({"i": i})
         writes = memory.store.stats().writes - writes_before
         # One tail row per append, except the 9 appends that sealed a chunk and wrote
-        # that chunk's row instead: each chunk is written once, never rewritten.
-        assert writes == (95 - 9) + 9
+        # that chunk's row instead (and the tail's base): each chunk is written once.
+        assert writes == (95 - 9) + 9 * 2
         assert h.stats()["chunks"] == 9 and h.stats()["tail_items"] == 5
+        # Tail rows are slots reused by every tail, not rows inserted and deleted again.
+        keys = memory.store.keys(h._ns)
+        assert sum(k.startswith("s") for k in keys) == 9
+        assert sum(k.startswith("c") for k in keys) == 9
 
 
 def test_unserializable_item_leaves_history_unchanged(tmp_path) -> None:
@@ -286,11 +290,11 @@ def test_sealed_tail_rows_never_reach_the_file_with_batch_durability(tmp_path) -
         for n in range(25):
             h.append(_msg(0, n))
         memory.store.flush()
-        # Two chunks and the five rows of the open tail: the 20 tail rows sealed before
-        # the commit cancel out (no insert, no delete).
-        assert flushes == [7]
+        # Two chunks, the tail's base and the five rows of the open tail: the 20 tail
+        # rows sealed before the commit are never written.
+        assert flushes == [8]
         ns = memory.store.internal_ns("history", "s")
-        assert [k[0] for k in memory.store.keys(ns)] == ["c", "c"] + ["t"] * 5
+        assert [k[0] for k in memory.store.keys(ns)] == ["c", "c", "f"] + ["s"] * 5
         assert h[:] == [_msg(0, n) for n in range(25)]
     with tieredmem.MemorySaver(path=path, chunk_items=10, maintenance_interval=0) as memory:
         assert memory.history("s")[:] == [_msg(0, n) for n in range(25)]
@@ -386,7 +390,7 @@ def test_batch_appends_reach_the_file_with_the_next_commit(tmp_path) -> None:
         memory.store.flush()
         # The commit holds the items appended before the put, not only the put.
         with tieredmem.open(path) as other:
-            assert [k[0] for k in other.keys(ns)] == ["c"] + ["t"] * 5
+            assert [k[0] for k in other.keys(ns)] == ["c", "f"] + ["s"] * 5
             assert other.get(("facts",), "after") is not None
         h.append(_msg(0, 15))
         assert h[:] == [_msg(0, n) for n in range(16)]
@@ -471,3 +475,68 @@ def test_batch_appends_from_threads_while_flushing(tmp_path) -> None:
         for t in range(4):
             for i in range(12):
                 assert memory.history(f"s{t}-{i}")[:] == [_msg(i, n) for n in range(35)]
+
+
+def test_tail_slots_left_by_sealed_items_are_never_read_back(tmp_path) -> None:
+    """Sealing leaves the slot rows of sealed items for the next tail to overwrite; a
+    reopen must not take them for items, even once retention deleted every chunk."""
+    clock = FakeClock()
+    path = str(tmp_path / "slots.db")
+    options = {"path": path, "chunk_items": 5, "maintenance_interval": 0, "clock": clock}
+    with tieredmem.MemorySaver(**options) as memory:  # type: ignore[arg-type]
+        h = memory.history("s", retention=Retention(ttl=10))
+        for i in range(10):
+            h.append(i)  # two chunks; slots 0-3 still hold items 5-8
+        clock.tick(20)
+        h.extend([10, 11])  # the tail: items 10 and 11 in slots 0 and 1
+        h.apply_retention(Retention(ttl=10))
+        assert list(h) == [10, 11]
+    with tieredmem.MemorySaver(**options) as memory:  # type: ignore[arg-type]
+        h = memory.history("s")
+        assert list(h) == [10, 11]
+        h.extend(range(12, 20))  # seals 10-14 by count; 15-19 stay in the tail
+        h.apply_retention(Retention(max_items=3))  # also deletes tail items 15 and 16
+        assert list(h) == [17, 18, 19]
+        h.append(20)
+    with tieredmem.MemorySaver(**options) as memory:  # type: ignore[arg-type]
+        h = memory.history("s")
+        assert list(h) == [17, 18, 19, 20]
+        h.extend(range(21, 30))
+    with tieredmem.MemorySaver(**options) as memory:  # type: ignore[arg-type]
+        assert list(memory.history("s")) == list(range(17, 30))
+
+
+def test_items_left_in_the_tail_by_a_seal_are_read_back_once(tmp_path) -> None:
+    """A seal that leaves written tail items behind (here: reopened with a smaller
+    chunk_items) moves them to new slots; a reopen reads each of them once."""
+    path = str(tmp_path / "moved.db")
+    with tieredmem.MemorySaver(path=path, chunk_items=50, maintenance_interval=0) as memory:
+        h = memory.history("s")
+        for i in range(8):
+            h.append(i)
+    with tieredmem.MemorySaver(path=path, chunk_items=5, maintenance_interval=0) as memory:
+        h = memory.history("s")
+        h.append(8)  # seals 0-4; 5-7 move from slots 5-7 to slots 0-2, and 8 joins them
+        assert list(h) == list(range(9))
+        assert h.stats()["chunks"] == 1 and h.stats()["tail_items"] == 4
+    with tieredmem.MemorySaver(path=path, chunk_items=5, maintenance_interval=0) as memory:
+        assert list(memory.history("s")) == list(range(9))
+
+
+def test_tail_rows_of_the_format_before_slots_are_migrated(tmp_path) -> None:
+    """Files written before slots keep a tail row per item under ``t{seq}``."""
+    from tieredmem.history import _tail_key, pack_chunk
+
+    path = str(tmp_path / "old.db")
+    with tieredmem.open(path, maintenance_interval=0) as store:
+        ns = store.internal_ns("history", "s")
+        chunk = pack_chunk([(1.0, b'"a"'), (1.0, b'"b"')])
+        store.write([(ns, "c000000000000.000002", chunk)])
+        store.write([(ns, _tail_key(2), b'"c"'), (ns, _tail_key(3), b'"d"')], compress=False)
+    with tieredmem.MemorySaver(path=path, chunk_items=2, maintenance_interval=0) as memory:
+        h = memory.history("s")
+        assert list(h) == ["a", "b", "c", "d"]
+        assert not [k for k in memory.store.keys(ns) if k.startswith("t")]
+        h.append("e")
+    with tieredmem.MemorySaver(path=path, chunk_items=2, maintenance_interval=0) as memory:
+        assert list(memory.history("s")) == ["a", "b", "c", "d", "e"]

@@ -499,12 +499,12 @@ def test_format_1_file_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
 def test_internal_writes_that_skip_the_hot_tier(tmp_path, durability) -> None:
     with tieredmem.open(str(tmp_path / "s.db"), durability=durability, maintenance_interval=0) as s:
         ns = s.internal_ns("t")
-        s.write([(ns, "a", b"1"), (ns, "b", b"2")], cache_puts=False, new_keys=True)
+        s.write([(ns, "a", b"1"), (ns, "b", b"2")], cache_puts=False)
         assert s.read_values(ns, ["a", "b", "zz"], cache=False) == [b"1", b"2", None]
         s.flush()
         assert s.stats().hot_items == 0  # not cached, even after the batch commits
         assert s.read_values(ns, ["a", "b"]) == [b"1", b"2"] and s.stats().hot_items == 2
-        s.write([(ns, "c", b"3")], cache_puts=False, new_keys=True)
+        s.write([(ns, "c", b"3")], cache_puts=False)
         s.write(deletes=[(ns, "c"), (ns, "a")], tombstones=False)
         assert s.read_values(ns, ["a", "b", "c"]) == [None, b"2", None]
         s.write(ranges=[(ns, "b", "c")], forget=[(ns, "b")])
@@ -535,25 +535,25 @@ def test_deletes_do_not_fill_the_hot_tier_with_tombstones(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("durability", ["sync", "batch"])
-def test_write_new_row_is_a_plain_uncached_write(tmp_path, durability: str) -> None:
+def test_write_row_is_a_plain_uncached_write(tmp_path, durability: str) -> None:
     with tieredmem.open(
         str(tmp_path / "rows.db"), durability=durability, maintenance_interval=0
     ) as store:
         ns = store.internal_ns("rows")
-        store.write_new_row(ns, "a", b"one")
+        store.write_row(ns, "a", b"one")
         store.flush()
         assert store.stats().writes == 1 and store.stats().hot_items == 0
         with store.transaction():
-            store.write_new_row(ns, "b", b"two")
+            store.write_row(ns, "b", b"two")
         store.flush()
         assert store.read_values(ns, ["a", "b", "c"], cache=False) == [b"one", b"two", None]
         assert store.stats().writes == 2
         with pytest.raises(RuntimeError), store.transaction():
-            store.write_new_row(ns, "c", b"three")
+            store.write_row(ns, "c", b"three")
             raise RuntimeError
         assert store.read_values(ns, ["c"]) == [None]
     with pytest.raises(tieredmem.StoreClosedError):
-        store.write_new_row(ns, "d", b"four")
+        store.write_row(ns, "d", b"four")
 
 
 def test_hot_reads_do_not_wait_for_the_store_lock(tmp_path: Path) -> None:

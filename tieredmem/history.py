@@ -2,13 +2,24 @@
 
 Layout, under the internal namespace ``("tieredmem", "history", name)``:
 
-- ``t{seq:012d}``: one row per item of the open *tail* (an append writes one small row,
-  never a whole chunk), holding the item's encoded bytes; with ``durability="batch"`` the
-  row waits in the History until the store's next commit (see :class:`_Deferred`);
+- ``s{slot:06d}``: one row per item of the open *tail* (an append writes one small row,
+  never a whole chunk): the item's sequence number (8 bytes) and its encoded bytes.  Item
+  ``seq`` goes to slot ``seq - base``; with ``durability="batch"`` the row waits in the
+  History until the store's next commit (see :class:`_Deferred`);
 - ``c{seq:012d}.{count:06d}``: one row per sealed *chunk* of consecutive items: a small
   binary frame (count, append times, lengths, payloads), compressed by the store.  When
-  the tail reaches ``chunk_items`` items or ``chunk_bytes`` bytes it becomes a chunk and its
-  rows are deleted, in one transaction.
+  the tail reaches ``chunk_items`` items or ``chunk_bytes`` bytes it becomes a chunk, in one
+  transaction that also moves ``base`` past it;
+- ``f``: ``base``, the first sequence number not sealed into a chunk.
+
+Sealing leaves the slot rows in place: the next tail overwrites them, and a slot row
+holding a number below ``base`` is a leftover that reads ignore.  So after the first
+chunk an append *updates* a row of the same size in place (one page written per commit)
+instead of inserting a row that a seal deletes again: SQLite writes a sequential insert
+into a WITHOUT ROWID table as 2.5 pages a commit on average (its sibling rebalancing),
+and the range delete of a seal frees pages that the next inserts allocate again.
+Files written before slots (tail rows ``t{seq:012d}``) are migrated when a history is
+opened.
 
 Items are encoded by ``dumps``/``loads`` (orjson by default); the LangGraph checkpointer
 reuses the same machinery with LangGraph's serializer for its append-only channel logs.
@@ -43,7 +54,18 @@ __all__ = ["History", "TailBudget"]
 
 
 def _tail_key(seq: int) -> str:
+    """Key of a tail row in the format before slots (read and migrated by ``_load``)."""
     return f"t{seq:012d}"
+
+
+def _slot_key(slot: int) -> str:
+    return f"s{slot:06d}"
+
+
+#: Key of the row holding the first sequence number not sealed into a chunk (the tail's
+#: base): slot rows holding an older number are left over from an earlier tail.
+_BASE_KEY = "f"
+_SEQ = struct.Struct("<q")
 
 
 def _chunk_key(seq: int, count: int) -> str:
@@ -236,10 +258,9 @@ class _Deferred:
             if not self.dirty:
                 return
             waiting = [(h, h._unwritten) for h in self.dirty.values()]
-            rows = [(h._ns, _tail_key(seq), p) for h, unwritten in waiting for seq, p in unwritten]
-            # Under the lock, so that a seal (which claims a history's waiting rows under
-            # it) deletes sealed rows only after they were written.
-            store.write(rows, compress=False, cache_puts=False, new_keys=True)
+            rows = [h._slot_row(seq, p) for h, unwritten in waiting for seq, p in unwritten]
+            # Under the lock: a seal claims a history's waiting rows under it.
+            store.write(rows, compress=False, cache_puts=False)
             for h, _ in waiting:
                 h._unwritten = []
             self.dirty.clear()
@@ -332,27 +353,36 @@ class History(Sequence[Any]):
     # -- index ------------------------------------------------------------------------
     def _load(self) -> None:
         with self._lock:
+            store, ns = self._store, self._ns
             chunks: list[tuple[int, int, str]] = []
-            has_tail = False
-            for key in self._store.keys(self._ns):
+            kinds: set[str] = set()
+            for key in store.keys(ns):
                 if key[0] == "c":
                     seq, count = key[1:].split(".")
                     chunks.append((int(seq), int(count), key))
-                elif key[0] == "t":
-                    has_tail = True
+                kinds.add(key[0])
             self._set_chunks(chunks)
+            base = chunks[-1][0] + chunks[-1][1] if chunks else 0
+            if _BASE_KEY in kinds:
+                (value,) = store.read_values(ns, [_BASE_KEY], cache=False)
+                if value is not None:
+                    base = max(base, _SEQ.unpack(value)[0])
             # The open tail: sequence numbers and append times always; the encoded items
             # (``_payloads``) while the budget lets this object hold them.
-            self._seqs = array("q")
-            self._times = array("d")
-            self._tail_bytes = 0
-            payloads: list[bytes] = []
-            if has_tail:
-                for item in self._store.rows(self._ns, "t", "u"):
-                    self._seqs.append(int(item.key[1:]))
-                    self._times.append(item._updated)
-                    payloads.append(item.value)
-                    self._tail_bytes += len(item.value)
+            tail: list[tuple[int, float, bytes]] = []
+            if "s" in kinds:
+                for item in store.rows(ns, "s", "t"):
+                    (seq,) = _SEQ.unpack_from(item.value)
+                    if seq >= base:  # else left over from an earlier tail
+                        tail.append((seq, item._updated, item.value[_SEQ.size :]))
+            if "t" in kinds:
+                tail += self._migrate_tail_rows(base)
+            tail.sort()
+            self._base = base
+            self._seqs = array("q", [seq for seq, _, _ in tail])
+            self._times = array("d", [ts for _, ts, _ in tail])
+            payloads = [p for _, _, p in tail]
+            self._tail_bytes = sum(len(p) for p in payloads)
             self._payloads: list[bytes] | None = payloads
             # The last sealed items, once known (recent() then reads no chunk).
             self._window: list[bytes] | None = None
@@ -360,9 +390,21 @@ class History(Sequence[Any]):
             # (n, len(self), bytes); charged to the budget with the rest.
             self._joined: tuple[int, int, bytes] | None = None
             self._held = self._tail_bytes + _ITEM_OVERHEAD * len(payloads)
-            last_chunk_end = chunks[-1][0] + chunks[-1][1] if chunks else 0
-            self._next_seq = max(last_chunk_end, self._seqs[-1] + 1 if self._seqs else 0)
+            self._next_seq = max(base, self._seqs[-1] + 1 if self._seqs else 0)
             self._budget.charge(self, self._held)
+
+    def _migrate_tail_rows(self, base: int) -> list[tuple[int, float, bytes]]:
+        """Move tail rows of the format before slots (``t{seq}``) to slots, in one write;
+        return them as ``(seq, time, payload)``."""
+        store, ns = self._store, self._ns
+        tail = [(int(item.key[1:]), item._updated, item.value) for item in store.rows(ns, "t", "u")]
+        puts = [(ns, _slot_key(seq - base), _SEQ.pack(seq) + p) for seq, _, p in tail]
+        store.write(puts, deletes=[(ns, _tail_key(seq)) for seq, _, _ in tail], tombstones=False)
+        return tail
+
+    def _slot_row(self, seq: int, payload: bytes) -> tuple[str, str, bytes]:
+        """``(ns, key, value)`` of the tail row of item *seq* (see the module doc)."""
+        return self._ns, _slot_key(seq - self._base), _SEQ.pack(seq) + payload
 
     def _set_chunks(self, chunks: list[tuple[int, int, str]]) -> None:
         # The index in arrays (a 1M-item history has 20,000 chunks: 0.5 MB, not 4 MB of
@@ -407,16 +449,18 @@ class History(Sequence[Any]):
         payloads = self._payloads
         if payloads is not None:
             return payloads
-        keys = [_tail_key(seq) for seq in self._seqs]
+        keys = [_slot_key(seq - self._base) for seq in self._seqs]
         values = self._store.read_values(self._ns, keys, cache=False)
+        payloads = []
         for seq, value in zip(self._seqs, values):
-            if value is None:
+            if value is None or _SEQ.unpack_from(value)[0] != seq:
                 raise RuntimeError(
                     f"history {self.name!r}: item {seq} vanished (another process wrote "
                     "this history?); call reload()"
                 )
+            payloads.append(value[_SEQ.size :])
         self.tail_loads += 1
-        self._payloads = payloads = values
+        self._payloads = payloads
         self._held = self._tail_bytes + _ITEM_OVERHEAD * len(payloads) + _held_bytes(self._window)
         self._budget.charge(self, self._held)
         return payloads
@@ -496,7 +540,7 @@ class History(Sequence[Any]):
                         over = registry.nbytes >= registry.limit
                 else:
                     # Tail rows are short-lived (rewritten into a chunk soon): no zstd.
-                    store.write_new_row(self._ns, _tail_key(seq), payload)
+                    store.write_row(*self._slot_row(seq, payload))
                 self._seqs.append(seq)
                 self._times.append(now)
                 self._tail_bytes += len(payload)
@@ -534,17 +578,37 @@ class History(Sequence[Any]):
             (ns, _chunk_key(seqs[b], e - b), pack_chunk(list(zip(times[b:e], items[b:e]))))
             for b, e in bounds
         ]
-        # New items left in the tail get a row each; tail rows that became part of a
-        # chunk are deleted in the same transaction.  (Point deletes, not a range: they
-        # stay in the write batch with durability="batch".)
-        rows = [(ns, _tail_key(seqs[i]), items[i]) for i in range(max(begin, written), len(items))]
-        sealed = [(ns, _tail_key(s)) for s in old_seqs[: min(begin, written)]]
+        old_base = self._base
+        if not bounds:
+            base, first = old_base, written  # only the rows not written yet
+        else:
+            # The base moves past the chunks, so the items left in the tail move to new
+            # slots.  Slots of sealed items are left for the next tail to overwrite.
+            base = seqs[begin] if begin < len(items) else seq + len(payloads)
+            puts.append((ns, _BASE_KEY, _SEQ.pack(base)))
+            first = begin
+        rows = [
+            (ns, _slot_key(seqs[i] - base), _SEQ.pack(seqs[i]) + items[i])
+            for i in range(first, len(items))
+        ]
+        # Rows of moved items under the old base go (a load would see them twice), unless
+        # a moved row took their slot.
+        fresh = {key for _, key, _ in rows}
+        moved_from = (
+            {_slot_key(seqs[i] - old_base) for i in range(begin, written)} if bounds else set()
+        )
+        moved = [(ns, key) for key in sorted(moved_from - fresh)]
         try:
-            self._write_sealed(puts, rows, sealed, old_seqs)
+            # Chunks are not kept in the hot tier on write: this object holds the newest
+            # items itself (``_window``), and a chunk read later is cached by the read path.
+            self._store.write(
+                puts + rows, deletes=moved, compress=bool(puts), cache_puts=False, tombstones=False
+            )
         except BaseException:
             if registry is not None and claimed:
                 registry.unclaim(self, claimed)
             raise
+        self._base = base
         for b, e in bounds:
             self._cseqs.append(seqs[b])
             self._ccounts.append(e - b)
@@ -565,31 +629,6 @@ class History(Sequence[Any]):
         self._next_seq = seq + len(payloads)
         self._held = self._tail_bytes + _ITEM_OVERHEAD * len(tail) + _held_bytes(self._window)
         self._budget.charge(self, self._held)
-
-    def _write_sealed(
-        self,
-        puts: list[tuple[str, str, Any]],
-        rows: list[tuple[str, str, Any]],
-        sealed: list[tuple[str, str]],
-        old_seqs: list[int],
-    ) -> None:
-        store = self._store
-        # Chunks are not kept in the hot tier on write: this object holds the newest
-        # items itself (``_window``), and a chunk read later is cached by the read path.
-        if puts and sealed and store.durability == "sync" and not store.in_transaction():
-            # One range delete instead of a statement per sealed row; only these rows
-            # can exist in the range (and be cached).
-            store.write(
-                puts + rows,
-                ranges=[(self._ns, sealed[0][1], _tail_key(old_seqs[len(sealed) - 1] + 1))],
-                cache_puts=False,
-                forget=sealed,
-            )
-        elif puts:
-            # Sealed rows are never looked up again: no tombstones for them.
-            store.write(puts + rows, deletes=sealed, cache_puts=False, tombstones=False)
-        else:
-            store.write(rows, compress=False, cache_puts=False, new_keys=True)
 
     # -- reads ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -824,7 +863,8 @@ class History(Sequence[Any]):
             live = set(self._seqs) - {seq for seq, _ in list(self._unwritten)}
             doomed = [seq for seq in doomed if seq in live]
             if doomed:
-                self._store.write(deletes=[(ns, _tail_key(seq)) for seq in doomed])
+                base = self._base
+                self._store.write(deletes=[(ns, _slot_key(seq - base)) for seq in doomed])
                 deleted += len(doomed)
             if deleted:
                 self._load()

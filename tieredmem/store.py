@@ -475,8 +475,6 @@ class Store:
         # Buffered writes that must not enter the hot tier when they commit
         # (``write(cache_puts=False)`` / ``tombstones=False``).
         self._uncached: set[str] = set()
-        # Buffered puts of keys absent from the cold tier (``write(new_keys=True)``).
-        self._fresh: set[str] = set()
         self._closed = False
         self._hits = self._misses = self._loads = 0
         self._writes = self._deletes = self._expired = 0
@@ -972,15 +970,12 @@ class Store:
         ops: Sequence[tuple[Any, Entry]],
         cache_puts: bool = True,
         tombstones: bool = True,
-        new_keys: bool = False,
     ) -> None:
         """Write ops (each with the hot entry it leaves behind) in one atomic step.
 
         ``cache_puts=False``: written values are not kept in the hot tier (any cached
         version is dropped); ``tombstones=False``: deleted keys are dropped from the hot
-        tier instead of being remembered as absent; ``new_keys``: the puts create keys
-        absent from the cold tier, so with ``durability="batch"`` a delete that comes
-        before they are committed cancels both (neither reaches the cold tier).
+        tier instead of being remembered as absent.
         """
         if not ops:
             return
@@ -995,20 +990,10 @@ class Store:
             return
         if self.durability == "batch":
             with self._lock:
-                uncached, fresh = self._uncached, self._fresh
+                uncached = self._uncached
                 for op, entry in ops:
                     hk = op.ns + _HK + op.key
                     put = type(op) is Put
-                    if not put and hk in fresh:
-                        fresh.discard(hk)
-                        pend = self._pending.pop(hk, None)
-                        if pend is not None:
-                            # Put and delete both still buffered: neither is committed.
-                            self._pending_bytes -= pend[1].size
-                            uncached.discard(hk)
-                            self._hot.pop(hk, None)
-                            self._count(op)
-                            continue
                     self._inherit_created(hk, entry, None)
                     old = self._pending.get(hk)
                     if old is not None:
@@ -1020,10 +1005,6 @@ class Store:
                         uncached.discard(hk)
                     else:
                         uncached.add(hk)
-                    if put and new_keys:
-                        fresh.add(hk)
-                    elif put:
-                        fresh.discard(hk)
                 self._epoch += 1
                 pending = self._pending_bytes
             if pending >= self._max_pending:
@@ -1204,7 +1185,6 @@ class Store:
         compress: bool = True,
         cache_puts: bool = True,
         tombstones: bool = True,
-        new_keys: bool = False,
         forget: Sequence[tuple[str, str]] | None = None,
     ) -> None:
         """Write to joined (possibly internal) namespaces atomically.
@@ -1215,9 +1195,7 @@ class Store:
         ``compress=False`` stores short-lived rows without zstd.  ``cache_puts=False``
         keeps the written values out of the hot tier (the caller holds its own copy);
         ``tombstones=False`` drops deleted keys from the hot tier instead of remembering
-        them as absent (for rows nobody will look up again).  ``new_keys=True`` promises
-        that the puts create keys absent from the store: with ``durability="batch"``, a
-        later delete of such a key before the batch commits then cancels both writes.
+        them as absent (for rows nobody will look up again).
         *forget*, with *ranges*: every key of the ranges that may exist (the caller
         knows them); only these are dropped from the hot tier, instead of scanning it.
         """
@@ -1227,7 +1205,7 @@ class Store:
         ]
         prepared += [(Delete(ns, key), self._missing(ns + _HK + key)) for ns, key in deletes]
         if not ranges:
-            self._apply(prepared, cache_puts, tombstones, new_keys)
+            self._apply(prepared, cache_puts, tombstones)
             return
         if getattr(self._local, "tx", None) is not None:
             raise RuntimeError("range deletes cannot run inside store.transaction()")
@@ -1259,16 +1237,16 @@ class Store:
                     else:
                         self._hot.pop(op.ns + _HK + op.key, None)
 
-    def write_new_row(self, ns: str, key: str, payload: bytes) -> None:
-        """``write([(ns, key, payload)], compress=False, cache_puts=False, new_keys=True)``
-        (a history's tail row), committed by one statement without the general path's
-        per-op bookkeeping when ``durability="sync"`` and outside a transaction."""
+    def write_row(self, ns: str, key: str, payload: bytes) -> None:
+        """``write([(ns, key, payload)], compress=False, cache_puts=False)`` (a history's
+        tail row), committed by one statement without the general path's per-op
+        bookkeeping when ``durability="sync"`` and outside a transaction."""
         if (
             self.durability != "sync"
             or len(payload) >= self._max_value
             or getattr(self._local, "tx", None) is not None
         ):
-            self.write([(ns, key, payload)], compress=False, cache_puts=False, new_keys=True)
+            self.write([(ns, key, payload)], compress=False, cache_puts=False)
             return
         if self._closed:
             self._check_open()
@@ -1366,12 +1344,11 @@ class Store:
                 raise
             with self._lock:
                 it = iter(created)
-                uncached, fresh = self._uncached, self._fresh
+                uncached = self._uncached
                 for hk, (op, entry) in batch.items():
                     if type(op) is Put:
                         entry.created = next(it)
                     if hk not in self._pending:
-                        fresh.discard(hk)
                         if hk in uncached:
                             uncached.discard(hk)
                             self._hot.pop(hk, None)
