@@ -666,9 +666,10 @@ class Store:
         return entry.created
 
     # -- reads -------------------------------------------------------------------------
-    def _load(self, ns: str, key: str, hk: str, epoch: int) -> Entry:
+    def _load(self, ns: str, key: str, hk: str, epoch: int, *, count_miss: bool = False) -> Entry:
         """Read one key from the cold tier and keep it hot (a miss is remembered too),
-        unless a write or an invalidation happened since *epoch*."""
+        unless a write or an invalidation happened since *epoch*.  *count_miss*: count
+        the hot-tier miss that led here (one lock round trip for both)."""
         if _MEMORY_ONLY.get():
             raise ColdReadError
         started = time.perf_counter() if self._metrics is not None else 0.0
@@ -677,6 +678,7 @@ class Store:
         with self._lock:
             hot = self._hot
             spills = hot.spills
+            self._misses += count_miss
             self._loads += row is not None
             if epoch == self._epoch:
                 hot.offer(hk, entry)  # a miss too (within the misses' share)
@@ -762,23 +764,22 @@ class Store:
                 lookup = self._hot.lookup
                 # Hits take no lock (HotTier.lookup), so threads reading hot keys do
                 # not queue on it; the hit counter is then approximate under threads.
-                entry: Entry | None = lookup(hk) if lookup is not None else None
-                if entry is None:
+                entry: Entry | None
+                if lookup is not None:
+                    entry = lookup(hk)
+                    epoch = self._epoch
+                else:
                     with self._lock:
                         entry = self._hot.get(hk)  # the current tier (not a replaced one)
-                        if entry is None:
-                            self._misses += 1
-                            epoch = self._epoch
-                if entry is not None:
-                    if entry.codec == _MISSING:
-                        self._hits += 1
-                        return None
-                    if entry.created is not None:
-                        self._hits += 1
-                else:
-                    entry = self._load(ns, key, hk, epoch)
-                    if entry.codec == _MISSING:
-                        return None
+                        epoch = self._epoch
+                if entry is None:
+                    # The epoch was read before the row: a write committed meanwhile bumps
+                    # it, and _load then does not cache what it read.
+                    entry = self._load(ns, key, hk, epoch, count_miss=True)
+                elif entry.codec == _MISSING or entry.created is not None:
+                    self._hits += 1
+                if entry.codec == _MISSING:
+                    return None
                 if entry.created is not None:
                     return self._live_item(ns_t, key, entry, entry.created)
         return self._get(ns_t, ns, key)
