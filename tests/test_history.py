@@ -26,13 +26,14 @@ class HistoryVsList(RuleBasedStateMachine):
         self.dir = tempfile.mkdtemp()
         self.model: list[object] = []
         self.batch = False
+        self.chunk_items = 4
         self._open()
 
     def _open(self) -> None:
         self.memory = tieredmem.MemorySaver(
             path=f"{self.dir}/h.db",
             hot_bytes=2000,  # tiny: chunks spill and are read back from disk
-            chunk_items=4,
+            chunk_items=self.chunk_items,
             chunk_bytes=120,
             max_history=5,
             durability="batch" if self.batch else "sync",
@@ -71,10 +72,11 @@ class HistoryVsList(RuleBasedStateMachine):
         k = 5 if n is None else n
         assert self.h.recent(n) == (self.model[-k:] if k else [])
 
-    @rule(batch=st.booleans())
-    def reopen(self, batch: bool) -> None:
+    @rule(batch=st.booleans(), chunk_items=st.sampled_from([2, 4, 9]))
+    def reopen(self, batch: bool, chunk_items: int) -> None:
+        # Another chunk size seals tails at other points (items move between slots).
         self.memory.close()
-        self.batch = batch
+        self.batch, self.chunk_items = batch, chunk_items
         self._open()
 
     @invariant()
