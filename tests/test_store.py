@@ -507,7 +507,7 @@ def test_internal_writes_that_skip_the_hot_tier(tmp_path, durability) -> None:
         s.write([(ns, "c", b"3")], cache_puts=False)
         s.write(deletes=[(ns, "c"), (ns, "a")], tombstones=False)
         assert s.read_values(ns, ["a", "b", "c"]) == [None, b"2", None]
-        s.write(ranges=[(ns, "b", "c")], forget=[(ns, "b")])
+        s.write(ranges=[(ns, "b", "c")])
         assert s.read_values(ns, ["b"]) == [None]
         with s.transaction():
             s.write([(ns, "d", b"4")])

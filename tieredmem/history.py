@@ -539,7 +539,7 @@ class History(Sequence[Any]):
                         registry.nbytes += len(payload)
                         over = registry.nbytes >= registry.limit
                 else:
-                    # Tail rows are short-lived (rewritten into a chunk soon): no zstd.
+                    # A tail row's item is rewritten into a chunk soon: no zstd.
                     store.write_row(*self._slot_row(seq, payload))
                 self._seqs.append(seq)
                 self._times.append(now)

@@ -1186,7 +1186,6 @@ class Store:
         compress: bool = True,
         cache_puts: bool = True,
         tombstones: bool = True,
-        forget: Sequence[tuple[str, str]] | None = None,
     ) -> None:
         """Write to joined (possibly internal) namespaces atomically.
 
@@ -1197,8 +1196,6 @@ class Store:
         keeps the written values out of the hot tier (the caller holds its own copy);
         ``tombstones=False`` drops deleted keys from the hot tier instead of remembering
         them as absent (for rows nobody will look up again).
-        *forget*, with *ranges*: every key of the ranges that may exist (the caller
-        knows them); only these are dropped from the hot tier, instead of scanning it.
         """
         self._check_open()
         prepared: list[tuple[Any, Entry]] = [
@@ -1216,17 +1213,13 @@ class Store:
             created = self._backend.write(ops + _ops(prepared, self._codec))
             with self._lock:
                 self._epoch += 1
-                if forget is not None:
-                    for ns, key in forget:
-                        self._hot.pop(ns + _HK + key, None)
-                else:
-                    for ns, start, stop in ranges:
-                        lo, hi = (
-                            ns + _HK + start,
-                            ns + _HK + (stop if stop is not None else "\U0010ffff"),
-                        )
-                        for hk in [k for k in self._hot if lo <= k < hi]:
-                            del self._hot[hk]
+                for ns, start, stop in ranges:
+                    lo, hi = (
+                        ns + _HK + start,
+                        ns + _HK + (stop if stop is not None else "\U0010ffff"),
+                    )
+                    for hk in [k for k in self._hot if lo <= k < hi]:
+                        del self._hot[hk]
                 it = iter(created)
                 for op, entry in prepared:
                     put = type(op) is Put

@@ -417,6 +417,7 @@ class SQLiteBackend:
                 for row in con.execute(_GET_VALUE, (ns, key)):
                     return tuple.__new__(Row, (ns, key, *row))
             finally:
+                # Below the cap by one: two threads may both pass this check at once.
                 if len(idle) < _MAX_IDLE - 1 and not self._closed:
                     idle.append(con)
                 else:
