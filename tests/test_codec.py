@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import uuid
 
 import numpy as np
@@ -133,6 +134,23 @@ def test_dictionary_frames_are_smaller_and_round_trip() -> None:
     assert sum(map(len, with_dict)) < 0.8 * sum(map(len, plain))
     assert [codec.decode(f) for f in with_dict] == [_similar(i) for i in range(20_000, 20_100)]
     assert [codec.decode(f) for f in plain] == [_similar(i) for i in range(20_000, 20_100)]
+
+
+def test_frames_of_a_batch_equal_frame_of_each() -> None:
+    """Codec.frames (a batch commit's one zstd call) writes the bytes frame() writes."""
+    codec, data = _trained()
+    items = [codec.payload(_similar(i)) for i in range(30_000, 30_040)]
+    items += [codec.payload(b"x" * 100), codec.payload("short"), codec.payload(os.urandom(600))]
+    items += [codec.payload({"big": "y" * 40_000}), codec.payload(_similar(1))]
+    assert codec.frames(items) == [codec.frame(c, p) for c, p in items]  # no dictionary yet
+    codec.add_dictionary(5, data)
+    frames = codec.frames(items)
+    assert frames == [codec.frame(c, p) for c, p in items]
+    assert sum(f[0] & 0xF0 == 0x20 for f in frames) >= 40  # the batch used the dictionary
+    assert [codec.load_payload(*codec.unframe(f)) for f in frames] == [
+        codec.load_payload(c, p) for c, p in items
+    ]
+    assert codec.frames([]) == []
 
 
 def test_unknown_dictionary_is_loaded_or_reported() -> None:

@@ -27,7 +27,7 @@ b'\\x00raw'
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -263,6 +263,48 @@ class Codec:
             if packed is not None:
                 return packed
         return bytes((codec,)) + payload
+
+    def frames(self, items: Sequence[tuple[int, bytes]]) -> list[bytes]:
+        """:meth:`frame` of each ``(codec, payload)``, the same bytes, for a batch commit.
+
+        The payloads the active dictionary compresses go through one zstd call
+        (``multi_compress_to_buffer``): one release of the interpreter lock for the batch
+        instead of one per value.  A commit thread that releases it per value waits to
+        take it back each time while the caller runs Python beside it (a lock convoy).
+        """
+        out: list[bytes | None] = [None] * len(items)
+        dict_id = self._active
+        if dict_id is not None:
+            lo, hi = self.compress_threshold, self.DICT_MAX_PAYLOAD
+            chosen = [i for i, (_, p) in enumerate(items) if lo <= len(p) <= hi]
+            packed = self._compress_many(dict_id, [memoryview(items[i][1]) for i in chosen])
+            if packed is not None:
+                head = dict_id.to_bytes(4, "little")
+                for i, segment in zip(chosen, packed):
+                    codec, payload = items[i]
+                    if len(segment) + 4 < len(payload):
+                        out[i] = b"".join((bytes((codec | ZSTD_DICT,)), head, segment))
+                    else:
+                        out[i] = bytes((codec,)) + payload
+        return [f if f is not None else self.frame(*item) for f, item in zip(out, items)]
+
+    def _compress_many(
+        self, key: int, payloads: list[bytes | bytearray | memoryview]
+    ) -> list[bytes] | None:
+        """Compressed *payloads* in one zstd call; None where that is not worth it or not
+        available (zstandard's CFFI backend has no multi_compress_to_buffer)."""
+        if len(payloads) < 2:
+            return None
+        comp = _take(self._free_c, key)
+        if comp is None:
+            comp = self._new_compressor(key)
+        try:
+            collection = comp.multi_compress_to_buffer(payloads, threads=1)
+        except (AttributeError, NotImplementedError):
+            return None
+        finally:
+            _give(self._free_c, key, comp)
+        return [collection[i].tobytes() for i in range(len(collection))]
 
     def compress_frame(self, frame: bytes) -> bytes:
         """An uncompressed frame, compressed if that pays off (else *frame* itself)."""

@@ -1718,16 +1718,21 @@ def _release_freed_memory() -> None:
 def _ops(ops: Iterable[tuple[Any, Entry]], codec: Codec) -> list[Any]:
     """Backend ops of buffered writes: each Put compressed if it waited for the commit,
     and carrying the created_at it settled on."""
+    ops = list(ops)
+    frames = iter(
+        codec.frames([(e.codec, op.frame) for op, e in ops if type(op) is Put and op.deferred])
+    )
     out = []
+    new = tuple.__new__  # Put(...) without namedtuple's Python-level __new__/_replace
     for op, entry in ops:
         if type(op) is Put:
-            if op.deferred:
-                created = op.created if op.created is not None else entry.created
-                op = op._replace(
-                    frame=codec.frame(entry.codec, op.frame), deferred=False, created=created
-                )
-            elif entry.created is not None and op.created is None:
-                op = op._replace(created=entry.created)
+            ns, key, payload, now, expires, created, deferred, ttl = op
+            if created is None:
+                created = entry.created
+            if deferred:
+                payload = next(frames)
+            if deferred or created is not op.created:
+                op = new(Put, (ns, key, payload, now, expires, created, False, ttl))
         out.append(op)
     return out
 
