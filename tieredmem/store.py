@@ -1234,7 +1234,8 @@ class Store:
     def write_row(self, ns: str, key: str, payload: bytes) -> None:
         """``write([(ns, key, payload)], compress=False, cache_puts=False)`` (a history's
         tail row), committed by one statement without the general path's per-op
-        bookkeeping when ``durability="sync"`` and outside a transaction."""
+        bookkeeping when ``durability="sync"`` and outside a transaction; the row's
+        ``created_at`` is then the time of this write."""
         if (
             self.durability != "sync"
             or len(payload) >= self._max_value
@@ -1244,7 +1245,10 @@ class Store:
             return
         if self._closed:
             self._check_open()
-        put = Put(ns, key, bytes((RAW,)) + payload, self._clock())
+        now = self._clock()
+        # created_at = now: a tail row's is never read, and naming it spares the upsert
+        # its RETURNING.
+        put = Put(ns, key, bytes((RAW,)) + payload, now, None, now)
         with self._write_lock:
             self._backend.write([put])
             with self._lock:
