@@ -141,6 +141,35 @@ def test_short_lived_threads_do_not_pile_up_connections(tmp_path: Path) -> None:
         assert fds < 100
 
 
+def test_concurrent_cold_reads_share_a_bounded_pool_of_connections(tmp_path: Path) -> None:
+    """Cold reads take pooled connections without the pool's lock: many threads at once
+    get the right rows, and what stays open afterwards is bounded."""
+    import threading
+
+    with tieredmem.open(str(tmp_path / "p.db"), hot_bytes=1, maintenance_interval=0) as store:
+        store.put_many([(("a",), f"k{i}", {"i": i}) for i in range(200)])
+        errors: list[str] = []
+        start = threading.Barrier(16)
+
+        def reader(seed: int) -> None:
+            start.wait()
+            for n in range(400):
+                i = (seed * 37 + n) % 200
+                item = store.get(("a",), f"k{i}")
+                if item is None or item.value != {"i": i}:
+                    errors.append(f"k{i}: {item!r}")
+
+        threads = [threading.Thread(target=reader, args=(t,)) for t in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[:5]
+        backend = store.backend
+        assert len(backend._idle) <= 8  # type: ignore[attr-defined]
+        assert len(backend._readers) <= 8  # type: ignore[attr-defined]
+
+
 def test_a_lock_held_too_long_raises_a_typed_error_and_loses_nothing(tmp_path: Path) -> None:
     from tieredmem import BusyTimeoutError
 

@@ -370,6 +370,18 @@ class SQLiteBackend:
                 self._readers.remove(con)
         con.close()
 
+    def _shrink_idle(self) -> None:
+        """Close idle connections past _MAX_IDLE (get() returns them without the lock)."""
+        with self._readers_lock:
+            while len(self._idle) > _MAX_IDLE:
+                try:
+                    con = self._idle.pop()
+                except IndexError:  # taken by a reader meanwhile
+                    return
+                if con in self._readers:
+                    self._readers.remove(con)
+                con.close()
+
     @contextmanager
     def _reading(self) -> Iterator[apsw.Connection]:
         self._check()
@@ -419,11 +431,12 @@ class SQLiteBackend:
                 for row in con.execute(_GET_VALUE, (ns, key)):
                     return tuple.__new__(Row, (ns, key, *row))
             finally:
-                # Below the cap by one: two threads may both pass this check at once.
-                if len(idle) < _MAX_IDLE - 1 and not self._closed:
-                    idle.append(con)
-                else:
+                if self._closed:
                     self._release(con)
+                else:
+                    idle.append(con)
+                    if len(idle) > _MAX_IDLE:
+                        self._shrink_idle()
         except apsw.Error as exc:
             raise self._error(exc) from exc
         return None
