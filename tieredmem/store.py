@@ -1723,9 +1723,8 @@ def _ops(ops: Iterable[tuple[Any, Entry]], codec: Codec) -> list[Any]:
     """Backend ops of buffered writes: each Put compressed if it waited for the commit,
     and carrying the created_at it settled on."""
     ops = list(ops)
-    frames = iter(
-        codec.frames([(e.codec, op.frame) for op, e in ops if type(op) is Put and op.deferred])
-    )
+    waiting = [(e.codec, op.frame) for op, e in ops if type(op) is Put and op.deferred]
+    frames = iter(codec.frames(waiting) if waiting else ())  # none on the sync path
     out = []
     new = tuple.__new__  # Put(...) without namedtuple's Python-level __new__/_replace
     for op, entry in ops:
