@@ -83,7 +83,19 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MB."""
+    """Peak resident set size of this process in MB, from the OS.
+
+    On Linux, ``VmHWM`` of ``/proc/self/status``: ``ru_maxrss`` of a process started by
+    another also counts the RSS its parent had when it spawned it (measured: a child of a
+    200 MB process reports 211 MB, VmHWM 10.9 MB), so a small worker would report its
+    driver's size.  Elsewhere ``getrusage``'s ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / MiB if sys.platform == "darwin" else peak / 1024
 

@@ -2,7 +2,7 @@
 
 Three scenarios, every configuration in a fresh process (this script re-runs itself with a
 hidden ``--worker`` argument, which prints one JSON line), so each peak RSS
-(``ru_maxrss``) belongs to that configuration alone:
+(``_common.peak_rss_mb``: VmHWM on Linux) belongs to that configuration alone:
 
 (a) conversation: one session of N chat messages (~500 B each), appended one at a time;
     every 100 appends the last 100 are read (``History.recent()``; ``lst[-100:]`` for

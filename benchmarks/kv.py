@@ -31,7 +31,7 @@ timed region.  Keys are ``key-%08d``.  Phases, each op timed with ``perf_counter
    once; ops/s over the wall time.
 6. ``disk_bytes``: the size of the configuration's directory after close (db, -wal, -shm;
    tieredmem folds its WAL on close).
-7. ``peak_rss_mb``: ``ru_maxrss`` of the worker process.
+7. ``peak_rss_mb``: peak RSS of the worker process from the OS (``_common.peak_rss_mb``).
 
 A separate ``tieredmem-rss`` worker writes ``--rss-mb`` MiB of fresh values through a
 store with ``hot_bytes="16MiB"``, reads them back in random order and reports its peak
@@ -60,7 +60,6 @@ import json
 import os
 import platform
 import random
-import resource
 import shlex
 import shutil
 import sys
@@ -84,6 +83,7 @@ from _common import (
     worker_args,
     zeros,
 )
+from _common import peak_rss_mb as rss_mb
 from _common import run_worker as _run_worker
 
 HERE = Path(__file__).resolve().parent
@@ -142,11 +142,6 @@ def make_value(i: int, salt: int = 1) -> Value:
         "created": 1_700_000_000 + i,
         "text": " ".join(rng.choices(VOCAB, k=140)),
     }
-
-
-def rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB (``ru_maxrss`` is KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # -- adapters: one per configuration ----------------------------------------------------

@@ -1,8 +1,9 @@
 """LangGraph checkpointer benchmark: TieredSaver against InMemorySaver and SqliteSaver.
 
 Every configuration runs in a fresh process (this script re-runs itself with a hidden
-``--worker`` argument, which prints one JSON line), so each peak RSS (``ru_maxrss``)
-belongs to that configuration alone.  Configurations:
+``--worker`` argument, which prints one JSON line), so each peak RSS
+(``_common.peak_rss_mb``: VmHWM on Linux) belongs to that configuration alone.
+Configurations:
 
 ``InMemorySaver``             ``langgraph.checkpoint.memory.InMemorySaver()``
 ``SqliteSaver``               ``SqliteSaver(sqlite3.connect(path, check_same_thread=False))``

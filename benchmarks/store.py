@@ -37,9 +37,10 @@ with ``perf_counter_ns`` (ops/s = ops / summed op time; p50/p99 in microseconds)
    queries.  Neither LangGraph store searches text without an index (``query`` is
    ignored: they return the namespace's first items), so their ``search_query`` figures
    are marked "no text search" and are not like for like.
-5. ``peak_rss_mb``: ``ru_maxrss`` of the worker; ``base_rss_mb`` is the same right after
-   the imports and the (empty) store, so ``delta_rss_mb`` (peak - base) is what the data
-   and the operations cost.  ``rss_after_put_mb`` is the current RSS after the put phase.
+5. ``peak_rss_mb``: peak RSS of the worker from the OS (``_common.peak_rss_mb``);
+   ``base_rss_mb`` is the same right after the imports and the (empty) store, so
+   ``delta_rss_mb`` (peak - base) is what the data and the operations cost.
+   ``rss_after_put_mb`` is the current RSS after the put phase.
 6. ``disk_bytes``: the size of the configuration's directory after close.
 
 Every answer is checked (the right item for a get; the right number of results, each
@@ -72,7 +73,6 @@ import operator
 import os
 import platform
 import random
-import resource
 import shlex
 import shutil
 import string
@@ -89,6 +89,7 @@ from _common import (
     dir_bytes,
     git_state,
     metric,
+    peak_rss_mb,
     phase_result,
     plan,
     ratio,
@@ -97,6 +98,7 @@ from _common import (
     zeros,
 )
 from _common import median as _median
+from _common import rss_mb as rss_now_mb
 from _common import run_worker as _run_worker
 
 if TYPE_CHECKING:
@@ -205,22 +207,6 @@ class Workload:
     def user_items(self, u: int) -> int:
         """How many items user *u* has."""
         return self.n // self.users + (1 if u < self.n % self.users else 0)
-
-
-def rss_now_mb() -> float:
-    """Current resident set size in MiB (``/proc/self/statm``; peak RSS where absent)."""
-    try:
-        with open("/proc/self/statm") as fh:
-            pages = int(fh.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 1024 / 1024
-    except OSError:
-        return peak_rss_mb()
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MiB."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024 / 1024 if sys.platform == "darwin" else peak / 1024  # bytes on macOS
 
 
 # -- adapters: one per configuration ----------------------------------------------------
