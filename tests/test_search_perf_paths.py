@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import tieredmem
 from tieredmem.backends import sqlite as sqlite_backend
 from tieredmem.codec import Codec
-from tieredmem.store import compile_filter, filter_needles, matches
+from tieredmem.filters import compile_filter, filter_needles, matches
 
 from .conftest import FakeClock
 

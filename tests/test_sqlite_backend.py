@@ -25,7 +25,6 @@ def _assert_untouched(path: Path, before: str) -> None:
     assert _digest(path) == before
     assert not Path(str(path) + "-wal").exists()
     assert not Path(str(path) + "-shm").exists()
-    assert not Path(str(path) + "-tmver").exists()
 
 
 def test_new_file_is_private_wal_incremental(tmp_path: Path) -> None:
@@ -82,7 +81,6 @@ def test_refuses_newer_format(tmp_path: Path) -> None:
     con.pragma("user_version", FORMAT_VERSION + 1)
     con.pragma("journal_mode", "delete")
     con.close()
-    Path(str(path) + "-tmver").unlink()
     before = _digest(path)
     with pytest.raises(SchemaVersionError, match="upgrade tieredmem"):
         tieredmem.open(str(path))

@@ -35,7 +35,17 @@ import zstandard
 
 from .errors import SerializationError
 
-__all__ = ["JSON", "NONE", "RAW", "ZSTD", "ZSTD_DICT", "Codec", "dumps_json", "loads_json"]
+__all__ = [
+    "JSON",
+    "JSON_OPTIONS",
+    "NONE",
+    "RAW",
+    "ZSTD",
+    "ZSTD_DICT",
+    "Codec",
+    "dumps_json",
+    "loads_json",
+]
 
 JSON = 0x01
 RAW = 0x02
@@ -44,7 +54,8 @@ ZSTD = 0x10
 ZSTD_DICT = 0x20
 
 _CODECS = (JSON, RAW)
-_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+#: orjson options of every JSON payload (numpy arrays encode as lists).
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 #: Largest decompressed frame accepted; a header claiming more is treated as corrupt.
 MAX_FRAME = 1 << 31
 #: zstd contexts kept for reuse per dictionary (about one per concurrently busy thread).
@@ -59,7 +70,7 @@ def dumps_json(value: Any, *, key: str | None = None) -> bytes:
     :raises SerializationError: the value (or something inside it) is not JSON-compatible.
     """
     try:
-        out = orjson.dumps(value, option=_OPTIONS)
+        out = orjson.dumps(value, option=JSON_OPTIONS)
     except TypeError as exc:
         where = f" for key {key!r}" if key is not None else ""
         raise SerializationError(
@@ -138,6 +149,10 @@ class Codec:
         self._lock = threading.Lock()
 
     # -- dictionaries -------------------------------------------------------------------
+    def disable_sampling(self) -> None:
+        """Never train a dictionary (a backend that cannot store one)."""
+        self._sampling = False
+
     def set_loader(self, loader: Callable[[int], bytes | None]) -> None:
         """Where to fetch a dictionary a frame names but this codec has not seen (one
         another process trained): the store's backend."""
@@ -305,14 +320,6 @@ class Codec:
         finally:
             _give(self._free_c, key, comp)
         return [collection[i].tobytes() for i in range(len(collection))]
-
-    def compress_frame(self, frame: bytes) -> bytes:
-        """An uncompressed frame, compressed if that pays off (else *frame* itself)."""
-        if len(frame) > self.compress_threshold:
-            packed = self._pack(frame[0], memoryview(frame)[1:])
-            if packed is not None:
-                return packed
-        return frame
 
     def _pack(self, codec: int, payload: bytes | memoryview) -> bytes | None:
         size = len(payload)

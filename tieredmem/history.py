@@ -44,11 +44,12 @@ from typing import Any, overload
 
 import orjson
 
-from .codec import _OPTIONS as _JSON_OPTIONS
+from .codec import JSON_OPTIONS as _JSON_OPTIONS
 from .codec import dumps_json
 from .errors import InvalidKeyError
 from .retention import Retention
-from .store import _CONTROL, ColdReadError, Store, memory_only_active
+from .names import CONTROL as _CONTROL
+from .store import ColdReadError, Store, memory_only_active
 
 __all__ = ["History", "TailBudget"]
 
@@ -246,7 +247,7 @@ class _Deferred:
         self.lock = threading.Lock()
         self.dirty: dict[int, History] = {}
         self.nbytes = 0
-        self.limit: int = store._max_pending
+        self.limit: int = store.max_pending_bytes
         self._store = weakref.ref(store)
 
     def hand_over(self) -> None:

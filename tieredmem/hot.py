@@ -73,10 +73,20 @@ class Entry:
 
     ``payload`` holds the uncompressed codec payload for containers (decoded afresh on
     every read, so callers can mutate what they get); ``value`` holds immutable scalars
-    as they are.  ``missing`` entries remember that a key does not exist.
+    as they are.  A tombstone (``absent``) remembers that a key does not exist.
     """
 
-    __slots__ = ("codec", "created", "expires", "payload", "size", "ttl", "updated", "value")
+    __slots__ = (
+        "absent",
+        "codec",
+        "created",
+        "expires",
+        "payload",
+        "size",
+        "ttl",
+        "updated",
+        "value",
+    )
 
     def __init__(
         self,
@@ -88,7 +98,9 @@ class Entry:
         expires: float | None,
         size: int,
         ttl: float | None = None,
+        absent: bool = False,
     ) -> None:
+        self.absent = absent
         self.codec = codec
         self.ttl = ttl
         self.payload = payload
@@ -97,6 +109,11 @@ class Entry:
         self.updated = updated
         self.expires = expires
         self.size = size
+
+    @classmethod
+    def tombstone(cls, size: int) -> Entry:
+        """An entry remembering that a key does not exist (charged *size* bytes)."""
+        return cls(0, None, None, None, 0.0, None, size, None, absent=True)
 
 
 def _entry_size(entry: Entry) -> int:
@@ -165,15 +182,15 @@ class HotTier(LRUCache[str, Entry]):
         # Only look at the old entry when it can be a miss (the common path stays cheap).
         old = self.peek(key) if self.miss_bytes else None
         super().__setitem__(key, value)
-        if old is not None and old.codec < 0:
+        if old is not None and old.absent:
             self.miss_bytes -= old.size
-        if value.codec < 0:
+        if value.absent:
             self.miss_bytes += value.size
 
     def __delitem__(self, key: str) -> None:
         old = self.peek(key) if self.miss_bytes else None
         super().__delitem__(key)
-        if old is not None and old.codec < 0:
+        if old is not None and old.absent:
             self.miss_bytes -= old.size
 
     @staticmethod
@@ -204,7 +221,7 @@ class HotTier(LRUCache[str, Entry]):
         past :attr:`MISS_SHARE` of it (then drop any old copy of the key instead)."""
         size = entry.size
         if size > self.maxsize or (
-            entry.codec < 0 and self.miss_bytes + size > self.maxsize // self.MISS_SHARE
+            entry.absent and self.miss_bytes + size > self.maxsize // self.MISS_SHARE
         ):
             # Too large; or a remembered absence (a delete's tombstone) past the misses'
             # share of the budget: forget the key instead, so deletes (retention deletes
@@ -234,11 +251,11 @@ class HotTier(LRUCache[str, Entry]):
             current -= old_size
             self.spills += 1
             self.spilled_bytes += old_size
-            if old.codec < 0:
+            if old.absent:
                 self.miss_bytes -= old_size
         data[key] = entry
         sizes[key] = size
         order[key] = None
         state["_Cache__currsize"] = current + size
-        if entry.codec < 0:
+        if entry.absent:
             self.miss_bytes += size

@@ -12,14 +12,16 @@ Layout (all keys under a prefix, ``tm:`` by default; ``?prefix=`` in the URL cha
 - ``<p>exp``: expiry times (score) of items with a ttl (the sweep's index; the item's hash
   also gets a native ``PEXPIREAT`` a minute after its expiry, so memory comes back even if
   no sweep runs);
-- ``<p>ver``: incremented by every write batch;
+- ``<p>ver``: incremented by every write batch, and ``<p>vid``: a random id set when
+  ``ver`` starts again from 1 (a new or a flushed database, a server restarted without its
+  data), so that ``(ver, vid)`` never repeats a value a client saw before;
 - ``<p>dicts``: a hash of zstd dictionaries by id (see :mod:`tieredmem.codec`), ids from
   ``<p>dictid``.
 
 Every write batch is one Lua script, so it is atomic, and it returns the new ``ver``.
-Coherence across hosts: before trusting its hot tier a reader fetches ``ver`` (one round
-trip; the value itself still comes from memory), and a writer that sees ``ver`` jump by
-more than its own batch knows another process wrote.  Full-text search is refused with a
+Coherence across hosts: before trusting its hot tier a reader fetches ``(ver, vid)`` (one
+round trip; the value itself still comes from memory), and a writer that sees ``ver`` jump
+by more than its own batch knows another process wrote.  Full-text search is refused with a
 clear error (plain Redis has no index to do it with bounded memory); filters work.
 Connection errors are retried with exponential backoff; a write that could not be
 committed raises, never silently drops.
@@ -28,6 +30,7 @@ committed raises, never silently drops.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -44,12 +47,21 @@ _HK = b"\x1e"
 _TOP = "\U0010ffff"
 
 # KEYS: none (all keys derive from the prefix, passed as ARGV[1]).
-# ARGV: prefix, then ops: "P" ns key frame now expires|"" created|"" ttl|""
-#                         "D" ns key | "R" ns start stop|"" | "T" ns key now
-_WRITE = r"""
+# ARGV: prefix, a random id for <p>vid, then ops:
+#       "P" ns key frame now expires|"" created|"" ttl|""
+#       "D" ns key | "R" ns start stop|"" | "T" ns key now
+_BUMP = r"""
+local function bump(p, vid)
+  local ver = redis.call('INCR', p .. 'ver')
+  if ver == 1 then redis.call('SET', p .. 'vid', vid) end
+  return {ver, redis.call('GET', p .. 'vid') or ''}
+end
+"""
+
+_WRITE = _BUMP + r"""
 local p = ARGV[1]
 local created = {}
-local i = 2
+local i = 3
 local t = redis.call('TIME')
 local server_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- Native expiry reclaims memory even if no sweep runs; logical expiry (the store's clock,
@@ -115,11 +127,12 @@ while i <= #ARGV do
     return redis.error_reply('unknown op ' .. op)
   end
 end
-local ver = redis.call('INCR', p .. 'ver')
-return {ver, created}
+local v = bump(p, ARGV[2])
+return {v[1], v[2], created}
 """
 
-_EXPIRE = r"""
+# ARGV: prefix, now, limit, a random id for <p>vid
+_EXPIRE = _BUMP + r"""
 local p = ARGV[1]
 local due = redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, member in ipairs(due) do
@@ -131,7 +144,7 @@ for _, member in ipairs(due) do
   redis.call('ZREM', p .. 'exp', member)
   if redis.call('ZCARD', p .. 'k:' .. ns) == 0 then redis.call('ZREM', p .. 'ns', ns) end
 end
-if #due > 0 then redis.call('INCR', p .. 'ver') end
+if #due > 0 then bump(p, ARGV[4]) end
 return due
 """
 
@@ -174,7 +187,7 @@ class RedisBackend:
             raise TieredMemError(f"cannot reach Redis at {clean}: {exc}") from None
         self._write_script = self._client.register_script(_WRITE)
         self._expire_script = self._client.register_script(_EXPIRE)
-        self._seen_ver: int | None = None
+        self._seen_ver: tuple[int, bytes] | None = None
         self._closed = False
         self.foreign_change()
 
@@ -304,7 +317,7 @@ class RedisBackend:
     # -- writes ------------------------------------------------------------------------
     def write(self, ops: Sequence[Op]) -> list[float]:
         self._check()
-        args: list[Any] = [self.prefix]
+        args: list[Any] = [self.prefix, secrets.token_hex(8)]
         for op in ops:
             if isinstance(op, Put):
                 args += [
@@ -324,18 +337,18 @@ class RedisBackend:
             elif isinstance(op, Touch):
                 args += ["T", op.ns, op.key, repr(op.now)]
         try:
-            ver, created = self._write_script(args=args)
+            ver, vid, created = self._write_script(args=args)
         except self._redis.RedisError as exc:
             raise self._error(exc) from exc
-        ver = int(ver)
-        if self._seen_ver is not None and ver == self._seen_ver + 1:
-            self._seen_ver = ver  # only our batch happened since we last looked
+        seen = self._seen_ver
+        if seen is not None and (int(ver) - 1, bytes(vid)) == seen:
+            self._seen_ver = (int(ver), bytes(vid))  # only our batch since we last looked
         return [float(c) for c in created]
 
     def expire(self, now: float, *, limit: int = 10_000) -> list[tuple[str, str]]:
         self._check()
         try:
-            due = self._expire_script(args=[self.prefix, repr(now), limit])
+            due = self._expire_script(args=[self.prefix, repr(now), limit, secrets.token_hex(8)])
         except self._redis.RedisError as exc:
             raise self._error(exc) from exc
         out = []
@@ -372,14 +385,18 @@ class RedisBackend:
 
     # -- coherence, maintenance, stats -------------------------------------------------
     def foreign_change(self) -> bool:
-        """One round trip: has ``ver`` moved since we last looked (beyond our writes)?"""
+        """One round trip: has ``(ver, vid)`` moved since we last looked (beyond our writes)?
+
+        ``vid`` changes whenever ``ver`` starts again (a server restarted without its data),
+        so a counter that climbs back to the value we saw cannot pass for it."""
         if self._closed:
             return False
+        p = self.prefix.encode()
         try:
-            raw = self._client.get(self.prefix.encode() + b"ver")
+            raw, vid = self._client.mget([p + b"ver", p + b"vid"])
         except self._redis.RedisError as exc:
             raise self._error(exc) from exc
-        ver = int(raw or 0)
+        ver = (int(raw or 0), bytes(vid or b""))
         changed = self._seen_ver is not None and ver != self._seen_ver
         self._seen_ver = ver
         return changed

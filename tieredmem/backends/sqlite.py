@@ -4,26 +4,22 @@ One writer connection (guarded by a lock, so a process never competes with itsel
 SQLite's write lock) and one reader connection per thread, so reads run beside a write.
 Locks between processes wait (busy timeout) instead of failing.
 
-Whether the hot tier above may be trusted is decided by :meth:`SQLiteBackend.foreign_change`.
-Every commit through tieredmem stamps a unique ``(pid, sequence)`` into a 16-byte
-memory-mapped sidecar file (``<db>-tmver``).  A read compares the stamp with the one it
-saw last (a memory read, ~0.1 us) and only when it moved asks ``PRAGMA data_version`` on
-the writer connection, which changes exactly when *another* connection committed.
-
-Why a sidecar and not SQLite's own ``-shm`` header: mapping ``-shm`` means opening and
-closing a descriptor on it, and closing any descriptor drops the process's POSIX locks on
-that file, SQLite's included; another process then re-initialises the shared memory under
-the live connections (a SIGBUS, seen in tests/test_processes.py).  The sidecar carries no
-locks, so its descriptors can come and go.
+Whether the hot tier above may be trusted is decided by :meth:`SQLiteBackend.foreign_change`,
+and SQLite itself answers it, so no sidecar file, PID or clock is involved.  Each handle
+keeps one more connection, the *watch*: ``PRAGMA data_version`` on it changes whenever any
+other connection committed, this handle's writer included.  A read asks the watch (one
+statement, no page read while nothing changed); only when it moved does it ask the writer,
+whose ``data_version`` changes exactly when a connection *other than this handle's*
+committed.  That is true for another handle in this process, another process (whatever
+its PID or PID namespace) and a process that restarted, and it cannot be fooled by files
+deleted or truncated beside the database.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import mmap
 import os
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -49,7 +45,6 @@ __all__ = ["SQLiteBackend"]
 log = logging.getLogger(__name__)
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_STAMP_SIZE = 4096
 _MAX_IDLE = 8  # idle reader connections kept open
 _TOP = "\U0010ffff"
 #: Internal namespaces (histories, states) live under this root; never full-text indexed.
@@ -79,6 +74,7 @@ _INSERT = (
 )
 #: Writes per window of the insert-first heuristic (see SQLiteBackend._put).
 _WINDOW = 256
+_DATA_VERSION = "PRAGMA data_version"
 _DELETE = "DELETE FROM items WHERE ns = ? AND key = ?"
 _TOUCH = "UPDATE items SET expires_at = ?3 + ttl WHERE ns = ?1 AND key = ?2 AND ttl IS NOT NULL"
 #: A Row from a result tuple of the _COLS columns, without the Python-level __new__.
@@ -145,6 +141,11 @@ def _check_header(path: str) -> None:
         )
     user_version = int.from_bytes(header[60:64], "big")
     app_id = int.from_bytes(header[68:72], "big")
+    pages = int.from_bytes(header[28:32], "big")
+    if app_id == 0 and user_version == 0 and pages <= 1:
+        # No table yet: an empty database, or a store another process is creating right
+        # now (its first commit is still in the WAL).  SQLite decides, in one snapshot.
+        return
     if app_id != APPLICATION_ID:
         raise NotAStoreError(
             f"{path} is a SQLite database but not a tieredmem store "
@@ -218,15 +219,14 @@ class SQLiteBackend:
         self._closed = False
         self._fts = False
         self._pid = os.getpid()
-        self._stamp_map: mmap.mmap | None = None
-        self._stamp_seq = 0
-        self._seen_stamp = b""
-        self._seen_dv = 0
+        self._watch: apsw.Connection | None = None
+        self._watch_lock = threading.Lock()
+        self._seen_watch = self._seen_dv = -1
         if not self.memory:
             _check_header(self.path)
             _create_private(self.path)
         self._writer = self._connect(writer=True)
-        self._map_stamp()
+        self._open_watch()
 
     # -- connections -----------------------------------------------------------------
     def _connect(self, *, writer: bool) -> apsw.Connection:
@@ -249,11 +249,18 @@ class SQLiteBackend:
             raise
         return con
 
-    def _setup(self, con: apsw.Connection) -> None:
+    def _vet(self, con: apsw.Connection) -> tuple[int, bool]:
+        """``(user_version, has_tables)``, read in one snapshot (in the caller's transaction,
+        or in one of its own); refuse a foreign or newer file.
+
+        Separate reads could straddle another process's creating commit and see its
+        tables without its application_id.
+        """
         try:
-            user_version = int(con.pragma("user_version"))
-            app_id = int(con.pragma("application_id"))
-            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_schema")]
+            with con:  # a savepoint: one snapshot (nested in the caller's, if any)
+                user_version = int(con.pragma("user_version"))
+                app_id = int(con.pragma("application_id"))
+                tables = any(con.execute("SELECT 1 FROM sqlite_schema LIMIT 1"))
         except (apsw.NotADBError, apsw.CorruptError) as exc:
             raise NotAStoreError(
                 f"{self.path} is not a tieredmem store ({exc}); choose another path"
@@ -267,6 +274,10 @@ class SQLiteBackend:
                 f"{self.path} has format version {user_version}, newer than this "
                 f"tieredmem understands ({FORMAT_VERSION}); upgrade tieredmem to open it"
             )
+        return user_version, tables
+
+    def _setup(self, con: apsw.Connection) -> None:
+        _, tables = self._vet(con)
         if not tables:
             _auto_vacuum(con)
         if not self.memory:
@@ -281,7 +292,12 @@ class SQLiteBackend:
             return
         con.execute("BEGIN IMMEDIATE")
         try:
-            version = int(con.pragma("user_version"))  # re-read under the write lock
+            # Vet again under the write lock: another process may have created the store
+            # (or something else) since the first look.
+            version, _ = self._vet(con)
+            if version == FORMAT_VERSION:  # created by another process meanwhile
+                con.execute("COMMIT")
+                return
             for number in range(version, FORMAT_VERSION):
                 con.execute(MIGRATIONS[number])
                 log.info("%s: applied migration %d", self.path, number + 1)
@@ -305,29 +321,13 @@ class SQLiteBackend:
             # the next open can vet the file without SQLite.
             con.pragma("wal_checkpoint", "TRUNCATE")
 
-    def _map_stamp(self) -> None:
+    def _open_watch(self) -> None:
+        """Open the watch connection and take the current versions as seen."""
         if self.memory:
             return
-        path = self.path + "-tmver"
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                if os.fstat(fd).st_size < _STAMP_SIZE:
-                    os.ftruncate(fd, _STAMP_SIZE)
-                self._stamp_map = mmap.mmap(fd, _STAMP_SIZE, access=mmap.ACCESS_WRITE)
-            finally:
-                os.close(fd)
-        except OSError as exc:  # read-only directory: fall back to asking SQLite every read
-            log.warning("%s: no version stamp (%s); every read checks data_version", path, exc)
-            self._stamp_map = None
+        self._watch = self._connect(writer=False)
+        self._seen_watch = self._seen_dv = -1
         self.foreign_change()
-
-    def _stamp(self) -> None:
-        """Tell other processes' hot tiers that this process committed (after COMMIT)."""
-        stamp = self._stamp_map
-        if stamp is not None:
-            self._stamp_seq += 1
-            stamp[0:16] = struct.pack("<QQ", self._pid, self._stamp_seq)
 
     def _check(self) -> None:
         if self._closed:
@@ -343,8 +343,9 @@ class SQLiteBackend:
         self._readers = []
         self._idle = []
         self._readers_lock = threading.Lock()
+        self._watch_lock = threading.Lock()
         self._writer = self._connect(writer=True)
-        self._map_stamp()
+        self._open_watch()
 
     def _acquire(self) -> apsw.Connection:
         """A reader connection from the pool (opened when every pooled one is busy).
@@ -614,7 +615,6 @@ class SQLiteBackend:
                         put.ttl,
                     )
                     created.append(self._put(con, args))
-                    self._stamp()
                     return created
                 con.execute("BEGIN IMMEDIATE")
                 try:
@@ -640,7 +640,6 @@ class SQLiteBackend:
                                 (op.ns, op.start, _TOP if op.stop is None else op.stop),
                             )
                     con.execute("COMMIT")
-                    self._stamp()
                 except BaseException:
                     if con.in_transaction:
                         con.execute("ROLLBACK")
@@ -727,8 +726,6 @@ class SQLiteBackend:
                         (now, limit),
                     )
                 ]
-                if keys:
-                    self._stamp()
                 return keys
         except apsw.Error as exc:
             raise self._error(exc) from exc
@@ -827,19 +824,23 @@ class SQLiteBackend:
     def foreign_change(self) -> bool:
         if self.memory:
             return False
-        stamp_map = self._stamp_map
-        stamp = stamp_map[0:16] if stamp_map is not None else b""
-        if stamp_map is not None and stamp == self._seen_stamp:
-            return False
+        if self._closed or os.getpid() != self._pid:
+            self._check()
         try:
-            with self._wlock:
-                dv = int(self._writer.pragma("data_version"))
+            with self._watch_lock:
+                watch = self._watch
+                assert watch is not None
+                moved = next(watch.execute(_DATA_VERSION))[0]
+                if moved == self._seen_watch:
+                    return False  # nobody committed, this handle included
+                # Someone committed: was it only this handle's writer?
+                with self._wlock:
+                    dv = next(self._writer.execute(_DATA_VERSION))[0]
+                changed = dv != self._seen_dv
+                self._seen_watch, self._seen_dv = moved, dv
+                return changed
         except apsw.Error as exc:
             raise self._error(exc) from exc
-        changed = dv != self._seen_dv
-        self._seen_dv = dv
-        self._seen_stamp = stamp
-        return changed
 
     def maintain(self) -> dict[str, Any]:
         indexed = self.index_pending()
@@ -905,8 +906,9 @@ class SQLiteBackend:
             readers, self._readers, self._idle = self._readers, [], []
         for con in readers:
             con.close()
+        with self._watch_lock:
+            if self._watch is not None:
+                self._watch.close()
+                self._watch = None
         with self._wlock:
-            if self._stamp_map is not None:
-                self._stamp_map.close()
-                self._stamp_map = None
             self._writer.close()

@@ -1,0 +1,137 @@
+"""Namespace and key rules: what a namespace, a key and a ttl may be, and how a namespace
+is joined into the one string the cold tier stores.
+
+A namespace is a non-empty tuple of non-empty labels without control characters; the root
+label ``tieredmem`` is reserved for tieredmem's own layers (histories, states, the
+LangGraph adapters), which pass ``internal=True``.  Joined, the labels are separated by
+:data:`tieredmem.backends.SEP`; a hot-tier key is the joined namespace, :data:`HOT_SEP` and
+the key.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from datetime import timedelta
+from typing import Any
+
+from .backends import SEP
+from .errors import InvalidKeyError, InvalidNamespaceError
+
+__all__ = [
+    "CONTROL",
+    "HOT_SEP",
+    "INTERNAL_ROOT",
+    "Namespace",
+    "check_key",
+    "hot_key",
+    "match_labels",
+    "namespace",
+    "prefix",
+    "split",
+    "ttl_seconds",
+]
+
+#: Root label of the namespaces tieredmem uses for itself (histories, states).
+INTERNAL_ROOT = "tieredmem"
+#: Between the joined namespace and the key in hot-tier keys.
+HOT_SEP = "\x1e"
+#: Characters no label (and no history or state name) may contain.
+CONTROL = re.compile(r"[\x00-\x1f]")
+
+Namespace = tuple[str, ...]
+
+
+def hot_key(ns: str, key: str) -> str:
+    """The hot-tier key of ``(ns, key)`` (*ns* joined)."""
+    return ns + HOT_SEP + key
+
+
+def split(ns: str) -> Namespace:
+    """The labels of a joined namespace."""
+    return tuple(ns.split(SEP))
+
+
+@functools.lru_cache(maxsize=8192)
+def _join(namespace: Namespace, internal: bool) -> str:
+    if not namespace:
+        raise InvalidNamespaceError("a namespace needs at least one label, e.g. ('users',)")
+    for label in namespace:
+        if not isinstance(label, str) or not label:
+            raise InvalidNamespaceError(
+                f"namespace {namespace!r}: every label must be a non-empty string"
+            )
+        if CONTROL.search(label):
+            raise InvalidNamespaceError(
+                f"namespace {namespace!r}: labels may not contain control characters"
+            )
+    if not internal and namespace[0] == INTERNAL_ROOT:
+        raise InvalidNamespaceError(
+            f"namespace {namespace!r}: the root label {INTERNAL_ROOT!r} is reserved"
+        )
+    return SEP.join(namespace)
+
+
+def _as_namespace(namespace: Any) -> Namespace:
+    if type(namespace) is tuple:
+        return namespace
+    if isinstance(namespace, (list, tuple)):
+        return tuple(namespace)
+    if isinstance(namespace, str):
+        raise InvalidNamespaceError(
+            f"namespace {namespace!r} is a string; use a tuple of labels, e.g. ({namespace!r},)"
+        )
+    raise InvalidNamespaceError(f"namespace must be a tuple of strings, not {namespace!r}")
+
+
+def namespace(namespace: Any, internal: bool = False) -> tuple[Namespace, str]:
+    """``(labels, joined)`` of a namespace given as a tuple (or list) of labels.
+
+    :raises InvalidNamespaceError: not a non-empty tuple of non-empty strings.
+    """
+    ns = _as_namespace(namespace)
+    try:
+        return ns, _join(ns, internal)
+    except TypeError:  # unhashable label
+        raise InvalidNamespaceError(
+            f"namespace {namespace!r}: every label must be a non-empty string"
+        ) from None
+
+
+def prefix(namespace_prefix: Any) -> tuple[Namespace, str]:
+    """``(labels, joined)`` of a namespace prefix; the empty prefix joins to ``""``."""
+    ns = _as_namespace(namespace_prefix)
+    if not ns:
+        return ns, ""
+    return namespace(ns)
+
+
+def check_key(key: Any) -> None:
+    """Raise :class:`InvalidKeyError` unless *key* is a non-empty string."""
+    if type(key) is not str or not key:
+        raise InvalidKeyError(f"key must be a non-empty string, not {key!r}")
+
+
+def ttl_seconds(ttl: float | timedelta | None) -> float | None:
+    """A ttl in seconds (``None``: never expires).
+
+    :raises ValueError: not positive seconds or a timedelta.
+    """
+    if ttl is None:
+        return None
+    if isinstance(ttl, timedelta):
+        seconds = ttl.total_seconds()
+    elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
+        seconds = float(ttl)
+    else:
+        raise ValueError(f"ttl must be seconds or a timedelta, not {ttl!r}")
+    if seconds <= 0:
+        raise ValueError(f"ttl must be positive, got {ttl!r}")
+    return seconds
+
+
+def match_labels(ns: Namespace, pattern: Namespace) -> bool:
+    """True if *ns* starts with *pattern*, where ``"*"`` matches any label."""
+    if len(ns) < len(pattern):
+        return False
+    return all(p == "*" or p == label for p, label in zip(pattern, ns))
