@@ -306,3 +306,18 @@ def test_check_costs_no_table_scan(tmp_path: Path) -> None:
             return best
 
     assert hot_read_seconds(large) < 3 * hot_read_seconds(small) + 0.01
+
+
+def test_coherence_interval_bounds_staleness(tmp_path: Path) -> None:
+    """The opt-in cheaper mode: another handle's write is seen within the interval."""
+    path = str(tmp_path / "s.db")
+    with tieredmem.open(path, coherence_interval=0.2) as a, tieredmem.open(path) as b:
+        a.put(("x",), "k", 1)
+        assert a.get(("x",), "k").value == 1  # type: ignore[union-attr]
+        b.put(("x",), "k", 2)
+        time.sleep(0.25)
+        assert a.get(("x",), "k").value == 2  # type: ignore[union-attr]
+        a.put(("x",), "k", 3)  # its own writes: at once
+        assert a.get(("x",), "k").value == 3  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="coherence_interval"):
+        tieredmem.open(":memory:", coherence_interval=-1)

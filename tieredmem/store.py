@@ -105,6 +105,11 @@ class Store:
     :param metrics: called with one dict per event (``load``, ``spill``, ``flush``,
         ``maintain``, ``compaction``) carrying sizes and durations; never under a lock,
         and its exceptions are logged, not raised.
+    :param float coherence_interval: ``0`` (default): every read first checks whether
+        another handle wrote, so it sees every write acknowledged before it began.  A
+        positive number of seconds checks at most that often: a write by another handle
+        or process is then seen within that many seconds (this handle's own writes at
+        once), and a hot read skips the check's cost in between.
     """
 
     def __init__(
@@ -120,11 +125,16 @@ class Store:
         codec: Codec | None = None,
         clock: Clock = time.time,
         metrics: Callable[[dict[str, Any]], None] | None = None,
+        coherence_interval: float = 0.0,
     ) -> None:
         if durability not in ("sync", "batch"):
             raise ValueError(f"durability must be 'sync' or 'batch', not {durability!r}")
         if flush_interval <= 0:
             raise ValueError("flush_interval must be positive")
+        if coherence_interval < 0:
+            raise ValueError("coherence_interval must be >= 0 seconds")
+        self._coherence_interval = float(coherence_interval)
+        self._next_check = 0.0
         self._backend = backend
         self._remote = bool(getattr(backend, "remote", False))
         self._metrics = metrics
@@ -863,6 +873,11 @@ class Store:
         """Ask the backend whether another handle wrote, once per :meth:`snapshot`."""
         if _SNAPSHOT.get():
             return False
+        if self._coherence_interval:
+            now = time.monotonic()
+            if now < self._next_check:
+                return False  # checked less than coherence_interval ago
+            self._next_check = now + self._coherence_interval
         if self._remote:
             _cold()  # a network round trip is I/O: not on an event loop
         return self._backend.foreign_change()
@@ -1119,6 +1134,7 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     wal_bytes: int | str = "4MiB",
     clock: Clock = time.time,
     metrics: Callable[[dict[str, Any]], None] | None = None,
+    coherence_interval: float = 0.0,
 ) -> Store:
     """Open (or create) a store.
 
@@ -1135,6 +1151,8 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     :param wal_bytes: SQLite files: checkpoint the write-ahead log at about this size and
         truncate it back to it (smaller: smaller files, more frequent checkpoints).
     :param metrics: a callable receiving event dicts (see :class:`Store`).
+    :param float coherence_interval: ``0`` (default) for strict coherence; a positive
+        number of seconds bounds how stale a read may be instead (see :class:`Store`).
     :raises NotAStoreError: the file is not a tieredmem store (it is left untouched).
     :raises SchemaVersionError: the file was written by a newer tieredmem.
     :raises UnsupportedURLError: unknown URL scheme.
@@ -1166,6 +1184,7 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
             codec=codec,
             clock=clock,
             metrics=metrics,
+            coherence_interval=coherence_interval,
         )
     except BaseException:
         backend.close()

@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 
 
 class _Ticking(Protocol):
-    closed: bool
-    url: str
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def url(self) -> str: ...
 
     def tick(self) -> None: ...
 

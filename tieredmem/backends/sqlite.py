@@ -836,7 +836,7 @@ class SQLiteBackend:
                 # Someone committed: was it only this handle's writer?
                 with self._wlock:
                     dv = next(self._writer.execute(_DATA_VERSION))[0]
-                changed = dv != self._seen_dv
+                changed: bool = dv != self._seen_dv
                 self._seen_watch, self._seen_dv = moved, dv
                 return changed
         except apsw.Error as exc:
