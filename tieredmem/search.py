@@ -110,6 +110,7 @@ def search_rows(
         after = (rows[-1].ns, rows[-1].key)
         page = 500
 
+
 def _match_row(
     coder: Codec,
     row: Row,
@@ -141,9 +142,8 @@ def _match_row(
     namespace = names.get(row.ns)
     if namespace is None:
         namespace = names[row.ns] = tuple(row.ns.split(SEP))
-    return Item(
-        namespace, row.key, value, row.created_at, row.updated_at, row.expires_at, score
-    )
+    return Item(namespace, row.key, value, row.created_at, row.updated_at, row.expires_at, score)
+
 
 def row_item(coder: Codec, row: Row, now: float, score: float | None = None) -> Item | None:
     """The live item of a cold-tier row (``None`` once expired)."""

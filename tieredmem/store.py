@@ -38,6 +38,7 @@ import orjson
 from .backends import SEP, Backend, Delete, DeleteRange, Put, Row, Touch, open_backend
 from .buffer import Batch, WriteBuffer, backend_ops
 from .codec import JSON, RAW, Codec
+from .dictionaries import Dictionaries
 from .errors import StoreClosedError, ValueTooLargeError
 from .filters import matches, text_of, validate_filter
 from .hot import ENTRY_OVERHEAD, Entry, HotTier, parse_bytes
@@ -153,9 +154,8 @@ class Store:
         self._maintenance_hooks: list[Callable[[], dict[str, Any]]] = []
         self._flush_hooks: list[Callable[[], None]] = []
         self._last_maintenance = clock()
-        self._training = False
         self._init_process_state()
-        self._load_dictionaries()
+        self._dictionaries = Dictionaries(self._codec, backend, self.emit)
         self._atexit = weak_callback(self.close)
         atexit.register(self._atexit)
         watch_forks(self)
@@ -263,39 +263,6 @@ class Store:
             hook(fields)
         except Exception:
             log.exception("the metrics hook failed on %s", event)
-
-    # -- zstd dictionaries (see tieredmem.codec) -------------------------------------
-    def _load_dictionaries(self) -> None:
-        backend = self._backend
-        if not hasattr(backend, "add_dictionary"):  # a third-party backend without them
-            self._codec.disable_sampling()
-            return
-        self._codec.set_loader(backend.dictionary)
-        for dict_id, data in sorted(backend.dictionaries().items()):
-            self._codec.add_dictionary(dict_id, data)
-
-    def _after_write(self) -> None:
-        """Start training the codec's dictionary once it has seen enough values."""
-        if self._training or not self._codec.wants_dictionary():
-            return
-        self._training = True
-        thread = threading.Thread(
-            target=self._train_dictionary, name="tieredmem-zstd-dict", daemon=True
-        )
-        thread.start()
-
-    def _train_dictionary(self) -> None:
-        started = time.perf_counter()
-        data = self._codec.train()
-        if data is None or self._closed:
-            return
-        try:
-            dict_id = self._backend.add_dictionary(data)
-        except Exception:  # closed meanwhile, or the file is read-only: no dictionary
-            log.debug("storing a zstd dictionary in %s failed", self.url, exc_info=True)
-            return
-        self._codec.add_dictionary(dict_id, data)
-        self.emit("dictionary", id=dict_id, bytes=len(data), seconds=time.perf_counter() - started)
 
     # -- entries ----------------------------------------------------------------------
     def _entry(
@@ -409,9 +376,7 @@ class Store:
         started = time.perf_counter() if self._metrics is not None else 0.0
         wanted = [pairs[i] for i in cold]
         rows = (
-            [self._backend.get(*wanted[0])]
-            if len(wanted) == 1
-            else self._backend.get_many(wanted)
+            [self._backend.get(*wanted[0])] if len(wanted) == 1 else self._backend.get_many(wanted)
         )
         hks = [hot_key(ns, key) for ns, key in wanted]
         loaded = [
@@ -659,7 +624,7 @@ class Store:
                     self._worker.wake()
             return
         self._commit([], ops, cache_puts, tombstones)
-        self._after_write()
+        self._dictionaries.after_write()
 
     def _commit(
         self,
@@ -790,7 +755,7 @@ class Store:
             with self._lock:
                 self._writes += 1
             self._settle([(hot_key(ns, key), None, False)])
-        self._after_write()
+        self._dictionaries.after_write()
 
     def flush(self) -> None:
         """Commit batched writes now (a no-op with ``durability="sync"``)."""
@@ -829,7 +794,7 @@ class Store:
         self.emit("flush", rows=len(batch), seconds=time.perf_counter() - started)
         if flushed_bytes >= _TRIM_AFTER:
             release_freed_memory()
-        self._after_write()
+        self._dictionaries.after_write()
 
     @contextmanager
     def transaction(self) -> Iterator[Store]:

@@ -58,7 +58,9 @@ local function bump(p, vid)
 end
 """
 
-_WRITE = _BUMP + r"""
+_WRITE = (
+    _BUMP
+    + r"""
 local p = ARGV[1]
 local created = {}
 local i = 3
@@ -130,9 +132,12 @@ end
 local v = bump(p, ARGV[2])
 return {v[1], v[2], created}
 """
+)
 
 # ARGV: prefix, now, limit, a random id for <p>vid
-_EXPIRE = _BUMP + r"""
+_EXPIRE = (
+    _BUMP
+    + r"""
 local p = ARGV[1]
 local due = redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, member in ipairs(due) do
@@ -147,6 +152,7 @@ end
 if #due > 0 then bump(p, ARGV[4]) end
 return due
 """
+)
 
 
 def _num(v: bytes | None) -> float | None:
