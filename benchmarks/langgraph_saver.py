@@ -805,6 +805,20 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[Result]
             if pa and pb
             else "n/a",
         )
+        # Reads hand out copies the caller owns (InMemorySaver decodes every message of
+        # every read); on a hot thread TieredSaver copies the messages it holds instead.
+        hot = max([t for t in checkpoints if t <= 1000], default=checkpoints[0])
+        turn = common_turn(tiered, inmem, "points", hot)
+        pa = at(tiered["points"], turn) if tiered and turn else None
+        pb = at(inmem["points"], turn) if inmem and turn else None
+        target(
+            f"TieredSaver get_state <= 1/4 of InMemorySaver's (hot thread, {hot:,} turns)",
+            pa["get_state_ms"] / pb["get_state_ms"] if pa and pb else None,
+            0.25,
+            f"at {turn:,} turns: {pa['get_state_ms']:.2f} vs {pb['get_state_ms']:.2f} ms"
+            if pa and pb
+            else "n/a",
+        )
         worst = max(tiered["points"], key=lambda q: q["list_first_ms"]) if p and tiered else None
         target(
             "TieredSaver list() first item < 20 ms (slowest checkpoint)",

@@ -91,13 +91,15 @@ def test_two_handles_in_one_process(tmp_path: Path) -> None:
 def test_two_handles_with_batch_durability_after_flush(tmp_path: Path) -> None:
     """Batched writes are the writer's until they commit; after flush() every reader sees them."""
     path = str(tmp_path / "s.db")
-    with tieredmem.open(path, durability="batch", flush_interval=60) as a:
-        with tieredmem.open(path) as b:
-            a.put(("x",), "k", 1)
-            a.flush()
-            assert b.get(("x",), "k").value == 1  # type: ignore[union-attr]
-            b.put(("x",), "k", 2)
-            assert a.get(("x",), "k").value == 2  # type: ignore[union-attr]
+    with (
+        tieredmem.open(path, durability="batch", flush_interval=60) as a,
+        tieredmem.open(path) as b,
+    ):
+        a.put(("x",), "k", 1)
+        a.flush()
+        assert b.get(("x",), "k").value == 1  # type: ignore[union-attr]
+        b.put(("x",), "k", 2)
+        assert a.get(("x",), "k").value == 2  # type: ignore[union-attr]
 
 
 def _unshare_works() -> bool:

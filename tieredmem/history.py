@@ -47,8 +47,8 @@ import orjson
 from .codec import JSON_OPTIONS as _JSON_OPTIONS
 from .codec import dumps_json
 from .errors import InvalidKeyError
+from .names import CONTROL
 from .retention import Retention
-from .names import CONTROL as _CONTROL
 from .store import ColdReadError, Store, memory_only_active
 
 __all__ = ["History", "TailBudget"]
@@ -114,7 +114,7 @@ def _json_loads_many(payloads: Sequence[bytes]) -> list[Any]:
 
 def check_name(kind: str, name: Any) -> str:
     """Validate a history/state name (it becomes a namespace label)."""
-    if not isinstance(name, str) or not name or _CONTROL.search(name):
+    if not isinstance(name, str) or not name or CONTROL.search(name):
         raise InvalidKeyError(f"{kind} name must be a non-empty string without control characters")
     return name
 
@@ -353,8 +353,22 @@ class History(Sequence[Any]):
 
     # -- index ------------------------------------------------------------------------
     def _load(self) -> None:
+        """(Re)read the index and the open tail from the store.
+
+        Everything is read before anything is assigned, so a read that fails midway
+        (:class:`ColdReadError` in a memory-only read) leaves the object as it was.
+        """
+        if memory_only_active():
+            raise ColdReadError  # reading the index is I/O: not on an event loop
         with self._lock:
             store, ns = self._store, self._ns
+            if self._unwritten:
+                # Rows appended here and not committed yet (durability="batch") go first:
+                # the index read below must include them.
+                store.flush()
+            # The generation before the reads: a write by another process during them
+            # moves it again, and the next use reloads once more.
+            generation = store.generation()
             chunks: list[tuple[int, int, str]] = []
             kinds: set[str] = set()
             for key in store.keys(ns):
@@ -362,7 +376,6 @@ class History(Sequence[Any]):
                     seq, count = key[1:].split(".")
                     chunks.append((int(seq), int(count), key))
                 kinds.add(key[0])
-            self._set_chunks(chunks)
             base = chunks[-1][0] + chunks[-1][1] if chunks else 0
             if _BASE_KEY in kinds:
                 (value,) = store.read_values(ns, [_BASE_KEY], cache=False)
@@ -375,10 +388,11 @@ class History(Sequence[Any]):
                 for item in store.rows(ns, "s", "t"):
                     (seq,) = _SEQ.unpack_from(item.value)
                     if seq >= base:  # else left over from an earlier tail
-                        tail.append((seq, item._updated, item.value[_SEQ.size :]))
+                        tail.append((seq, item.updated_at.timestamp(), item.value[_SEQ.size :]))
             if "t" in kinds:
                 tail += self._migrate_tail_rows(base)
             tail.sort()
+            self._set_chunks(chunks)
             self._base = base
             self._seqs = array("q", [seq for seq, _, _ in tail])
             self._times = array("d", [ts for _, ts, _ in tail])
@@ -392,13 +406,29 @@ class History(Sequence[Any]):
             self._joined: tuple[int, int, bytes] | None = None
             self._held = self._tail_bytes + _ITEM_OVERHEAD * len(payloads)
             self._next_seq = max(base, self._seqs[-1] + 1 if self._seqs else 0)
+            self._generation = generation
             self._budget.charge(self, self._held)
+
+    def _sync(self) -> None:
+        """Reload the index and what this object holds if another handle, process or host
+        wrote to the store since they were read (its generation moved): every public
+        read and write starts here, so a held History sees other processes' appends at
+        its next use and appends after them."""
+        if self._store.generation() != self._generation:
+            self._load()
+
+    def _length(self) -> int:
+        """Items in the history as this object knows them (no coherence check)."""
+        return self._chunked + len(self._seqs)
 
     def _migrate_tail_rows(self, base: int) -> list[tuple[int, float, bytes]]:
         """Move tail rows of the format before slots (``t{seq}``) to slots, in one write;
         return them as ``(seq, time, payload)``."""
         store, ns = self._store, self._ns
-        tail = [(int(item.key[1:]), item._updated, item.value) for item in store.rows(ns, "t", "u")]
+        tail = [
+            (int(item.key[1:]), item.updated_at.timestamp(), item.value)
+            for item in store.rows(ns, "t", "u")
+        ]
         puts = [(ns, _slot_key(seq - base), _SEQ.pack(seq) + p) for seq, _, p in tail]
         store.write(puts, deletes=[(ns, _tail_key(seq)) for seq, _, _ in tail], tombstones=False)
         return tail
@@ -420,7 +450,11 @@ class History(Sequence[Any]):
         self._chunked = total
 
     def reload(self) -> None:
-        """Re-read the index from the store (after another process appended)."""
+        """Re-read the index from the store now.
+
+        Not needed for coherence: every use first checks whether another handle, process
+        or host wrote (the store's :meth:`~tieredmem.Store.generation`) and reloads then.
+        """
         self._load()
 
     # -- what this object holds ----------------------------------------------------------
@@ -484,22 +518,26 @@ class History(Sequence[Any]):
     def append(self, item: Any) -> None:
         """Append one item (committed when this returns, with ``durability="sync"``).
 
+        The item is encoded now: changing *item* afterwards changes nothing stored.
+
         :raises SerializationError: *item* cannot be encoded; the history is unchanged.
         """
+        self._sync()
         if self._dumps is None:
             try:
                 # dumps_json without its error path: orjson's buffer is over-allocated,
                 # so keep a right-sized copy.
                 payload = bytes(memoryview(orjson.dumps(item, option=_JSON_OPTIONS)))
             except TypeError:
-                payload = self._encode(item, len(self))  # raises, naming the item
+                payload = self._encode(item, self._length())  # raises, naming the item
         else:
             payload = self._dumps(item)
         self._add([payload])
 
     def extend(self, items: Any) -> None:
-        """Append several items atomically (all or none)."""
-        base = len(self)
+        """Append several items atomically (all or none), encoded now."""
+        self._sync()
+        base = self._length()
         payloads = [self._encode(item, base + i) for i, item in enumerate(items)]
         if payloads:
             self._add(payloads)
@@ -633,6 +671,7 @@ class History(Sequence[Any]):
 
     # -- reads ------------------------------------------------------------------------
     def __len__(self) -> int:
+        self._sync()
         return self._chunked + len(self._seqs)
 
     def _load_chunk(self, key: str) -> list[tuple[float, bytes]] | None:
@@ -677,13 +716,19 @@ class History(Sequence[Any]):
     def __getitem__(self, index: slice) -> list[Any]: ...
 
     def __getitem__(self, index: int | slice) -> Any:
+        self._sync()
         if isinstance(index, slice):
             return self._slice(index)
         with self._lock:
-            n = len(self)
+            n = self._length()
             i = index + n if index < 0 else index
             if not 0 <= i < n:
                 raise IndexError(f"history index {index} out of range ({n} items)")
+        return self._item(i)
+
+    def _item(self, i: int) -> Any:
+        """Item at position *i* (``0 <= i < len``), without a coherence check."""
+        with self._lock:
             if i >= self._chunked:
                 return self._loads(self._tail_items()[i - self._chunked])
             c = bisect_right(self._starts, i) - 1
@@ -692,11 +737,11 @@ class History(Sequence[Any]):
 
     def _slice(self, s: slice) -> list[Any]:
         with self._lock:
-            positions = range(len(self))[s]
+            positions = range(self._length())[s]
             if not positions:
                 return []
             if s.step not in (None, 1):
-                return [self[i] for i in positions]
+                return [self._item(i) for i in positions]
             lo, hi = positions.start, positions.stop
             chunked = self._chunked
             starts = array("q", self._starts)
@@ -712,6 +757,7 @@ class History(Sequence[Any]):
 
     def __iter__(self) -> Iterator[Any]:
         # One chunk in memory at a time, whatever the length.
+        self._sync()
         with self._lock:
             n_chunks = len(self._cseqs)
             tail = list(self._tail_items())
@@ -725,10 +771,11 @@ class History(Sequence[Any]):
         n = self.max_history if n is None else n
         if n <= 0:
             return []
+        self._sync()
         json = self._loads_many is _json_loads_many
         if json:
             cached = self._joined
-            if cached is not None and cached[0] == n and cached[1] == len(self):
+            if cached is not None and cached[0] == n and cached[1] == self._length():
                 self._budget.touch(self)
                 return orjson.loads(cached[2])  # type: ignore[no-any-return]
         found = self._recent_parts(n)
@@ -741,7 +788,7 @@ class History(Sequence[Any]):
             # Until the next append, recent() decodes these bytes again without joining.
             data = b"[" + b",".join(parts) + b"]"
             with self._lock:
-                if len(self) == length and self._payloads is not None:
+                if self._length() == length and self._payloads is not None:
                     self._joined = (n, length, data)
                     self._budget.charge(self, self._held + len(data))
             return orjson.loads(data)  # type: ignore[no-any-return]
@@ -752,7 +799,7 @@ class History(Sequence[Any]):
         """The encoded last *n* items and the length then, if this object holds them."""
         with self._lock:
             t = len(self._seqs)
-            length = len(self)
+            length = self._length()
             if n <= t:
                 return self._tail_items()[t - n :], length
             window = self._window
@@ -790,10 +837,11 @@ class History(Sequence[Any]):
 
     def stats(self) -> dict[str, Any]:
         """Items, chunks, tail size, chunk reads and what this object holds."""
+        self._sync()
         with self._lock:
             return {
                 "name": self.name,
-                "items": len(self),
+                "items": self._length(),
                 "chunks": len(self._cseqs),
                 "tail_items": len(self._seqs),
                 "tail_bytes": self._tail_bytes,
@@ -804,7 +852,7 @@ class History(Sequence[Any]):
             }
 
     def __repr__(self) -> str:
-        return f"<History {self.name!r} items={len(self)} chunks={len(self._cseqs)}>"
+        return f"<History {self.name!r} items={self._length()} chunks={len(self._cseqs)}>"
 
     # -- retention --------------------------------------------------------------------
     def apply_retention(self, policy: Retention) -> int:
@@ -823,8 +871,9 @@ class History(Sequence[Any]):
         def candidate(position: int, ts: float) -> bool:
             return position < cut or (horizon is not None and ts < horizon)
 
+        self._sync()
         with self._lock:
-            total = len(self)
+            total = self._length()
             cut = total - policy.max_items if policy.max_items is not None else 0
             cseqs, ccounts = array("q", self._cseqs), array("q", self._ccounts)
             starts = array("q", self._starts)

@@ -25,6 +25,7 @@ from cachetools import LRUCache
 
 from .history import History, TailBudget, check_name, default_budget
 from .hot import parse_bytes
+from .item import Stats
 from .retention import Retention
 from .state import State
 from .store import Clock, Store
@@ -72,6 +73,22 @@ for _names, _arg, _parse in (
 ):
     for _name in _names:
         _CONFIG[_name] = (_arg, _parse)
+
+
+def _store_path(path: object) -> str:
+    """*path* (``None``, a ``str`` or an ``os.PathLike`` such as ``pathlib.Path``) as the
+    ``str`` a persistent saver opens (``None``: ``./tieredmem.db``)."""
+    if path is None:
+        return os.path.join(".", "tieredmem.db")
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str):
+        raise TypeError(
+            "path must be a file path or store URL as a str or os.PathLike (e.g. "
+            f"pathlib.Path), not {type(path).__name__}; to share an open store, pass "
+            "store=..."
+        )
+    return path
 
 
 class _HistoryLRU(LRUCache[str, History]):
@@ -140,7 +157,7 @@ class MemorySaver:
             self.store = store
         else:
             if persistent:
-                url = os.fspath(path) if path is not None else os.path.join(".", "tieredmem.db")
+                url = _store_path(path)
             else:
                 import tempfile  # only for persistent=False
 
@@ -339,24 +356,27 @@ class MemorySaver:
         self._check_open()
         return self.store.maintain()
 
-    def stats(self) -> dict[str, Any]:
-        """The store's stats plus histories, states, tasks and temp entries."""
+    def stats(self) -> Stats:
+        """The store's :class:`~tieredmem.Stats` plus, as extra fields, this saver's open
+        histories, states, tasks and temp entries, retention deletions, history budget
+        (``history_bytes_held``, ``history_bytes_budget``, ``history_drops``) and
+        ``chunk_reads``."""
         self._check_open()
-        out = self.store.stats().as_dict()
+        base = self.store.stats()
         with self._lock:
             histories = list(self._histories.values())
-            out.update(
-                open_histories=len(histories),
-                open_states=len(self._states),
-                active_tasks=len(self._tasks),
-                temp_entries=len(self._temp),
-                retention_deleted=self._retention_deleted,
-                history_bytes_held=self.history_budget.used,
-                history_bytes_budget=self.history_budget.max_bytes,
-                history_drops=self.history_budget.drops,
-            )
-        out["chunk_reads"] = sum(h.chunk_reads for h in histories)
-        return out
+            extra = {
+                "open_histories": len(histories),
+                "open_states": len(self._states),
+                "active_tasks": len(self._tasks),
+                "temp_entries": len(self._temp),
+                "retention_deleted": self._retention_deleted,
+                "history_bytes_held": self.history_budget.used,
+                "history_bytes_budget": self.history_budget.max_bytes,
+                "history_drops": self.history_budget.drops,
+            }
+        extra["chunk_reads"] = sum(h.chunk_reads for h in histories)
+        return base.with_extra(**extra)
 
     # -- lifecycle --------------------------------------------------------------------
     def _check_open(self) -> None:

@@ -10,6 +10,7 @@ prefix scans and expiry.  Backends register by URL scheme; third-party ones thro
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -209,11 +210,21 @@ def available_schemes() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def open_backend(url: str, **options: Any) -> Backend:
+def open_backend(url: str | os.PathLike[str], **options: Any) -> Backend:
     """Open the backend for *url*: ``":memory:"``, a path, ``sqlite:///path`` or ``scheme://``.
 
+    *url* is a ``str`` or an ``os.PathLike`` (such as ``pathlib.Path``).
+
+    :raises TypeError: *url* is neither (a ``sqlite3.Connection``, a number, bytes, ...).
     :raises UnsupportedURLError: no backend is registered for the scheme.
     """
+    target: object = os.fspath(url) if isinstance(url, os.PathLike) else url
+    if not isinstance(target, str):
+        raise TypeError(
+            "expected a file path or store URL as a str or os.PathLike (e.g. pathlib.Path, "
+            f"'agent.db', ':memory:', 'redis://host:6379/0'), not {type(url).__name__}"
+        )
+    url = target
     if url == ":memory:" or "://" not in url:
         return _sqlite_factory(url, **options)
     scheme = url.split("://", 1)[0].lower()

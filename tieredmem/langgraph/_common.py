@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..memory import MemorySaver
@@ -11,17 +12,34 @@ from ..store import open as open_store
 __all__ = ()
 
 
-def resolve_store(conn: str | Store | MemorySaver, **open_options: Any) -> tuple[Store, bool]:
+def resolve_store(
+    conn: str | os.PathLike[str] | Store | MemorySaver, **open_options: Any
+) -> tuple[Store, bool]:
     """The store an adapter works on, and whether the adapter opened it (and closes it).
 
-    *conn* is a path or URL (opened with *open_options*), a :class:`tieredmem.Store`, or a
+    *conn* is a path or URL as a ``str`` or ``os.PathLike`` such as ``pathlib.Path``
+    (opened with *open_options*), a :class:`tieredmem.Store`, or a
     :class:`tieredmem.MemorySaver` (its store: one file, one hot tier for everything).
+
+    :raises TypeError: *conn* is none of these (e.g. a ``sqlite3.Connection``).
     """
     if isinstance(conn, MemorySaver):
         return conn.store, False
     if isinstance(conn, Store):
         return conn, False
-    return open_store(conn, **open_options), True
+    target: object = os.fspath(conn) if isinstance(conn, os.PathLike) else conn
+    if not isinstance(target, str):
+        hint = (
+            "; tieredmem opens its own connections, so pass the database's file path"
+            if type(conn).__module__.startswith(("sqlite3", "apsw", "aiosqlite"))
+            else ""
+        )
+        raise TypeError(
+            "conn must be a file path or store URL (a str or os.PathLike such as "
+            "pathlib.Path), a tieredmem.Store or a tieredmem.MemorySaver, not "
+            f"{type(conn).__module__}.{type(conn).__qualname__}{hint}"
+        )
+    return open_store(target, **open_options), True
 
 
 def config(thread: str, checkpoint_ns: str, checkpoint_id: str | None) -> Any:

@@ -9,6 +9,7 @@ node ``cache_policy`` TTL as the row's expiry.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
@@ -28,14 +29,15 @@ ValueT = TypeVar("ValueT")
 class TieredCache(BaseCache[ValueT], Generic[ValueT]):
     """A ``BaseCache`` for ``builder.compile(cache=TieredCache("agent.db"))``.
 
-    :param conn: a path, ``":memory:"``, a store URL, a :class:`tieredmem.Store` or a
+    :param conn: a path (``str`` or ``os.PathLike`` such as ``pathlib.Path``),
+        ``":memory:"``, a store URL, a :class:`tieredmem.Store` or a
         :class:`tieredmem.MemorySaver`.
     :param hot_bytes: hot-tier budget when the cache opens the store itself.
     """
 
     def __init__(
         self,
-        conn: str | Store | MemorySaver = ":memory:",
+        conn: str | os.PathLike[str] | Store | MemorySaver = ":memory:",
         *,
         serde: SerializerProtocol | None = None,
         hot_bytes: int | str = "64MiB",

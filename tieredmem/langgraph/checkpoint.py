@@ -22,13 +22,18 @@ Logs live below, in ``(..., "log", <log id>)``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import operator
 import random
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
+from decimal import Decimal
 from typing import Any, cast
 
 import ormsgpack
@@ -46,9 +51,12 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
 
 from ..backends import SEP
 from ..history import History
+from ..item import Stats
 from ..memory import MemorySaver
 from ..store import ColdReadError, Store
 from ._common import config as config_for
@@ -74,8 +82,182 @@ def _unpack(data: bytes) -> Any:
     return ormsgpack.unpackb(data)
 
 
-def _held_items(entry: tuple[str, int, list[Any]]) -> int:
-    return 1 + entry[1]
+# -- values the caller owns ----------------------------------------------------------
+# A read hands out copies of the decoded lists the saver holds, never the held objects
+# (nor a graph's own objects, which the saver never serves).  Copying a message is a few
+# dict copies (~1 us), against ~6 us to decode it: get_state of a hot thread stays well
+# below InMemorySaver's (which decodes every message each time).
+
+#: Types whose values are immutable: shared as they are.
+_IMMUTABLE: frozenset[type] = frozenset(
+    {str, bytes, int, float, complex, bool, type(None), datetime, date, dtime, timedelta}
+    | {uuid.UUID, Decimal, range}
+)
+_new = object.__new__
+
+
+def _slot_setter(name: str) -> Callable[[Any, Any], None]:
+    """A setter of the attribute *name* of pydantic models that bypasses their
+    ``__setattr__``, as their own ``__copy__`` and ``__deepcopy__`` set it: the slot's
+    descriptor (one C call), else ``object.__setattr__``."""
+    setter = getattr(vars(BaseModel).get(name), "__set__", None)
+    if setter is not None:
+        return cast("Callable[[Any, Any], None]", setter)
+
+    def set_attribute(obj: Any, value: Any) -> None:
+        object.__setattr__(obj, name, value)
+
+    return set_attribute
+
+
+_set_dict = _slot_setter("__dict__")
+_set_fields_set = _slot_setter("__pydantic_fields_set__")
+_set_extra = _slot_setter("__pydantic_extra__")
+_set_private = _slot_setter("__pydantic_private__")
+
+
+def _owned_dict(value: dict[Any, Any]) -> dict[Any, Any]:
+    out = value.copy()
+    for key, inner in out.items():  # values replaced in place: the size never changes
+        t = type(inner)
+        if t not in _IMMUTABLE:
+            out[key] = t() if not inner and (t is dict or t is list) else _owned(inner)
+    return out
+
+
+def _owned_list(items: Iterable[Any]) -> list[Any]:
+    """Deep copies of *items*: a list the caller owns."""
+    get = _COPIERS.get
+    return [x if type(x) in _IMMUTABLE else (get(type(x)) or _owned)(x) for x in items]
+
+
+def _owned_tuple(value: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(_owned_list(value))
+
+
+def _owned_model(value: Any) -> Any:
+    """A deep copy of a pydantic v2 model, as ``BaseModel.__deepcopy__`` makes it (its
+    fields' values copied, not validated again), several times faster."""
+    out = _new(type(value))
+    fields = value.__dict__.copy()
+    for key, inner in fields.items():  # values replaced in place: the size never changes
+        t = type(inner)
+        if t in _IMMUTABLE:
+            continue
+        if t is dict:
+            fields[key] = _owned_dict(inner) if inner else {}
+        elif t is list:
+            fields[key] = _owned_list(inner) if inner else []
+        else:
+            fields[key] = _owned(inner)
+    _set_dict(out, fields)
+    _set_fields_set(out, value.__pydantic_fields_set__.copy())
+    extra = value.__pydantic_extra__
+    if extra is not None:
+        extra = _owned_dict(extra) if extra else {}
+    _set_extra(out, extra)
+    private = value.__pydantic_private__
+    if private is not None:
+        private = {k: _owned(v) for k, v in private.items() if v is not PydanticUndefined}
+    _set_private(out, private)
+    return out
+
+
+#: How a value of each type is copied (filled on first sight of a type).
+_COPIERS: dict[type, Callable[[Any], Any]] = {
+    dict: _owned_dict,
+    list: _owned_list,
+    tuple: _owned_tuple,
+}
+
+
+def _owned(value: Any) -> Any:
+    """A deep copy of *value* that shares only immutable parts: ``copy.deepcopy`` with
+    fast paths for dicts, lists, tuples and pydantic models such as messages."""
+    t = type(value)
+    if t in _IMMUTABLE:
+        return value
+    copier = _COPIERS.get(t)
+    if copier is None:
+        plain_model = (
+            issubclass(t, BaseModel)
+            and t.__deepcopy__ is BaseModel.__deepcopy__
+            and t.__new__ is object.__new__
+        )
+        copier = _COPIERS[t] = _owned_model if plain_model else copy.deepcopy
+    return copier(value)
+
+
+#: ``weakref()`` for every mark in one C-level pass (``operator.call`` from 3.11).
+_call: Callable[[Any], Any] = getattr(operator, "call", operator.methodcaller("__call__"))
+
+
+class _Marks:
+    """Which objects a list that a graph may still hold contains, so that its next ``put``
+    sees in O(1) memory accesses per item whether its list extends that one (the same
+    objects, then new ones) without comparing values.
+
+    Weak references when the items allow them (messages do): the saver then keeps none of
+    the caller's objects alive.  Otherwise the objects themselves, kept only to be
+    compared by identity, never served.
+    """
+
+    __slots__ = ("length", "refs", "weak")
+
+    def __init__(self, items: list[Any]) -> None:
+        self.length = len(items)
+        try:
+            self.refs: list[Any] = list(map(weakref.ref, items))
+            self.weak = True
+        except TypeError:
+            self.refs = list(items)
+            self.weak = False
+
+    def extended_by(self, value: list[Any]) -> bool:
+        """True if ``value[:length]`` are the very objects marked."""
+        if len(value) < self.length:
+            return False
+        marked = map(_call, self.refs) if self.weak else self.refs
+        return all(map(operator.is_, value, marked))
+
+    def alive(self) -> bool:
+        """False once the list's first item is gone (the list cannot come back)."""
+        return not self.weak or not self.refs or self.refs[0]() is not None
+
+    def size(self) -> int:
+        """Cost in held items: the objects kept alive (none for weak references, which
+        the marks of one list's successive versions share: ~3% of a message each)."""
+        return 0 if self.weak else self.length
+
+
+#: Lists marked per channel (the one a graph got from get_tuple, the one it put, ...).
+_MAX_MARKS = 4
+
+
+class _Held:
+    """What the saver keeps for one (thread, namespace, channel): the log of its newest
+    list value, the first *n* items of that log decoded (``items``, private: a read
+    gets copies) and marks of lists handed out or put (``marks``).  Valid while the
+    store's generation is *generation* (no other handle or process wrote)."""
+
+    __slots__ = ("generation", "items", "log", "marks", "n")
+
+    def __init__(
+        self, generation: int, log: str, n: int, items: list[Any] | None, marks: list[_Marks]
+    ) -> None:
+        self.generation = generation
+        self.log = log
+        self.n = n
+        self.items = items
+        # Lists read and dropped (a get_state whose result is gone) make room first.
+        self.marks = [m for m in marks if m.alive()][-_MAX_MARKS:]
+
+    def size(self) -> int:
+        return 1 + (self.n if self.items is not None else 0) + sum(m.size() for m in self.marks)
+
+
+def _held_size(entry: _Held) -> int:
+    return entry.size()
 
 
 def _vkey(channel: str, version: Any) -> str:
@@ -99,9 +281,13 @@ class TieredSaver(BaseCheckpointSaver[str]):
     :param hot_bytes: hot-tier budget when the saver opens the store itself.  The saver
         also keeps the decoded list values (``messages``) of recently used threads'
         newest checkpoints, up to an estimated quarter of the store's budget (2 KiB per
-        item), so that ``get_state`` on a hot thread decodes no message.  Those message
-        objects are shared with the graph that wrote them, as a running graph shares
-        them between its steps: treat state values as immutable (LangGraph's rule).
+        item), so that ``get_state`` on a hot thread decodes no message: it copies them
+        (a message's copy costs about a sixth of its decoding).  Every value a read
+        returns is the caller's own, and nothing a graph passed to ``put`` is kept by
+        reference: mutating either never changes what is stored or what later reads
+        return.  (A message a node changes in place, against LangGraph's rule that
+        state is immutable, is not written again: a list that extends the previous
+        step's, by object identity, gets only its new items appended.)
     :param max_checkpoints: keep at most this many checkpoints per thread and namespace
         (older ones are pruned; what a kept checkpoint needs to be read back is kept).
     :param ttl: seconds; threads idle longer than this are deleted by maintenance.
@@ -144,17 +330,21 @@ class TieredSaver(BaseCheckpointSaver[str]):
         self.chunk_items = chunk_items
         self._lock = threading.RLock()  # writes of this saver (held during disk I/O)
         self._cache_lock = threading.Lock()  # the in-memory LRUs below (never during I/O)
+        # History objects of open logs: each checks the store's generation at every use
+        # and reloads its index after another handle or process wrote.
         self._logs: LRUCache[tuple[str, str], History] = LRUCache(maxsize=256)
-        # The list last written or read per (thread, ns, channel): the next put sees in
-        # O(1) memory accesses whether its value extends it (same item objects, longer
-        # list), and the newest checkpoint of a hot thread is read without decoding its
-        # log again.  Bounded by items held, at an estimated _ITEM_BYTES each, to a
-        # quarter of the hot-tier budget.
-        self._last_lists: LRUCache[tuple[str, str, str], tuple[str, int, list[Any]]] = LRUCache(
+        # Per (thread, ns, channel), the newest list's log, its items decoded (served as
+        # copies: the newest checkpoint of a hot thread is read without decoding its log
+        # again) and marks of the lists a graph holds (its next put sees in O(1) memory
+        # accesses per item whether its value extends one).  Bounded by items held, at an
+        # estimated _ITEM_BYTES each, to a quarter of the hot-tier budget; dropped when
+        # the store's generation moves.
+        self._last_lists: LRUCache[tuple[str, str, str], _Held] = LRUCache(
             maxsize=max(_PAGE, self.store.stats().hot_budget // 4 // _ITEM_BYTES),
-            getsizeof=_held_items,
+            getsizeof=_held_size,
         )
         self._counts: dict[tuple[str, str], int] = {}
+        self._counts_generation = self.store.generation()
         self._touched: dict[str, float] = {}
         self.store.add_maintenance_hook(self._maintenance_hook)
 
@@ -209,16 +399,23 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 h = self._logs.setdefault(key, fresh)
         return h
 
-    def _remember(self, key: tuple[str, str, str], entry: tuple[str, int, list[Any]]) -> None:
+    def _remember(self, key: tuple[str, str, str], entry: _Held) -> None:
         with self._cache_lock:
-            if _held_items(entry) <= self._last_lists.maxsize:
+            if entry.items is not None and entry.size() > self._last_lists.maxsize:
+                entry.items = None  # too long to hold decoded: keep the marks only
+            if entry.size() <= self._last_lists.maxsize:
                 self._last_lists[key] = entry
-            else:  # too long to hold: forget the older list of this key too
+            else:
                 self._last_lists.pop(key, None)
 
-    def _remembered(self, key: tuple[str, str, str]) -> tuple[str, int, list[Any]] | None:
+    def _remembered(self, key: tuple[str, str, str], generation: int) -> _Held | None:
+        """What is held for *key*, if filled at the store's current *generation*."""
         with self._cache_lock:
-            return self._last_lists.get(key)
+            entry = self._last_lists.get(key)
+            if entry is not None and entry.generation != generation:
+                del self._last_lists[key]  # another handle or process wrote meanwhile
+                return None
+            return entry
 
     def _dump_item(self, item: Any) -> bytes:
         typ, data = self.serde.dumps_typed(item)
@@ -255,24 +452,40 @@ class TieredSaver(BaseCheckpointSaver[str]):
 
     # -- values -----------------------------------------------------------------------
     def _value_ref(
-        self, thread: str, cns: str, channel: str, value: Any, parent_ref: Any
+        self,
+        thread: str,
+        cns: str,
+        channel: str,
+        value: Any,
+        parent_ref: Callable[[str], Any],
+        generation: int,
     ) -> dict[str, Any]:
-        """How to store *value*: appended to a log when it extends the previous list."""
+        """How to store *value*: appended to a log when it extends the previous list.
+
+        The list the graph continues from is recognised by object identity (O(1) memory
+        accesses per item); failing that (a new process, a dropped cache, a list read
+        elsewhere), by comparing values with the parent checkpoint's list once.
+        """
         if type(value) is not list or not value:
             typ, data = self.serde.dumps_typed(value)
             return {"t": typ, "d": data}
         key = (thread, cns, channel)
-        prev = self._remembered(key)
+        held = self._remembered(key, generation)
         log_id: str | None = None
         start = 0
-        if prev is not None:
-            plog, plen, plist = prev
-            if len(value) >= plen and all(map(operator.is_, value[:plen], plist[:plen])):
-                log_id, start = plog, plen
-        if log_id is None and isinstance(parent_ref, dict) and "log" in parent_ref:
-            # A new process (or an evicted cache entry): compare with the stored prefix once.
-            plog, plen = parent_ref["log"], parent_ref["n"]
-            if len(value) >= plen and self._log(thread, cns, plog)[:plen] == value[:plen]:
+        if held is not None:
+            for mark in reversed(held.marks):
+                if mark.extended_by(value):
+                    log_id, start = held.log, mark.length
+                    break
+        pref = parent_ref(channel) if log_id is None else None
+        if isinstance(pref, dict) and "log" in pref and len(value) >= pref["n"]:
+            plog, plen = pref["log"], pref["n"]
+            if held is not None and held.log == plog and held.items is not None and held.n >= plen:
+                prefix = held.items[:plen]  # decoded already
+            else:
+                prefix = self._log(thread, cns, plog)[:plen]
+            if prefix == value[:plen]:
                 log_id, start = plog, plen
         if log_id is not None:
             h = self._log(thread, cns, log_id)
@@ -281,10 +494,22 @@ class TieredSaver(BaseCheckpointSaver[str]):
         if log_id is None:
             log_id, start = uuid.uuid4().hex[:16], 0
         h = self._log(thread, cns, log_id)
-        if len(value) > start:
-            h.extend(value[start:])
-        self._remember(key, (log_id, len(value), value))
-        return {"log": log_id, "n": len(value)}
+        n = len(value)
+        if n > start:
+            h.extend(value[start:])  # encoded now: the items are not kept
+        # The decoded items, as a cold read returns them (decoded back from the log),
+        # never the graph's objects; a list that extends a held one decodes only the
+        # new items.
+        items: list[Any] | None = None
+        same_log = held is not None and held.log == log_id
+        if held is not None and same_log and held.items is not None and held.n == start:
+            items = held.items  # private, never handed out: extended in place
+            items[start:] = h[start:n]
+        elif start == 0 and 1 + n <= self._last_lists.maxsize:
+            items = h[:n]
+        marks = held.marks if held is not None and same_log else []
+        self._remember(key, _Held(generation, log_id, n, items, [*marks, _Marks(value)]))
+        return {"log": log_id, "n": n}
 
     def _load_values(
         self, thread: str, cns: str, versions: ChannelVersions, remember: bool = False
@@ -293,26 +518,38 @@ class TieredSaver(BaseCheckpointSaver[str]):
         keys = [(k, _vkey(k, v)) for k, v in versions.items()]
         items = self.store.read_many([(ns, vk) for _, vk in keys]) if keys else []
         out: dict[str, Any] = {}
+        generation = self.store.generation()
         for (channel, _), item in zip(keys, items):
             if item is None:
                 continue
             ref = _unpack(item.value)
-            if "log" in ref:
-                cached = self._remembered((thread, cns, channel))
-                if cached is not None and cached[0] == ref["log"] and cached[1] == ref["n"]:
-                    # The list this process last wrote or read for this very version: its
-                    # items are immutable messages, so a shallow copy is the value, and the
-                    # log need not be decoded again (O(1) per turn, not O(conversation)).
-                    out[channel] = list(cached[2])
-                    continue
-                value = self._log(thread, cns, ref["log"])[: ref["n"]]
-                out[channel] = value
-                if remember:
-                    # The graph continues from these very objects: the next put can see
-                    # by identity that its list extends this one.
-                    self._remember((thread, cns, channel), (ref["log"], ref["n"], value))
-            else:
+            if "log" not in ref:
                 out[channel] = self.serde.loads_typed((ref["t"], ref["d"]))
+                continue
+            key = (thread, cns, channel)
+            log_id, n = ref["log"], ref["n"]
+            held = self._remembered(key, generation)
+            if held is not None and held.log != log_id:
+                held = None
+            value: list[Any]
+            if held is not None and held.items is not None and n <= held.n:
+                # A prefix of the log is never rewritten: the held items are this
+                # version's, and copies of them are the caller's (no decoding).
+                value = _owned_list(held.items[:n])
+            else:
+                value = self._log(thread, cns, log_id)[:n]  # decoded: the caller's own
+                if remember and (held is None or held.items is None or n > held.n):
+                    # The saver keeps its own copy for the next reads, if it may hold it.
+                    own = _owned_list(value) if 1 + n <= self._last_lists.maxsize else None
+                    held = _Held(generation, log_id, n, own, held.marks if held else [])
+            if remember:
+                # The graph continues from this list: its next put sees by identity that
+                # its value extends it.
+                assert held is not None
+                self._remember(
+                    key, _Held(generation, log_id, held.n, held.items, [*held.marks, _Marks(value)])
+                )
+            out[channel] = value
         return out
 
     def _writes(self, ns: str, checkpoint_id: str) -> list[tuple[str, str, Any]]:
@@ -439,27 +676,28 @@ class TieredSaver(BaseCheckpointSaver[str]):
         ns = self._ns(thread, cns)
         cp: dict[str, Any] = dict(checkpoint)
         values = cp.pop("channel_values", {})
-        parent_versions: dict[str, Any] = {}
+        parent_versions: dict[str, Any] | None = None
+
+        def parent_ref(channel: str) -> Any:
+            """The parent checkpoint's stored value of *channel* (read when needed)."""
+            nonlocal parent_versions
+            if parent_versions is None:
+                parent_versions = {}
+                prow = self._get(ns, "c" + parent) if parent else None
+                if prow is not None:
+                    pcp = self.serde.loads_typed((prow["ct"], prow["cd"]))
+                    parent_versions = dict(pcp["channel_versions"])
+            pv = parent_versions.get(channel)
+            return self._get(ns, _vkey(channel, pv)) if pv is not None else None
+
         puts: list[tuple[str, str, Any]] = []
         # One coherence check for the reads below (a round trip each on Redis).
         with self._lock, self.store.snapshot():
+            generation = self.store.generation()
             for channel, version in new_versions.items():
                 if channel not in values:
                     continue
-                parent_ref = None
-                if (
-                    type(values[channel]) is list
-                    and self._remembered((thread, cns, channel)) is None
-                ):
-                    if not parent_versions and parent:
-                        prow = self._get(ns, "c" + parent)
-                        if prow is not None:
-                            pcp = self.serde.loads_typed((prow["ct"], prow["cd"]))
-                            parent_versions = dict(pcp["channel_versions"])
-                    pv = parent_versions.get(channel)
-                    if pv is not None:
-                        parent_ref = self._get(ns, _vkey(channel, pv))
-                ref = self._value_ref(thread, cns, channel, values[channel], parent_ref)
+                ref = self._value_ref(thread, cns, channel, values[channel], parent_ref, generation)
                 puts.append((ns, _vkey(channel, version), _pack(ref)))
             ct, cd = self.serde.dumps_typed(cp)
             mt, md = self.serde.dumps_typed(get_checkpoint_metadata(config, metadata))
@@ -678,7 +916,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
                     for lns in dead:
                         self._logs.pop((ns, lns.rsplit(SEP, 1)[-1]), None)
                     for key in [k for k in self._last_lists if k[:2] == (thread, cns)]:
-                        if self._last_lists[key][0] not in logs:
+                        if self._last_lists[key].log not in logs:
                             del self._last_lists[key]
             self._counts[(thread, cns)] = len(remaining)
 
@@ -703,6 +941,10 @@ class TieredSaver(BaseCheckpointSaver[str]):
         if self.max_checkpoints is None:
             return
         key = (thread, cns)
+        generation = self.store.generation()
+        if generation != self._counts_generation:  # other processes may have written
+            self._counts.clear()
+            self._counts_generation = generation
         count = self._counts.get(key)
         if count is None:
             count = len(self.store.keys(self._ns(thread, cns), "c", "d"))
@@ -737,16 +979,20 @@ class TieredSaver(BaseCheckpointSaver[str]):
         """Apply retention, expire, compact and vacuum now (a thread also does it)."""
         return self.store.maintain()
 
-    def stats(self) -> dict[str, Any]:
-        """The store's stats plus the threads and logs this saver knows, and the items of
-        decoded list values it holds (``held_list_items``, at most ``held_list_items_max``)."""
-        out = self.store.stats().as_dict()
-        out["threads"] = len({t for t, _ in self._namespaces(None)})
-        out["open_logs"] = len(self._logs)
+    def stats(self) -> Stats:
+        """The store's :class:`~tieredmem.Stats` plus, as extra fields, the threads
+        (``threads``) and logs (``open_logs``) this saver knows, and the items of decoded
+        list values it holds (``held_list_items``, at most ``held_list_items_max``)."""
+        base = self.store.stats()
+        threads = len({t for t, _ in self._namespaces(None)})
         with self._cache_lock:
-            out["held_list_items"] = self._last_lists.currsize
-            out["held_list_items_max"] = self._last_lists.maxsize
-        return out
+            held, held_max = self._last_lists.currsize, self._last_lists.maxsize
+        return base.with_extra(
+            threads=threads,
+            open_logs=len(self._logs),
+            held_list_items=held,
+            held_list_items_max=held_max,
+        )
 
     # -- migration ----------------------------------------------------------------------
     def import_from(
