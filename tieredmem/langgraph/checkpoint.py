@@ -403,10 +403,11 @@ class TieredSaver(BaseCheckpointSaver[str]):
         with self._cache_lock:
             if entry.items is not None and entry.size() > self._last_lists.maxsize:
                 entry.items = None  # too long to hold decoded: keep the marks only
+            # Drop the older entry first: cachetools before 7.1.7 evicts as if a grown
+            # entry's whole new size were added when a key is replaced.
+            self._last_lists.pop(key, None)
             if entry.size() <= self._last_lists.maxsize:
                 self._last_lists[key] = entry
-            else:
-                self._last_lists.pop(key, None)
 
     def _remembered(self, key: tuple[str, str, str], generation: int) -> _Held | None:
         """What is held for *key*, if filled at the store's current *generation*."""
