@@ -305,3 +305,24 @@ def test_plain_dict_lists_keep_one_log(tmp_path: Path) -> None:
             assert_owned(lambda: g.get_state(cfg).values)
         assert len(g.get_state(cfg).values["items"]) == 18
         assert len(_logs(saver)) == 1
+
+
+def test_reads_leave_the_garbage_collector_as_they_found_it(tmp_path: Path) -> None:
+    """Long lists are copied with the cyclic collector paused, and only then."""
+    import gc
+
+    with TieredSaver(str(tmp_path / "lg.db")) as saver:
+        g = chat_graph(saver)
+        cfg = {"configurable": {"thread_id": "t"}}
+        for turn in range(140):  # 280 messages: over the pause threshold
+            g.invoke({"messages": [HumanMessage(f"hi {turn}", id=f"h{turn}")]}, cfg)
+        assert gc.isenabled()
+        assert len(g.get_state(cfg).values["messages"]) == 280
+        assert len(list(saver.list(cfg, limit=3))) == 3
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            assert len(g.get_state(cfg).values["messages"]) == 280
+            assert not gc.isenabled()
+        finally:
+            gc.enable()

@@ -47,8 +47,6 @@ log = logging.getLogger(__name__)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _MAX_IDLE = 8  # idle reader connections kept open
 _TOP = "\U0010ffff"
-#: Internal namespaces (histories, states) live under this root; never full-text indexed.
-INTERNAL = "tieredmem"
 #: Rows indexed in one index_pending() call from which the full-text index is merged.
 _MERGE_AFTER = 10_000
 
