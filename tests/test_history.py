@@ -122,7 +122,7 @@ def test_append_never_rewrites_a_chunk(tmp_path) -> None:
         assert writes == (95 - 9) + 9 * 2
         assert h.stats()["chunks"] == 9 and h.stats()["tail_items"] == 5
         # Tail rows are slots reused by every tail, not rows inserted and deleted again.
-        keys = memory.store.keys(h._ns)
+        keys = memory.store.raw.keys(h._ns)
         assert sum(k.startswith("s") for k in keys) == 9
         assert sum(k.startswith("c") for k in keys) == 9
 
@@ -295,8 +295,8 @@ def test_sealed_tail_rows_never_reach_the_file_with_batch_durability(tmp_path) -
         # Two chunks, the tail's base and the five rows of the open tail: the 20 tail
         # rows sealed before the commit are never written.
         assert flushes == [8]
-        ns = memory.store.internal_ns("history", "s")
-        assert [k[0] for k in memory.store.keys(ns)] == ["c", "c", "f"] + ["s"] * 5
+        ns = memory.store.raw.internal_ns("history", "s")
+        assert [k[0] for k in memory.store.raw.keys(ns)] == ["c", "c", "f"] + ["s"] * 5
         assert h[:] == [_msg(0, n) for n in range(25)]
     with tieredmem.MemorySaver(path=path, chunk_items=10, maintenance_interval=0) as memory:
         assert memory.history("s")[:] == [_msg(0, n) for n in range(25)]
@@ -387,12 +387,12 @@ def test_batch_appends_reach_the_file_with_the_next_commit(tmp_path) -> None:
             h.append(_msg(0, n))
         memory.store.put(("facts",), "after", {"n": 15})  # written after the items
         with tieredmem.open(path) as other:
-            ns = other.internal_ns("history", "s")
-            assert other.keys(ns) == [] and other.get(("facts",), "after") is None
+            ns = other.raw.internal_ns("history", "s")
+            assert other.raw.keys(ns) == [] and other.get(("facts",), "after") is None
         memory.store.flush()
         # The commit holds the items appended before the put, not only the put.
         with tieredmem.open(path) as other:
-            assert [k[0] for k in other.keys(ns)] == ["c", "f"] + ["s"] * 5
+            assert [k[0] for k in other.raw.keys(ns)] == ["c", "f"] + ["s"] * 5
             assert other.get(("facts",), "after") is not None
         h.append(_msg(0, 15))
         assert h[:] == [_msg(0, n) for n in range(16)]
@@ -531,14 +531,14 @@ def test_tail_rows_of_the_format_before_slots_are_migrated(tmp_path) -> None:
 
     path = str(tmp_path / "old.db")
     with tieredmem.open(path, maintenance_interval=0) as store:
-        ns = store.internal_ns("history", "s")
+        ns = store.raw.internal_ns("history", "s")
         chunk = pack_chunk([(1.0, b'"a"'), (1.0, b'"b"')])
-        store.write([(ns, "c000000000000.000002", chunk)])
-        store.write([(ns, _tail_key(2), b'"c"'), (ns, _tail_key(3), b'"d"')], compress=False)
+        store.raw.write([(ns, "c000000000000.000002", chunk)])
+        store.raw.write([(ns, _tail_key(2), b'"c"'), (ns, _tail_key(3), b'"d"')], compress=False)
     with tieredmem.MemorySaver(path=path, chunk_items=2, maintenance_interval=0) as memory:
         h = memory.history("s")
         assert list(h) == ["a", "b", "c", "d"]
-        assert not [k for k in memory.store.keys(ns) if k.startswith("t")]
+        assert not [k for k in memory.store.raw.keys(ns) if k.startswith("t")]
         h.append("e")
     with tieredmem.MemorySaver(path=path, chunk_items=2, maintenance_interval=0) as memory:
         assert list(memory.history("s")) == ["a", "b", "c", "d", "e"]

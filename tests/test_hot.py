@@ -75,7 +75,7 @@ def test_lockfree_readers_beside_an_evicting_writer(tmp_path: object) -> None:
     import tieredmem
 
     with tieredmem.open(":memory:", hot_bytes="64KiB", maintenance_interval=0) as store:
-        assert store._hot.lookup is not None  # the lock-free path is the one under test
+        assert store._engine._hot.lookup is not None  # the lock-free path is the one under test
         for i in range(200):
             store.put(("t",), f"k{i}", {"i": i, "pad": "x" * 200})
         errors: list[str] = []

@@ -77,7 +77,11 @@ def test_chat_loop_matches_inmemorysaver(saver: TieredSaver) -> None:
     assert contents(g2.get_state(c2)) == contents(g1.get_state(c1))
     assert history_summary(g2, c2) == history_summary(g1, c1)
     # One append-only log holds every version of `messages`.
-    logs = [ns for ns in saver.store.namespaces_under(saver.store.internal_ns("lg")) if "log" in ns]
+    logs = [
+        ns
+        for ns in saver.store.raw.namespaces_under(saver.store.raw.internal_ns("lg"))
+        if "log" in ns
+    ]
     assert len(logs) == 1
 
 
@@ -255,7 +259,7 @@ def test_read_miss_creates_nothing(saver: TieredSaver) -> None:
     graph = chat_graph(saver)
     assert graph.get_state({"configurable": {"thread_id": "ghost"}}).values == {}
     assert list(saver.list({"configurable": {"thread_id": "ghost"}})) == []
-    assert saver.store.namespaces_under(saver.store.internal_ns("lg")) == []
+    assert saver.store.raw.namespaces_under(saver.store.raw.internal_ns("lg")) == []
 
 
 def test_max_checkpoints_keeps_what_resuming_needs(tmp_path: Path) -> None:

@@ -251,9 +251,11 @@ def store_get_op() -> Any:
 
 
 def _logs(saver: TieredSaver) -> list[str]:
-    root = saver.store.internal_ns("lg")
+    root = saver.store.raw.internal_ns("lg")
     return [
-        ns for ns in saver.store.namespaces_under(root) if ns.rsplit("\x1f", 2)[-2:-1] == ["log"]
+        ns
+        for ns in saver.store.raw.namespaces_under(root)
+        if ns.rsplit("\x1f", 2)[-2:-1] == ["log"]
     ]
 
 

@@ -498,22 +498,22 @@ def test_format_1_file_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
 @pytest.mark.parametrize("durability", ["sync", "batch"])
 def test_internal_writes_that_skip_the_hot_tier(tmp_path, durability) -> None:
     with tieredmem.open(str(tmp_path / "s.db"), durability=durability, maintenance_interval=0) as s:
-        ns = s.internal_ns("t")
-        s.write([(ns, "a", b"1"), (ns, "b", b"2")], cache_puts=False)
-        assert s.read_values(ns, ["a", "b", "zz"], cache=False) == [b"1", b"2", None]
+        ns = s.raw.internal_ns("t")
+        s.raw.write([(ns, "a", b"1"), (ns, "b", b"2")], cache_puts=False)
+        assert s.raw.read_values(ns, ["a", "b", "zz"], cache=False) == [b"1", b"2", None]
         s.flush()
         assert s.stats().hot_items == 0  # not cached, even after the batch commits
-        assert s.read_values(ns, ["a", "b"]) == [b"1", b"2"] and s.stats().hot_items == 2
-        s.write([(ns, "c", b"3")], cache_puts=False)
-        s.write(deletes=[(ns, "c"), (ns, "a")], tombstones=False)
-        assert s.read_values(ns, ["a", "b", "c"]) == [None, b"2", None]
-        s.write(ranges=[(ns, "b", "c")])
-        assert s.read_values(ns, ["b"]) == [None]
+        assert s.raw.read_values(ns, ["a", "b"]) == [b"1", b"2"] and s.stats().hot_items == 2
+        s.raw.write([(ns, "c", b"3")], cache_puts=False)
+        s.raw.write(deletes=[(ns, "c"), (ns, "a")], tombstones=False)
+        assert s.raw.read_values(ns, ["a", "b", "c"]) == [None, b"2", None]
+        s.raw.write(ranges=[(ns, "b", "c")])
+        assert s.raw.read_values(ns, ["b"]) == [None]
         with s.transaction():
-            s.write([(ns, "d", b"4")])
-            assert s.in_transaction() and s.read_values(ns, ["d"]) == [b"4"]
+            s.raw.write([(ns, "d", b"4")])
+            assert s.raw.in_transaction() and s.raw.read_values(ns, ["d"]) == [b"4"]
     with tieredmem.open(str(tmp_path / "s.db")) as s:
-        assert s.keys(ns) == ["d"]
+        assert s.raw.keys(ns) == ["d"]
 
 
 def test_deletes_do_not_fill_the_hot_tier_with_tombstones(tmp_path: Path) -> None:
@@ -527,7 +527,7 @@ def test_deletes_do_not_fill_the_hot_tier_with_tombstones(tmp_path: Path) -> Non
         loads = s.stats().loads
         for i in range(3000):
             s.delete(("old",), f"o{i}")
-        assert s._hot.miss_bytes <= s._hot.maxsize // s._hot.MISS_SHARE
+        assert s._engine._hot.miss_bytes <= s._engine._hot.maxsize // s._engine._hot.MISS_SHARE
         for i in range(50):
             assert s.get(("live",), f"k{i}").value["i"] == i  # type: ignore[union-attr]
         assert s.stats().loads == loads  # still hot: nothing was read back from the file
@@ -539,21 +539,21 @@ def test_write_row_is_a_plain_uncached_write(tmp_path, durability: str) -> None:
     with tieredmem.open(
         str(tmp_path / "rows.db"), durability=durability, maintenance_interval=0
     ) as store:
-        ns = store.internal_ns("rows")
-        store.write_row(ns, "a", b"one")
+        ns = store.raw.internal_ns("rows")
+        store.raw.write_row(ns, "a", b"one")
         store.flush()
         assert store.stats().writes == 1 and store.stats().hot_items == 0
         with store.transaction():
-            store.write_row(ns, "b", b"two")
+            store.raw.write_row(ns, "b", b"two")
         store.flush()
-        assert store.read_values(ns, ["a", "b", "c"], cache=False) == [b"one", b"two", None]
+        assert store.raw.read_values(ns, ["a", "b", "c"], cache=False) == [b"one", b"two", None]
         assert store.stats().writes == 2
         with pytest.raises(RuntimeError), store.transaction():
-            store.write_row(ns, "c", b"three")
+            store.raw.write_row(ns, "c", b"three")
             raise RuntimeError
-        assert store.read_values(ns, ["c"]) == [None]
+        assert store.raw.read_values(ns, ["c"]) == [None]
     with pytest.raises(tieredmem.StoreClosedError):
-        store.write_row(ns, "d", b"four")
+        store.raw.write_row(ns, "d", b"four")
 
 
 def test_hot_reads_do_not_wait_for_the_store_lock(tmp_path: Path) -> None:
@@ -572,7 +572,7 @@ def test_hot_reads_do_not_wait_for_the_store_lock(tmp_path: Path) -> None:
             answers.append([i.value if i else None for i in store.get_many(keys)])
             answers.append(store.get(("a",), "k3"))
 
-        with store._lock:
+        with store._engine._lock:
             reader = threading.Thread(target=read)
             reader.start()
             reader.join(timeout=5)
@@ -589,7 +589,7 @@ def test_get_many_checks_coherence_once(tmp_path: Path) -> None:
     with tieredmem.open(str(tmp_path / "s.db"), hot_bytes="64KiB") as store:
         for i in range(200):
             store.put(("a",), f"k{i}", {"i": i, "pad": "x" * 500})  # early keys evicted
-        backend = store._backend
+        backend = store.backend
         calls = []
         original = backend.foreign_change
 

@@ -59,19 +59,19 @@ def cached(
     """
 
     def decorate(fn: F) -> F:
-        ns = store.internal_ns("cached", name or f"{fn.__module__}.{fn.__qualname__}")
+        ns = store.raw.internal_ns("cached", name or f"{fn.__module__}.{fn.__qualname__}")
 
         def lookup(k: str) -> tuple[bool, Any]:
-            item = store.read(ns, k)
+            item = store.raw.read(ns, k)
             if item is None:
                 return False, None
             return True, item.value["r"]
 
         def save(k: str, result: Any) -> None:
-            store.write([(ns, k, {"r": result})], ttl=ttl)
+            store.raw.write([(ns, k, {"r": result})], ttl=ttl)
 
         def clear() -> None:
-            store.write(ranges=[(ns, "", None)])
+            store.raw.write(ranges=[(ns, "", None)])
 
         if inspect.iscoroutinefunction(fn):
             # asyncio only for async functions: importing it costs ~9 MB of RSS (ssl).
@@ -81,7 +81,7 @@ def cached(
             async def awrapper(*args: Any, **kwargs: Any) -> Any:
                 k = key(*args, **kwargs)
                 try:
-                    with store.memory_only():
+                    with store.raw.memory_only():
                         hit, value = lookup(k)
                 except ColdReadError:
                     hit, value = await asyncio.to_thread(lookup, k)

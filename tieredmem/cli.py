@@ -105,7 +105,7 @@ def _files_size(path: str) -> int:
 
 
 def _internal(store: Store, *labels: str) -> list[str]:
-    return store.namespaces_under(store.internal_ns(*labels))
+    return store.raw.namespaces_under(store.raw.internal_ns(*labels))
 
 
 def _summary(store: Store) -> dict[str, Any]:
@@ -161,17 +161,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             memory = MemorySaver(store=store)
             doc = memory.state(args.state)
             data = doc.stats()
-            data["delta_rows"] = sum(k.startswith("d") for k in store.keys(doc._ns))
-            data["has_base"] = store.read(doc._ns, "base") is not None
+            data["delta_rows"] = sum(k.startswith("d") for k in store.raw.keys(doc._ns))
+            data["has_base"] = store.raw.read(doc._ns, "base") is not None
             data["keys_sample"] = sorted(doc)[: args.limit]
         elif args.thread:
-            root = store.internal_ns("lg", args.thread)
-            spaces = store.namespaces_under(root)
+            root = store.raw.internal_ns("lg", args.thread)
+            spaces = store.raw.namespaces_under(root)
             namespaces = {}
             for ns in spaces:
                 labels = ns.split(SEP)
                 if len(labels) == 4:
-                    keys = store.keys(ns)
+                    keys = store.raw.keys(ns)
                     namespaces[labels[3][1:] or "(root)"] = {
                         "checkpoints": sum(k.startswith("c") for k in keys),
                         "pending_write_sets": sum(k.startswith("w") for k in keys),
@@ -308,11 +308,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     with _existing(args.file) as store:
         backend: Any = store.backend
         integrity = backend.integrity_check()
-        con = backend._writer
-        settings = {
-            name: con.pragma(name)
-            for name in ("journal_mode", "synchronous", "auto_vacuum", "page_size", "user_version")
-        }
+        settings = backend.settings()
         stats = store.stats()
         advice = []
         if integrity != "ok":

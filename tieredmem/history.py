@@ -247,7 +247,7 @@ class _Deferred:
         self.lock = threading.Lock()
         self.dirty: dict[int, History] = {}
         self.nbytes = 0
-        self.limit: int = store.max_pending_bytes
+        self.limit: int = store.raw.max_pending_bytes
         self._store = weakref.ref(store)
 
     def hand_over(self) -> None:
@@ -261,7 +261,7 @@ class _Deferred:
             waiting = [(h, h._unwritten) for h in self.dirty.values()]
             rows = [h._slot_row(seq, p) for h, unwritten in waiting for seq, p in unwritten]
             # Under the lock: a seal claims a history's waiting rows under it.
-            store.write(rows, compress=False, cache_puts=False)
+            store.raw.write(rows, compress=False, cache_puts=False)
             for h, _ in waiting:
                 h._unwritten = []
             self.dirty.clear()
@@ -293,7 +293,7 @@ def _deferred_for(store: Store) -> _Deferred:
         registry = _deferred.get(store)
         if registry is None:
             registry = _deferred[store] = _Deferred(store)
-            store.add_flush_hook(registry.hand_over)
+            store.raw.add_flush_hook(registry.hand_over)
         return registry
 
 
@@ -329,7 +329,7 @@ class History(Sequence[Any]):
         if chunk_items < 1 or chunk_bytes < 1 or max_history < 0:
             raise ValueError("chunk_items and chunk_bytes must be >= 1, max_history >= 0")
         self._store = store
-        self._ns = ns if ns is not None else store.internal_ns("history", name)
+        self._ns = ns if ns is not None else store.raw.internal_ns("history", name)
         self._dumps = dumps
         self._loads: Callable[[bytes], Any] = loads or orjson.loads
         if loads_many is None:
@@ -371,24 +371,24 @@ class History(Sequence[Any]):
             generation = store.generation()
             chunks: list[tuple[int, int, str]] = []
             kinds: set[str] = set()
-            for key in store.keys(ns):
+            for key in store.raw.keys(ns):
                 if key[0] == "c":
                     seq, count = key[1:].split(".")
                     chunks.append((int(seq), int(count), key))
                 kinds.add(key[0])
             base = chunks[-1][0] + chunks[-1][1] if chunks else 0
             if _BASE_KEY in kinds:
-                (value,) = store.read_values(ns, [_BASE_KEY], cache=False)
+                (value,) = store.raw.read_values(ns, [_BASE_KEY], cache=False)
                 if value is not None:
                     base = max(base, _SEQ.unpack(value)[0])
             # The open tail: sequence numbers and append times always; the encoded items
             # (``_payloads``) while the budget lets this object hold them.
             tail: list[tuple[int, float, bytes]] = []
             if "s" in kinds:
-                for item in store.rows(ns, "s", "t"):
+                for item in store.raw.rows(ns, "s", "t"):
                     (seq,) = _SEQ.unpack_from(item.value)
                     if seq >= base:  # else left over from an earlier tail
-                        tail.append((seq, item.updated_at.timestamp(), item.value[_SEQ.size :]))
+                        tail.append((seq, item.updated, item.value[_SEQ.size :]))
             if "t" in kinds:
                 tail += self._migrate_tail_rows(base)
             tail.sort()
@@ -426,11 +426,12 @@ class History(Sequence[Any]):
         return them as ``(seq, time, payload)``."""
         store, ns = self._store, self._ns
         tail = [
-            (int(item.key[1:]), item.updated_at.timestamp(), item.value)
-            for item in store.rows(ns, "t", "u")
+            (int(item.key[1:]), item.updated, item.value) for item in store.raw.rows(ns, "t", "u")
         ]
         puts = [(ns, _slot_key(seq - base), _SEQ.pack(seq) + p) for seq, _, p in tail]
-        store.write(puts, deletes=[(ns, _tail_key(seq)) for seq, _, _ in tail], tombstones=False)
+        store.raw.write(
+            puts, deletes=[(ns, _tail_key(seq)) for seq, _, _ in tail], tombstones=False
+        )
         return tail
 
     def _slot_row(self, seq: int, payload: bytes) -> tuple[str, str, bytes]:
@@ -485,7 +486,7 @@ class History(Sequence[Any]):
         if payloads is not None:
             return payloads
         keys = [_slot_key(seq - self._base) for seq in self._seqs]
-        values = self._store.read_values(self._ns, keys, cache=False)
+        values = self._store.raw.read_values(self._ns, keys, cache=False)
         payloads = []
         for seq, value in zip(self._seqs, values):
             if value is None or _SEQ.unpack_from(value)[0] != seq:
@@ -566,12 +567,12 @@ class History(Sequence[Any]):
                 if (
                     registry is not None
                     and self._payloads is not None
-                    and not store.in_transaction()
+                    and not store.raw.in_transaction()
                 ):
                     # durability="batch": the row waits for the next flush (see _Deferred);
                     # this object holds it meanwhile (a dropped tail is written through).
                     if store.closed:
-                        store.write([])  # raises StoreClosedError
+                        store.raw.write([])  # raises StoreClosedError
                     with registry.lock:
                         self._unwritten.append((seq, payload))
                         registry.dirty[id(self)] = self
@@ -579,7 +580,7 @@ class History(Sequence[Any]):
                         over = registry.nbytes >= registry.limit
                 else:
                     # A tail row's item is rewritten into a chunk soon: no zstd.
-                    store.write_row(*self._slot_row(seq, payload))
+                    store.raw.write_row(*self._slot_row(seq, payload))
                 self._seqs.append(seq)
                 self._times.append(now)
                 self._tail_bytes += len(payload)
@@ -640,7 +641,7 @@ class History(Sequence[Any]):
         try:
             # Chunks are not kept in the hot tier on write: this object holds the newest
             # items itself (``_window``), and a chunk read later is cached by the read path.
-            self._store.write(
+            self._store.raw.write(
                 puts + rows, deletes=moved, compress=bool(puts), cache_puts=False, tombstones=False
             )
         except BaseException:
@@ -675,7 +676,7 @@ class History(Sequence[Any]):
         return self._chunked + len(self._seqs)
 
     def _load_chunk(self, key: str) -> list[tuple[float, bytes]] | None:
-        (value,) = self._store.read_values(self._ns, [key])
+        (value,) = self._store.raw.read_values(self._ns, [key])
         self.chunk_reads += 1
         return unpack_chunk(value) if value is not None else None
 
@@ -702,7 +703,7 @@ class History(Sequence[Any]):
                         stop = count if end is None else min(end, count)
                         return window[offset + begin : offset + max(stop, begin)]
             if key is not None:
-                (value,) = self._store.read_values(self._ns, [key])
+                (value,) = self._store.raw.read_values(self._ns, [key])
                 self.chunk_reads += 1
                 if value is not None:
                     return chunk_payloads(value, begin, end)
@@ -905,7 +906,7 @@ class History(Sequence[Any]):
             puts: list[tuple[str, str, Any]] = []
             if kept:
                 puts.append((ns, _chunk_key(seq, len(kept)), pack_chunk(kept)))
-            self._store.write(puts, deletes=[(ns, key)])
+            self._store.raw.write(puts, deletes=[(ns, key)])
             deleted += count - len(kept)
         doomed = [seq for seq, i in due if not policy.pinned(self._loads(tail[i]))]
         with self._lock:
@@ -914,7 +915,7 @@ class History(Sequence[Any]):
             doomed = [seq for seq in doomed if seq in live]
             if doomed:
                 base = self._base
-                self._store.write(deletes=[(ns, _slot_key(seq - base)) for seq in doomed])
+                self._store.raw.write(deletes=[(ns, _slot_key(seq - base)) for seq in doomed])
                 deleted += len(doomed)
             if deleted:
                 self._load()

@@ -26,7 +26,7 @@ class Item:
     by full-text search (higher is better) and ``None`` otherwise.
     """
 
-    __slots__ = ("_created", "_updated", "expires_at", "key", "namespace", "score", "value")
+    __slots__ = ("created", "expires_at", "key", "namespace", "score", "updated", "value")
 
     def __init__(
         self,
@@ -41,30 +41,32 @@ class Item:
         self.namespace = namespace
         self.key = key
         self.value = value
-        self._created = created
-        self._updated = updated
+        #: ``created_at`` as seconds since the epoch (UTC).
+        self.created = created
+        #: ``updated_at`` as seconds since the epoch (UTC).
+        self.updated = updated
         self.expires_at = expires_at
         self.score = score
 
     @property
     def created_at(self) -> datetime:
         """When the item was first written (UTC)."""
-        return _utc(self._created)
+        return _utc(self.created)
 
     @property
     def updated_at(self) -> datetime:
         """When the item was last written (UTC)."""
-        return _utc(self._updated)
+        return _utc(self.updated)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Item):
             return NotImplemented
-        return (self.namespace, self.key, self.value, self._created, self._updated) == (
+        return (self.namespace, self.key, self.value, self.created, self.updated) == (
             other.namespace,
             other.key,
             other.value,
-            other._created,
-            other._updated,
+            other.created,
+            other.updated,
         )
 
     __hash__ = None  # type: ignore[assignment]

@@ -192,7 +192,7 @@ class MemorySaver:
         self._tasks: dict[str, dict[str, Any]] = {}
         self._temp: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
         self._retention_deleted = 0
-        self.store.add_maintenance_hook(self._maintenance_hook)
+        self.store.raw.add_maintenance_hook(self._maintenance_hook)
 
     # -- configuration ----------------------------------------------------------------
     @classmethod
@@ -272,8 +272,10 @@ class MemorySaver:
     def histories(self) -> list[str]:
         """Names of the histories stored in the file."""
         self._check_open()
-        prefix = self.store.internal_ns("history")
-        return [ns[len(prefix) + 1 :] for ns in self.store.namespaces_under(prefix) if ns != prefix]
+        prefix = self.store.raw.internal_ns("history")
+        return [
+            ns[len(prefix) + 1 :] for ns in self.store.raw.namespaces_under(prefix) if ns != prefix
+        ]
 
     def state(self, name: str) -> State:
         """The working state called *name* (its last commit, when reopened)."""
@@ -381,7 +383,7 @@ class MemorySaver:
     # -- lifecycle --------------------------------------------------------------------
     def _check_open(self) -> None:
         if self.store.closed:
-            self.store._check_open()
+            self.store.raw.check_open()
 
     def _remove_tmpdir(self) -> None:
         if self._tmpdir is not None:

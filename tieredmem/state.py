@@ -43,7 +43,7 @@ class State(MutableMapping[str, Any]):
     ) -> None:
         self.name = check_name("state", name)
         self._store = store
-        self._ns = store.internal_ns("state", name)
+        self._ns = store.raw.internal_ns("state", name)
         self.max_chain = max_chain
         self.min_base_bytes = min_base_bytes
         self._lock = threading.RLock()
@@ -54,13 +54,13 @@ class State(MutableMapping[str, Any]):
 
     def _load(self) -> None:
         with self._lock:
-            base = self._store.read(self._ns, "base")
+            base = self._store.raw.read(self._ns, "base")
             data: dict[str, Any] = dict(base.value["data"]) if base else {}
             seq = base.value["seq"] if base else 0
             base_bytes = len(orjson.dumps(base.value)) if base else 0
             chain = 0
             chain_bytes = 0
-            for row in self._store.rows(self._ns, _delta_key(seq + 1), "e"):
+            for row in self._store.raw.rows(self._ns, _delta_key(seq + 1), "e"):
                 delta = row.value
                 data.update(delta["set"])
                 for key in delta["del"]:
@@ -134,15 +134,15 @@ class State(MutableMapping[str, Any]):
             if compact:
                 base = {"seq": seq, "data": {k: orjson.Fragment(v) for k, v in committed.items()}}
                 written = len(orjson.dumps(base))
-                self._store.write(
+                self._store.raw.write(
                     [(ns, "base", base)], ranges=[(ns, _delta_key(0), _delta_key(seq + 1))]
                 )
                 self._chain, self._chain_bytes, self._base_bytes = 0, 0, written
                 self.bases_written += 1
-                self._store.emit("compaction", kind="state", name=self.name, bytes=written)
+                self._store.raw.emit("compaction", kind="state", name=self.name, bytes=written)
             else:
                 written = delta_bytes
-                self._store.write([(ns, _delta_key(seq), delta)])
+                self._store.raw.write([(ns, _delta_key(seq), delta)])
                 self._chain += 1
                 self._chain_bytes += delta_bytes
             self._seq = seq

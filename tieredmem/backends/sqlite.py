@@ -865,6 +865,16 @@ class SQLiteBackend:
         except apsw.Error as exc:
             raise self._error(exc) from exc
 
+    def settings(self) -> dict[str, Any]:
+        """The SQLite settings an operator checks: journal mode, synchronous, auto_vacuum,
+        page size and format version."""
+        names = ("journal_mode", "synchronous", "auto_vacuum", "page_size", "user_version")
+        try:
+            with self._writing() as con:
+                return {name: con.pragma(name) for name in names}
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check``'s answer: ``"ok"`` for a sound file."""
         try:

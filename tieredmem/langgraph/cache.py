@@ -52,12 +52,12 @@ class TieredCache(BaseCache[ValueT], Generic[ValueT]):
             self.store.close()
 
     def _ns(self, namespace: Namespace) -> str:
-        return self.store.internal_ns("cache", *namespace)
+        return self.store.raw.internal_ns("cache", *namespace)
 
     def get(self, keys: Sequence[FullKey]) -> dict[FullKey, ValueT]:
         """The cached values of *keys* that are present and not expired."""
         out: dict[FullKey, ValueT] = {}
-        items = self.store.read_many([(self._ns(ns), key) for ns, key in keys])
+        items = self.store.raw.read_many([(self._ns(ns), key) for ns, key in keys])
         for full, item in zip(keys, items):
             if item is not None:
                 typ, _, data = item.value.partition(b"\x00")
@@ -72,23 +72,23 @@ class TieredCache(BaseCache[ValueT], Generic[ValueT]):
             by_ttl.setdefault(ttl, []).append((self._ns(ns), key, typ.encode() + b"\x00" + data))
         with self.store.transaction():
             for ttl, puts in by_ttl.items():
-                self.store.write(puts, ttl=ttl or None)
+                self.store.raw.write(puts, ttl=ttl or None)
 
     def clear(self, namespaces: Sequence[Namespace] | None = None) -> None:
         """Delete the given namespaces' entries (all entries when ``None``)."""
-        root = self.store.internal_ns("cache")
+        root = self.store.raw.internal_ns("cache")
         if namespaces is None:
-            spaces = self.store.namespaces_under(root)
+            spaces = self.store.raw.namespaces_under(root)
         else:
             spaces = []
             for ns in namespaces:
-                spaces += self.store.namespaces_under(self._ns(ns))
+                spaces += self.store.raw.namespaces_under(self._ns(ns))
         if spaces:
-            self.store.write(ranges=[(ns, "", None) for ns in spaces])
+            self.store.raw.write(ranges=[(ns, "", None) for ns in spaces])
 
     async def aget(self, keys: Sequence[FullKey]) -> dict[FullKey, ValueT]:
         try:
-            with self.store.memory_only():
+            with self.store.raw.memory_only():
                 return self.get(keys)
         except ColdReadError:
             return await asyncio.to_thread(self.get, keys)

@@ -389,7 +389,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
         self._counts: dict[tuple[str, str], int] = {}
         self._counts_generation = self.store.generation()
         self._touched: dict[str, float] = {}
-        self.store.add_maintenance_hook(self._maintenance_hook)
+        self.store.raw.add_maintenance_hook(self._maintenance_hook)
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -417,10 +417,10 @@ class TieredSaver(BaseCheckpointSaver[str]):
 
     # -- helpers ----------------------------------------------------------------------
     def _ns(self, thread: str, checkpoint_ns: str) -> str:
-        return self.store.internal_ns("lg", thread, "~" + checkpoint_ns)
+        return self.store.raw.internal_ns("lg", thread, "~" + checkpoint_ns)
 
     def _thread_ns(self, thread: str) -> str:
-        return self.store.internal_ns("lg", thread)
+        return self.store.raw.internal_ns("lg", thread)
 
     def _log(self, thread: str, checkpoint_ns: str, log_id: str) -> History:
         key = (self._ns(thread, checkpoint_ns), log_id)
@@ -431,7 +431,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
             fresh = History(
                 self.store,
                 f"log-{log_id}",
-                ns=self.store.internal_ns("lg", thread, "~" + checkpoint_ns, "log", log_id),
+                ns=self.store.raw.internal_ns("lg", thread, "~" + checkpoint_ns, "log", log_id),
                 chunk_items=self.chunk_items,
                 chunk_bytes=256 * 1024,
                 dumps=self._dump_item,
@@ -487,7 +487,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
         return [self._load_item(p) for p in payloads]
 
     def _get(self, ns: str, key: str) -> Any:
-        item = self.store.read(ns, key)
+        item = self.store.raw.read(ns, key)
         return None if item is None else _unpack(item.value)
 
     def _touch(self, thread: str) -> None:
@@ -560,7 +560,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
     ) -> dict[str, Any]:
         ns = self._ns(thread, cns)
         keys = [(k, _vkey(k, v)) for k, v in versions.items()]
-        items = self.store.read_many([(ns, vk) for _, vk in keys]) if keys else []
+        items = self.store.raw.read_many([(ns, vk) for _, vk in keys]) if keys else []
         out: dict[str, Any] = {}
         generation = self.store.generation()
         for (channel, _), item in zip(keys, items):
@@ -652,9 +652,9 @@ class TieredSaver(BaseCheckpointSaver[str]):
 
     def _namespaces(self, thread: str | None) -> list[tuple[str, str]]:
         """``(thread, checkpoint_ns)`` pairs that hold checkpoints."""
-        root = self._thread_ns(thread) if thread is not None else self.store.internal_ns("lg")
+        root = self._thread_ns(thread) if thread is not None else self.store.raw.internal_ns("lg")
         out = []
-        for joined in self.store.namespaces_under(root):
+        for joined in self.store.raw.namespaces_under(root):
             labels = joined.split(SEP)
             if len(labels) == 4 and labels[3].startswith("~"):
                 out.append((labels[2], labels[3][1:]))
@@ -680,7 +680,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
             spaces = [s for s in spaces if s[1] == cns]
         ids: list[tuple[str, str, str]] = []
         for t, n in spaces:
-            for key in self.store.keys(self._ns(t, n), "c", "d"):
+            for key in self.store.raw.keys(self._ns(t, n), "c", "d"):
                 cid = key[1:]
                 if only_id and cid != only_id:
                     continue
@@ -691,7 +691,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
         remaining = limit
         for start in range(0, len(ids), _PAGE):
             page = ids[start : start + _PAGE]
-            rows = self.store.read_many([(self._ns(t, n), "c" + cid) for cid, t, n in page])
+            rows = self.store.raw.read_many([(self._ns(t, n), "c" + cid) for cid, t, n in page])
             for (cid, t, n), item in zip(page, rows):
                 if item is None:
                     continue
@@ -755,13 +755,13 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 now = self.store.clock()
                 self._touched[thread] = now
                 puts.append((self._thread_ns(thread), _TOUCHED, _pack(now)))
-            self.store.write(puts)
+            self.store.raw.write(puts)
             # Read now, in the writer, the rows the next get_tuple of this checkpoint will
             # ask for but that may not exist (its pending writes; versions of channels
             # without a value): their absence is then cached, and reading the checkpoint
             # back touches no disk.
             written = {key for _, key, _ in puts}
-            self.store.read_many(
+            self.store.raw.read_many(
                 [(ns, "w" + checkpoint["id"])]
                 + [
                     (ns, key)
@@ -810,16 +810,16 @@ class TieredSaver(BaseCheckpointSaver[str]):
                     rows[at] = row
                 changed = True
             if changed:
-                self.store.write([(ns, key, _pack(rows))])
+                self.store.raw.write([(ns, key, _pack(rows))])
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete every checkpoint, write and log of a thread (no error if unknown)."""
         thread = _label(thread_id)
         root = self._thread_ns(thread)
         with self._lock:
-            spaces = self.store.namespaces_under(root)
+            spaces = self.store.raw.namespaces_under(root)
             if spaces:
-                self.store.write(ranges=[(ns, "", None) for ns in spaces])
+                self.store.raw.write(ranges=[(ns, "", None) for ns in spaces])
             self._forget(thread)
 
     def _forget(self, thread: str) -> None:
@@ -841,7 +841,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
         for thread, cns in self._namespaces(None):
             ns = self._ns(thread, cns)
             doomed = []
-            for key in self.store.keys(ns, "c", "d"):
+            for key in self.store.raw.keys(ns, "c", "d"):
                 row = self._get(ns, key)
                 if row is None:
                     continue
@@ -856,11 +856,11 @@ class TieredSaver(BaseCheckpointSaver[str]):
         src, dst = _label(source_thread_id), _label(target_thread_id)
         src_root, dst_root = self._thread_ns(src), self._thread_ns(dst)
         with self._lock:
-            for ns in self.store.namespaces_under(src_root):
+            for ns in self.store.raw.namespaces_under(src_root):
                 target = dst_root + ns[len(src_root) :]
-                puts = [(target, item.key, item.value) for item in self.store.rows(ns)]
+                puts = [(target, item.key, item.value) for item in self.store.raw.rows(ns)]
                 for i in range(0, len(puts), 500):
-                    self.store.write(puts[i : i + 500])
+                    self.store.raw.write(puts[i : i + 500])
 
     def prune(
         self,
@@ -883,7 +883,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
 
     def _keep_last(self, thread: str, cns: str, n: int) -> int:
         ns = self._ns(thread, cns)
-        ids = [k[1:] for k in self.store.keys(ns, "c", "d")]
+        ids = [k[1:] for k in self.store.raw.keys(ns, "c", "d")]
         self._counts[(thread, cns)] = len(ids)
         if len(ids) <= n:
             return 0
@@ -898,7 +898,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
             need = {
                 k
                 for k, v in cp["channel_versions"].items()
-                if self.store.read(ns, _vkey(k, v)) is None
+                if self.store.raw.read(ns, _vkey(k, v)) is None
             }
             cursor = row["p"]
             while need and cursor:
@@ -909,7 +909,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 pcp = self.serde.loads_typed((prow["ct"], prow["cd"]))
                 for k in list(need):
                     pv = pcp["channel_versions"].get(k)
-                    if pv is not None and self.store.read(ns, _vkey(k, pv)) is not None:
+                    if pv is not None and self.store.raw.read(ns, _vkey(k, pv)) is not None:
                         need.discard(k)
                 cursor = prow["p"]
         doomed = [cid for cid in ids if cid not in keep]
@@ -922,8 +922,8 @@ class TieredSaver(BaseCheckpointSaver[str]):
         with self._lock:
             deletes = [(ns, "c" + cid) for cid in ids] + [(ns, "w" + cid) for cid in ids]
             for i in range(0, len(deletes), 500):
-                self.store.write(deletes=deletes[i : i + 500])
-            remaining = [k[1:] for k in self.store.keys(ns, "c", "d")]
+                self.store.raw.write(deletes=deletes[i : i + 500])
+            remaining = [k[1:] for k in self.store.raw.keys(ns, "c", "d")]
             used: set[str] = set()
             logs: set[str] = set()
             for cid in remaining:
@@ -934,7 +934,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 for k, v in cp["channel_versions"].items():
                     used.add(_vkey(k, v))
             stale = []
-            for vk in self.store.keys(ns, _V, chr(ord(_V) + 1)):
+            for vk in self.store.raw.keys(ns, _V, chr(ord(_V) + 1)):
                 if vk in used:
                     ref = self._get(ns, vk)
                     if isinstance(ref, dict) and "log" in ref:
@@ -942,21 +942,21 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 else:
                     stale.append((ns, vk))
             for i in range(0, len(stale), 500):
-                self.store.write(deletes=stale[i : i + 500])
+                self.store.raw.write(deletes=stale[i : i + 500])
             latest = self._get(ns, _LATEST)
             if latest is not None and latest not in remaining:
                 if remaining:
-                    self.store.write([(ns, _LATEST, _pack(max(remaining)))])
+                    self.store.raw.write([(ns, _LATEST, _pack(max(remaining)))])
                 else:
-                    self.store.write(deletes=[(ns, _LATEST)])
-            log_root = self.store.internal_ns("lg", thread, "~" + cns, "log")
+                    self.store.raw.write(deletes=[(ns, _LATEST)])
+            log_root = self.store.raw.internal_ns("lg", thread, "~" + cns, "log")
             dead = [
                 lns
-                for lns in self.store.namespaces_under(log_root)
+                for lns in self.store.raw.namespaces_under(log_root)
                 if lns.rsplit(SEP, 1)[-1] not in logs and lns != log_root
             ]
             if dead:
-                self.store.write(ranges=[(lns, "", None) for lns in dead])
+                self.store.raw.write(ranges=[(lns, "", None) for lns in dead])
                 with self._cache_lock:
                     for lns in dead:
                         self._logs.pop((ns, lns.rsplit(SEP, 1)[-1]), None)
@@ -992,7 +992,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
             self._counts_generation = generation
         count = self._counts.get(key)
         if count is None:
-            count = len(self.store.keys(self._ns(thread, cns), "c", "d"))
+            count = len(self.store.raw.keys(self._ns(thread, cns), "c", "d"))
         else:
             count += 1
         self._counts[key] = count
@@ -1009,7 +1009,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
         if self.ttl is not None:
             now = self.store.clock()
             if self._touched:
-                self.store.write(
+                self.store.raw.write(
                     [(self._thread_ns(t), _TOUCHED, _pack(ts)) for t, ts in self._touched.items()]
                 )
             threads = {t for t, _ in self._namespaces(None)}
@@ -1058,7 +1058,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 thread = _label(conf["thread_id"])
                 cns = conf.get("checkpoint_ns", "")
                 cid = tup.checkpoint["id"]
-                if self.store.read(self._ns(thread, cns), "c" + cid) is not None:
+                if self.store.raw.read(self._ns(thread, cns), "c" + cid) is not None:
                     continue
                 parent = (tup.parent_config or {}).get("configurable", {}).get("checkpoint_id")
                 put_config: RunnableConfig = config_for(thread, cns, parent)
@@ -1078,7 +1078,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
         # A hot thread is answered right here from memory; anything that would touch the
         # disk (or wait for a writer) is retried in a worker thread instead.
         try:
-            with self.store.memory_only():
+            with self.store.raw.memory_only():
                 return self.get_tuple(config)
         except ColdReadError:
             return await asyncio.to_thread(self.get_tuple, config)

@@ -81,9 +81,9 @@ _I = TypeVar("_I", bound=Item)
 
 
 def _times(it: TItem) -> tuple[datetime, datetime]:
-    created = _dt(it._created)
+    created = _dt(it.created)
     # Never updated (the common case): one datetime serves both (datetimes are immutable).
-    return created, created if it._updated == it._created else _dt(it._updated)
+    return created, created if it.updated == it.created else _dt(it.updated)
 
 
 def _filled(out: _I, it: TItem, created: datetime, updated: datetime) -> _I:
@@ -291,7 +291,7 @@ class TieredStore(BaseStore):
         ops = list(ops)
         if all(isinstance(op, GetOp) for op in ops) and not (self.ttl_config or {}):
             try:
-                with self.store.memory_only():
+                with self.store.raw.memory_only():
                     return self.batch(ops)
             except ColdReadError:
                 pass
@@ -306,20 +306,20 @@ class TieredStore(BaseStore):
                 if op.value is None:
                     self.store.delete(op.namespace, op.key)
                     if vec_ns is not None:
-                        self.store.write(deletes=[(vec_ns, op.key)])
+                        self.store.raw.write(deletes=[(vec_ns, op.key)])
                     continue
                 ttl = self._ttl_seconds(op.ttl)
                 self.store.put(op.namespace, op.key, dict(op.value), ttl=ttl)
                 if vec_ns is not None:
                     blob = vectors.get((tuple(op.namespace), op.key))
                     if blob is not None:
-                        self.store.write([(vec_ns, op.key, blob)], ttl=ttl)
+                        self.store.raw.write([(vec_ns, op.key, blob)], ttl=ttl)
                     else:
-                        self.store.write(deletes=[(vec_ns, op.key)])
+                        self.store.raw.write(deletes=[(vec_ns, op.key)])
 
     # -- vectors ------------------------------------------------------------------------
     def _vec_ns(self, namespace: Sequence[str]) -> str:
-        return self.store.internal_ns("vec", *namespace)
+        return self.store.raw.internal_ns("vec", *namespace)
 
     def _texts(self, op: PutOp) -> list[str]:
         assert self.index_config is not None
@@ -365,11 +365,11 @@ class TieredStore(BaseStore):
         prefix = (
             self._vec_ns(op.namespace_prefix)
             if op.namespace_prefix
-            else self.store.internal_ns("vec")
+            else self.store.raw.internal_ns("vec")
         )
-        cut = len(self.store.internal_ns("vec")) + 1
+        cut = len(self.store.raw.internal_ns("vec")) + 1
         best: dict[tuple[str, str], float] = {}
-        for row in self.store.iter_rows(prefix):
+        for row in self.store.raw.iter_rows(prefix):
             matrix = np.frombuffer(row.value, dtype=np.float32).reshape(-1, self._dims)
             norms = np.linalg.norm(matrix, axis=1)
             norms[norms == 0] = 1.0
