@@ -323,3 +323,50 @@ def test_coherence_interval_bounds_staleness(tmp_path: Path) -> None:
         assert a.get(("x",), "k").value == 3  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="coherence_interval"):
         tieredmem.open(":memory:", coherence_interval=-1)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_reopening_a_store_leaks_no_descriptor(tmp_path: Path) -> None:
+    """The WAL-index header is read through one descriptor per file, closed once SQLite
+    removed the file it belongs to (many opens and closes do not pile descriptors up)."""
+    path = str(tmp_path / "s.db")
+    with tieredmem.open(path) as s:
+        s.put(("x",), "k", 0)
+    before = _open_fds()
+    for i in range(100):
+        with tieredmem.open(path) as s:
+            s.put(("x",), "k", i)
+            assert s.get(("x",), "k").value == i  # type: ignore[union-attr]
+    assert _open_fds() <= before + 2
+
+
+def test_a_handle_keeps_seeing_writes_after_a_sibling_handle_closes(tmp_path: Path) -> None:
+    """Handles of one file share the descriptor of its WAL index; closing one must not
+    blind the other (nor drop the locks SQLite holds for it)."""
+    path = str(tmp_path / "s.db")
+    a, b = tieredmem.open(path), tieredmem.open(path)
+    try:
+        b.put(("x",), "k", "old")
+        assert b.get(("x",), "k").value == "old"  # type: ignore[union-attr]
+        a.close()
+        writer = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                WRITER_PID1.replace("assert os.getpid() == 1, os.getpid()\n", ""),
+                path,
+                "new",
+            ],
+            env=_env(),
+            timeout=60,
+        )
+        assert writer.returncode == 0
+        assert b.get(("x",), "k").value == "new"  # type: ignore[union-attr]
+        assert b.backend.integrity_check() == "ok"  # type: ignore[attr-defined]
+    finally:
+        a.close()
+        b.close()

@@ -130,6 +130,7 @@ class Engine:
     def _init_process_state(self) -> None:
         """Locks, thread-locals and the worker: what a forked child must build anew."""
         self._lock = threading.Lock()  # hot tier, write buffer, counters; never held for I/O
+        self._coherence_lock = threading.Lock()  # a coherence check and the drop it leads to
         self._write_lock = threading.RLock()  # serializes writes in this process
         self._local = threading.local()
         self._epoch = 0  # bumped by every write and invalidation (guards stale fills)
@@ -262,8 +263,7 @@ class Engine:
         """
         if self._closed:
             self.check_open()
-        if self._foreign_change():
-            self._invalidate_all()
+        self._check_coherence()
         found: list[Entry | None] = [None] * len(pairs)
         cold: list[int] = []
         tx: _Tx | None = getattr(self._local, "tx", None) if self._tx_active else None
@@ -623,18 +623,25 @@ class Engine:
             self.apply(list(tx.overlay.values()))
 
     # -- coherence and the layer API (histories, states, the LangGraph adapters) ------
-    def _foreign_change(self) -> bool:
-        """Ask the backend whether another handle wrote, once per :meth:`snapshot`."""
+    def _check_coherence(self) -> None:
+        """Drop the hot tier if another handle wrote (once per :meth:`snapshot`).
+
+        Check and drop happen under one lock: a thread that finds nothing new behind
+        another thread's check waits for that thread's drop, so neither reads a hot entry
+        older than a commit acknowledged before its read began.
+        """
         if _SNAPSHOT.get():
-            return False
+            return
         if self._coherence_interval:
             now = time.monotonic()
             if now < self._next_check:
-                return False  # checked less than coherence_interval ago
+                return  # checked less than coherence_interval ago
             self._next_check = now + self._coherence_interval
         if self._remote:
             cold_access()  # a network round trip is I/O: not on an event loop
-        return self._backend.foreign_change()
+        with self._coherence_lock:
+            if self._backend.foreign_change():
+                self._invalidate_all()
 
     def _invalidate_all(self) -> None:
         with self._lock:
@@ -652,8 +659,7 @@ class Engine:
         this returns another.  Inside :meth:`snapshot` no new check is made.
         """
         self.check_open()
-        if self._foreign_change():
-            self._invalidate_all()
+        self._check_coherence()
         return self._generation
 
     @contextmanager
@@ -664,8 +670,7 @@ class Engine:
         if _SNAPSHOT.get():
             yield
             return
-        if self._foreign_change():
-            self._invalidate_all()
+        self._check_coherence()
         token = _SNAPSHOT.set(True)
         try:
             yield

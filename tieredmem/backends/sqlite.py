@@ -5,14 +5,15 @@ SQLite's write lock) and one reader connection per thread, so reads run beside a
 Locks between processes wait (busy timeout) instead of failing.
 
 Whether the hot tier above may be trusted is decided by :meth:`SQLiteBackend.foreign_change`,
-and SQLite itself answers it, so no sidecar file, PID or clock is involved.  Each handle
-keeps one more connection, the *watch*: ``PRAGMA data_version`` on it changes whenever any
-other connection committed, this handle's writer included.  A read asks the watch (one
-statement, no page read while nothing changed); only when it moved does it ask the writer,
-whose ``data_version`` changes exactly when a connection *other than this handle's*
-committed.  That is true for another handle in this process, another process (whatever
-its PID or PID namespace) and a process that restarted, and it cannot be fooled by files
-deleted or truncated beside the database.
+and SQLite itself answers it, so no file of ours, PID or clock is involved.  A read first
+compares the WAL index's header (96 bytes of ``-shm`` that every commit rewrites, read with
+``pread``; see :mod:`tieredmem.backends._shm`) with the bytes it saw last: unchanged, no
+connection committed.  Otherwise it asks the *watch*, one more connection each handle
+keeps: ``PRAGMA data_version`` on it changes whenever any other connection committed, this
+handle's writer included; only when it moved is the writer asked, whose ``data_version``
+changes exactly when a connection *other than this handle's* committed.  That holds for
+another handle in this process, another process (whatever its PID or PID namespace), a
+process that restarted, and programs other than tieredmem.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ..errors import (
 from ..hot import parse_bytes
 from . import SEP, Delete, Op, Put, Row, Touch
 from ._schema import APPLICATION_ID, FORMAT_VERSION, FTS_BACKFILL, FTS_TRIGGERS, MIGRATIONS
+from ._shm import ShmHeader
 
 __all__ = ["SQLiteBackend"]
 
@@ -220,6 +222,8 @@ class SQLiteBackend:
         self._watch: apsw.Connection | None = None
         self._watch_lock = threading.Lock()
         self._seen_watch = self._seen_dv = -1
+        self._shm: ShmHeader | None = None
+        self._seen_head = b""
         if not self.memory:
             _check_header(self.path)
             _create_private(self.path)
@@ -325,7 +329,9 @@ class SQLiteBackend:
             return
         self._watch = self._connect(writer=False)
         self._seen_watch = self._seen_dv = -1
-        self.foreign_change()
+        self._seen_head = b""
+        self.foreign_change()  # the watch's first read: the -shm file exists from here
+        self._shm = ShmHeader(self.path)
 
     def _check(self) -> None:
         if self._closed:
@@ -824,18 +830,25 @@ class SQLiteBackend:
             return False
         if self._closed or os.getpid() != self._pid:
             self._check()
+        shm = self._shm
+        head = shm.read() if shm is not None else b""
+        if head and head == self._seen_head:
+            return False  # the WAL index's header has not moved: nobody committed
         try:
             with self._watch_lock:
                 watch = self._watch
                 assert watch is not None
                 moved = next(watch.execute(_DATA_VERSION))[0]
                 if moved == self._seen_watch:
+                    self._seen_head = head
                     return False  # nobody committed, this handle included
                 # Someone committed: was it only this handle's writer?
                 with self._wlock:
                     dv = next(self._writer.execute(_DATA_VERSION))[0]
                 changed: bool = dv != self._seen_dv
                 self._seen_watch, self._seen_dv = moved, dv
+                # Read before the check: a commit after it moves the header again.
+                self._seen_head = head
                 return changed
         except apsw.Error as exc:
             raise self._error(exc) from exc
@@ -920,3 +933,6 @@ class SQLiteBackend:
                 self._watch = None
         with self._wlock:
             self._writer.close()
+        if self._shm is not None:
+            self._shm.detach()  # after our connections: SQLite may have removed -shm
+            self._shm = None
