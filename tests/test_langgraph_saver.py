@@ -306,6 +306,19 @@ def test_import_from_sqlitesaver(tmp_path: Path) -> None:
             assert len(g_new.get_state(config).values["messages"]) == 18
 
 
+def test_aimport_from_passes_thread_ids_on(tmp_path: Path) -> None:
+    import asyncio
+
+    sqlite = pytest.importorskip("langgraph.checkpoint.sqlite")
+    with sqlite.SqliteSaver.from_conn_string(str(tmp_path / "old.db")) as old:
+        run_chat(old, 4)
+        run_chat(old, 3, thread="t2")
+        only_t2 = len(list(old.list({"configurable": {"thread_id": "t2"}})))
+        with TieredSaver(str(tmp_path / "new.db")) as saver:
+            assert asyncio.run(saver.aimport_from(old, thread_ids=["t2"])) == only_t2
+            assert list(saver.list({"configurable": {"thread_id": "t1"}})) == []
+
+
 def test_reopen_reads_back(tmp_path: Path) -> None:
     path = str(tmp_path / "re.db")
     with TieredSaver(path) as saver:

@@ -161,8 +161,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             memory = MemorySaver(store=store)
             doc = memory.state(args.state)
             data = doc.stats()
-            data["delta_rows"] = sum(k.startswith("d") for k in store.raw.keys(doc._ns))
-            data["has_base"] = store.raw.read(doc._ns, "base") is not None
+            rows = doc.stored_rows()
+            data["delta_rows"] = rows["delta_rows"]
+            data["has_base"] = rows["base_rows"] > 0
             data["keys_sample"] = sorted(doc)[: args.limit]
         elif args.thread:
             root = store.raw.internal_ns("lg", args.thread)

@@ -512,9 +512,6 @@ class History(Sequence[Any]):
             self._held = 0
         self._budget.forget(self)
 
-    def retain(self) -> None:
-        """Kept for compatibility: what a history holds is governed by its budget."""
-
     # -- writes -----------------------------------------------------------------------
     def append(self, item: Any) -> None:
         """Append one item (committed when this returns, with ``durability="sync"``).

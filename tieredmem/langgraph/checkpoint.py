@@ -1135,6 +1135,8 @@ class TieredSaver(BaseCheckpointSaver[str]):
     ) -> None:
         await asyncio.to_thread(self.prune, thread_ids, strategy=strategy, keep_last=keep_last)
 
-    async def aimport_from(self, source: BaseCheckpointSaver[Any]) -> int:
+    async def aimport_from(
+        self, source: BaseCheckpointSaver[Any], *, thread_ids: Sequence[str] | None = None
+    ) -> int:
         """Async twin of :meth:`import_from` (the source's sync API is used)."""
-        return await asyncio.to_thread(self.import_from, source)
+        return await asyncio.to_thread(self.import_from, source, thread_ids=thread_ids)
