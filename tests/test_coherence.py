@@ -370,3 +370,45 @@ def test_a_handle_keeps_seeing_writes_after_a_sibling_handle_closes(tmp_path: Pa
     finally:
         a.close()
         b.close()
+
+
+FORK_LOCKS = """
+import os, sys, subprocess, tieredmem
+path = sys.argv[1]
+store = tieredmem.open(path)
+store.put(("x",), "k", 0)
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(w)
+    store.put(("x",), "k", 1)          # the child's own connections from here
+    os.read(r, 1)                       # the parent has closed its store meanwhile
+    store.put(("x",), "k", 2)
+    code = "import sys, tieredmem; print(tieredmem.open(sys.argv[1]).get(('x',), 'k').value)"
+    seen = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True)
+    print(seen.stdout.strip(), flush=True)
+    store.close()
+    os._exit(0)
+os.close(r)
+import time; time.sleep(0.3)
+store.close()                           # must not remove the WAL the child writes to
+os.write(w, b"x")
+os.waitpid(pid, 0)
+"""
+
+
+def test_forked_child_holds_its_own_locks(tmp_path: Path) -> None:
+    """A child's connections take real locks: the parent closing its store (the last
+    connection it knows of) leaves the child's WAL alone, and others see its writes."""
+    path = str(tmp_path / "s.db")
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_LOCKS, path],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2"
+    with tieredmem.open(path) as s:
+        assert s.get(("x",), "k").value == 2  # type: ignore[union-attr]

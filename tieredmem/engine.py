@@ -42,8 +42,9 @@ Clock = Callable[[], float]
 _MEMORY_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "tieredmem_memory_only", default=False
 )
-_SNAPSHOT: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "tieredmem_snapshot", default=False
+#: Engines (by id) inside their snapshot() in this context.
+_SNAPSHOT: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "tieredmem_snapshot", default=frozenset()
 )
 #: After a batch commit of at least this many bytes, hand freed memory back to the OS.
 _TRIM_AFTER = 1 << 20
@@ -148,6 +149,7 @@ class Engine:
         parent's to commit, so the child forgets them (called by :mod:`tieredmem.worker`)."""
         self._buffer.clear()
         self._hot = self._hot.fresh()
+        self._generation += 1  # caches above may predate writes the child cannot rule out
         self._init_process_state()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -473,6 +475,7 @@ class Engine:
     ) -> None:
         """Write *ranges* and *ops* to the cold tier in one transaction, then settle them."""
         with self._write_lock:
+            generation = self._generation
             created = iter(self._backend.write([*ranges, *backend_ops(ops, self._codec)]))
             settled = []
             for op, entry in ops:
@@ -483,29 +486,42 @@ class Engine:
             with self._lock:
                 for op, _ in ops:
                     self._count(op)
-            self.settle(settled, ranges)
+            self.settle(settled, ranges, generation)
 
     def settle(
         self,
         entries: Iterable[tuple[str, Entry | None, bool]],
         ranges: Sequence[DeleteRange] = (),
+        generation: int | None = None,
     ) -> None:
         """The one hot-tier update after a commit: each ``(hot key, entry, keep)`` enters
         the tier (``keep``) or leaves it; keys in deleted *ranges* leave it.  The epoch
-        moves, so reads that began before the commit keep nothing they loaded."""
+        moves, so reads that began before the commit keep nothing they loaded.
+
+        *generation*: :attr:`_generation` when the commit began.  If another handle's
+        write was detected since, it may be newer than this commit, so nothing enters."""
         with self._lock:
-            self._epoch += 1
-            hot = self._hot
-            for r in ranges:
-                lo = hot_key(r.ns, r.start)
-                hi = hot_key(r.ns, r.stop if r.stop is not None else "\U0010ffff")
-                for hk in [k for k in hot if lo <= k < hi]:
-                    del hot[hk]
-            for hk, entry, keep in entries:
-                if keep and entry is not None:
-                    hot.offer(hk, entry)
-                else:
-                    hot.pop(hk, None)
+            self._settle_locked(entries, ranges, generation)
+
+    def _settle_locked(
+        self,
+        entries: Iterable[tuple[str, Entry | None, bool]],
+        ranges: Sequence[DeleteRange],
+        generation: int | None,
+    ) -> None:
+        self._epoch += 1
+        hot = self._hot
+        current = generation is None or generation == self._generation
+        for r in ranges:
+            lo = hot_key(r.ns, r.start)
+            hi = hot_key(r.ns, r.stop if r.stop is not None else "\U0010ffff")
+            for hk in [k for k in hot if lo <= k < hi]:
+                del hot[hk]
+        for hk, entry, keep in entries:
+            if keep and current and entry is not None:
+                hot.offer(hk, entry)
+            else:
+                hot.pop(hk, None)
 
     def _inherit_created(self, hk: str, entry: Entry, prev: Entry | None) -> None:
         """Give a buffered write the ``created_at`` of the version it replaces, if known.
@@ -554,7 +570,7 @@ class Engine:
             self._backend.write([put])
             with self._lock:
                 self._writes += 1
-            self.settle([(hot_key(ns, key), None, False)])
+                self._settle_locked([(hot_key(ns, key), None, False)], (), None)
         self._dictionaries.after_write()
 
     def flush(self) -> None:
@@ -579,6 +595,7 @@ class Engine:
                 flushed_bytes = self._buffer.pending_bytes
                 batch = self._buffer.take()
             started = time.perf_counter()
+            generation = self._generation
             try:
                 created = iter(self._backend.write(backend_ops(batch.values(), self._codec)))
             except BaseException:
@@ -588,9 +605,8 @@ class Engine:
             for op, entry in batch.values():
                 if type(op) is Put:
                     entry.created = next(created)
-            with self._lock:
-                settled = self._buffer.settled(batch)
-            self.settle(settled)
+            with self._lock:  # one section: no read sees the batch gone but not yet hot
+                self._settle_locked(self._buffer.settled(batch), (), generation)
         self.emit("flush", rows=len(batch), seconds=time.perf_counter() - started)
         if flushed_bytes >= _TRIM_AFTER:
             release_freed_memory()
@@ -630,7 +646,7 @@ class Engine:
         another thread's check waits for that thread's drop, so neither reads a hot entry
         older than a commit acknowledged before its read began.
         """
-        if _SNAPSHOT.get():
+        if id(self) in _SNAPSHOT.get():
             return
         if self._coherence_interval:
             now = time.monotonic()
@@ -667,11 +683,12 @@ class Engine:
         """Reads in the block share one coherence check (taken on entry) instead of one
         each: a reader of several related rows pays one round trip on Redis, not one a row.
         Writes by other processes during the block may be missed until it ends."""
-        if _SNAPSHOT.get():
+        inside = _SNAPSHOT.get()
+        if id(self) in inside:
             yield
             return
         self._check_coherence()
-        token = _SNAPSHOT.set(True)
+        token = _SNAPSHOT.set(inside | {id(self)})
         try:
             yield
         finally:

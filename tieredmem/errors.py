@@ -16,6 +16,7 @@ __all__ = [
     "NotAStoreError",
     "SchemaVersionError",
     "SerializationError",
+    "SharingError",
     "StoreClosedError",
     "TieredMemError",
     "UnsupportedURLError",
@@ -65,3 +66,9 @@ class UnsupportedURLError(TieredMemError, ValueError):
 
 class BusyTimeoutError(TieredMemError, TimeoutError):
     """Another connection held the database lock longer than the busy timeout."""
+
+
+class SharingError(TieredMemError, ValueError):
+    """A second object was asked for a history or state that is open on the store (get
+    the open one with ``History.shared`` / ``State.shared``, or through a
+    ``MemorySaver``), or it was asked for with another encoding."""

@@ -40,18 +40,18 @@ from bisect import bisect_right
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate
-from typing import Any, overload
+from typing import Any, Generic, TypeVar, overload
 
 import orjson
 
 from .codec import JSON_OPTIONS as _JSON_OPTIONS
 from .codec import dumps_json
-from .errors import InvalidKeyError
+from .errors import InvalidKeyError, SharingError
 from .names import CONTROL
 from .retention import Retention
 from .store import ColdReadError, Store, memory_only_active
 
-__all__ = ["History", "TailBudget"]
+__all__ = ["History", "SharedObjects", "SharingError", "TailBudget"]
 
 
 def _tail_key(seq: int) -> str:
@@ -297,6 +297,69 @@ def _deferred_for(store: Store) -> _Deferred:
         return registry
 
 
+class _AlreadyOpen(SharingError):
+    """A constructor found a live object for its namespace (the factories retry)."""
+
+
+_T = TypeVar("_T")
+
+
+class SharedObjects(Generic[_T]):
+    """The live objects of one kind (histories, states) of every store, by joined
+    namespace: one object per (store, namespace) in a process, shared by every user of
+    the store.
+
+    A store's generation moves only on writes by *other* handles and processes, so two
+    objects caching one namespace of one store would never see each other's writes (and
+    an append through one would overwrite the other's).  Weak both ways: a store that is
+    gone takes its entries with it, and the registry never keeps an object alive (an
+    object no user holds is collected; the next user builds a new one from the store).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stores: weakref.WeakKeyDictionary[Store, weakref.WeakValueDictionary[str, _T]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self, store: Store, ns: str) -> _T | None:
+        """The live object of *ns* on *store*, if any."""
+        with self._lock:
+            objects = self._stores.get(store)
+            return None if objects is None else objects.get(ns)
+
+    def add(self, store: Store, ns: str, obj: _T) -> _T:
+        """Register *obj* for *ns* unless a live object is registered; return the one
+        registered."""
+        with self._lock:
+            objects = self._stores.get(store)
+            if objects is None:
+                objects = self._stores[store] = weakref.WeakValueDictionary()
+            live = objects.get(ns)
+            if live is None:
+                objects[ns] = live = obj
+            return live
+
+    def under(self, store: Store, prefix: str) -> list[_T]:
+        """The live objects of *store* whose namespace starts with *prefix*."""
+        with self._lock:
+            objects = self._stores.get(store)
+            if objects is None:
+                return []
+            return [obj for ns, obj in list(objects.items()) if ns.startswith(prefix)]
+
+
+#: Every live History, by store and joined namespace (see :meth:`History.shared`).
+open_histories: SharedObjects[History] = SharedObjects()
+
+
+def _same_codec(a: object, b: object) -> bool:
+    try:
+        return a is b or bool(a == b)
+    except Exception:  # an __eq__ that cannot compare: not the same
+        return False
+
+
 class History(Sequence[Any]):
     """An append-only, lazily loaded sequence (get one from :meth:`MemorySaver.history`).
 
@@ -308,6 +371,12 @@ class History(Sequence[Any]):
     charged to *budget* (shared with other histories; by default an eighth of the
     store's hot-tier budget): over budget, the least recently used histories drop them
     and read them back from the store when used again.
+
+    There is at most one live History per (store, namespace) in a process: every user of
+    the store gets it from :meth:`shared` (as :meth:`MemorySaver.history` and the
+    LangGraph checkpointer do).  The constructor builds it when none is open and raises
+    :class:`SharingError` when one is.  *codec* names the encoding (``dumps``/``loads``):
+    users of one history must give equal codecs (default: ``(dumps, loads)``).
     """
 
     def __init__(
@@ -324,12 +393,16 @@ class History(Sequence[Any]):
         loads: Callable[[bytes], Any] | None = None,
         loads_many: Callable[[Sequence[bytes]], list[Any]] | None = None,
         budget: TailBudget | None = None,
+        codec: object = None,
     ) -> None:
         self.name = check_name("history", name)
         if chunk_items < 1 or chunk_bytes < 1 or max_history < 0:
             raise ValueError("chunk_items and chunk_bytes must be >= 1, max_history >= 0")
         self._store = store
         self._ns = ns if ns is not None else store.raw.internal_ns("history", name)
+        if open_histories.get(store, self._ns) is not None:
+            raise self._already_open()
+        self._codec: object = codec if codec is not None else (dumps, loads)
         self._dumps = dumps
         self._loads: Callable[[bytes], Any] = loads or orjson.loads
         if loads_many is None:
@@ -350,6 +423,75 @@ class History(Sequence[Any]):
         self._unwritten: list[tuple[int, bytes]] = []
         self._registry = _deferred_for(store) if store.durability == "batch" else None
         self._load()
+        if open_histories.add(store, self._ns, self) is not self:
+            raise self._already_open()  # another thread opened it meanwhile
+
+    def _already_open(self) -> _AlreadyOpen:
+        return _AlreadyOpen(
+            f"history {self.name!r} is already open on this store: use "
+            "History.shared(store, name) (or MemorySaver.history) to get that object; "
+            "a second one would not see its writes"
+        )
+
+    @classmethod
+    def shared(
+        cls,
+        store: Store,
+        name: str,
+        *,
+        max_history: int = 100,
+        chunk_items: int = 50,
+        chunk_bytes: int = 64 * 1024,
+        retention: Retention | None = None,
+        ns: str | None = None,
+        dumps: Callable[[Any], bytes] | None = None,
+        loads: Callable[[bytes], Any] | None = None,
+        loads_many: Callable[[Sequence[bytes]], list[Any]] | None = None,
+        budget: TailBudget | None = None,
+        codec: object = None,
+    ) -> History:
+        """The History *name* of *store* (in namespace *ns*, if given): the live one if a
+        user of the store has it open, else a new one with these options.
+
+        Every user of one store shares the object, so each sees the others' appends at
+        once (other handles and processes are seen through the store's generation).  The
+        first creator's options win: a later request's *max_history*, chunk sizes,
+        *retention*, *budget* and *loads_many* are ignored (they shape memory and
+        chunking, never what is read back).  The encoding must agree.
+
+        :raises SharingError: the history is open with another *codec* (or other
+            ``dumps``/``loads``): one of them would write items the other cannot read.
+        """
+        check_name("history", name)
+        key = ns if ns is not None else store.raw.internal_ns("history", name)
+        wanted = codec if codec is not None else (dumps, loads)
+        while True:
+            live = open_histories.get(store, key)
+            if live is None:
+                try:
+                    return cls(
+                        store,
+                        name,
+                        max_history=max_history,
+                        chunk_items=chunk_items,
+                        chunk_bytes=chunk_bytes,
+                        retention=retention,
+                        ns=key,
+                        dumps=dumps,
+                        loads=loads,
+                        loads_many=loads_many,
+                        budget=budget,
+                        codec=codec,
+                    )
+                except _AlreadyOpen:
+                    continue  # another thread opened it meanwhile: use that one
+            if not _same_codec(live._codec, wanted):
+                raise SharingError(
+                    f"history {live.name!r} is open on this store with another encoding "
+                    "(dumps/loads, or a serializer): every user of one history must encode "
+                    "its items the same way"
+                )
+            return live
 
     # -- index ------------------------------------------------------------------------
     def _load(self) -> None:
@@ -457,6 +599,13 @@ class History(Sequence[Any]):
         or host wrote (the store's :meth:`~tieredmem.Store.generation`) and reloads then.
         """
         self._load()
+
+    def invalidate(self) -> None:
+        """Re-read the index at the next use: for a user of this store that rewrote or
+        deleted the history's rows other than through this object (a thread deleted or
+        copied over by a checkpointer); costs nothing until then."""
+        with self._lock:
+            self._generation = -1
 
     # -- what this object holds ----------------------------------------------------------
     def _drop_held(self) -> bool:

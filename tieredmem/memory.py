@@ -121,7 +121,9 @@ class MemorySaver:
         one's open tail and last ``max_history`` items, so ``recent()`` reads nothing);
         over it, the histories used least recently drop theirs and read them back when
         used again.  Default: an eighth of *hot_bytes*, on top of it.
-    :param store: use this store (and its file) instead of opening one.
+    :param store: use this store (and its file) instead of opening one.  Savers (and
+        LangGraph checkpointers) on one store share its History and State objects: one
+        per name in the process, built with the options of whichever asked first.
     """
 
     def __init__(
@@ -178,7 +180,8 @@ class MemorySaver:
                 self._remove_tmpdir()
                 raise
         self._lock = threading.Lock()
-        # Every live History object is in the weak map (one object per name); the most
+        # The live History objects this saver handed out are in the weak map (one object
+        # per name, shared with every other user of the store: History.shared); the most
         # recently used also stay in a small LRU so re-opening one is free.
         self._histories: weakref.WeakValueDictionary[str, History] = weakref.WeakValueDictionary()
         self._recent_histories: LRUCache[str, History] = _HistoryLRU(maxsize=open_histories)
@@ -243,7 +246,13 @@ class MemorySaver:
         return self.store
 
     def history(self, name: str, *, retention: Retention | None = None) -> History:
-        """The history called *name* (created on first append; reopened from the file)."""
+        """The history called *name* (created on first append; reopened from the file).
+
+        Every user of this saver's store (other savers given the same ``store=``, a
+        LangGraph checkpointer on it) gets the same object (:meth:`History.shared`), so
+        each sees the others' appends; if another opened it first, its options
+        (``max_history``, chunk sizes, history budget) are the ones in effect.
+        """
         self._check_open()
         check_name("history", name)
         with self._lock:
@@ -253,13 +262,13 @@ class MemorySaver:
             if h is None:
                 h = self._open_history(name)
                 self._histories[name] = h
-            elif retention is not None:
+            if retention is not None:
                 h.retention = retention
             self._recent_histories[name] = h
             return h
 
     def _open_history(self, name: str) -> History:
-        return History(
+        return History.shared(
             self.store,
             name,
             max_history=self.max_history,
@@ -278,12 +287,16 @@ class MemorySaver:
         ]
 
     def state(self, name: str) -> State:
-        """The working state called *name* (its last commit, when reopened)."""
+        """The working state called *name* (its last commit, when reopened).
+
+        Every user of this saver's store gets the same object (:meth:`State.shared`):
+        uncommitted changes made through one are seen, and committed, by the others.
+        """
         self._check_open()
         with self._lock:
             s = self._states.get(name)
             if s is None:
-                s = State(self.store, name)
+                s = State.shared(self.store, name)
                 self._states[name] = s
             return s
 

@@ -45,7 +45,7 @@ import orjson
 
 from .codec import dumps_json
 from .errors import SerializationError
-from .history import check_name
+from .history import SharedObjects, SharingError, check_name
 from .store import Store
 
 __all__ = ["State"]
@@ -82,6 +82,10 @@ def _by_stamp(stamps: dict[str, str]) -> dict[str, list[str]]:
     return grouped
 
 
+class _AlreadyOpen(SharingError):
+    """A constructor found a live State for its name (:meth:`State.shared` retries)."""
+
+
 class State(MutableMapping[str, Any]):
     """A working state (get one from :meth:`MemorySaver.state`); call :meth:`commit`.
 
@@ -91,6 +95,12 @@ class State(MutableMapping[str, Any]):
     Commits by other handles, processes or hosts are seen at this object's next read or
     commit (it reloads when the store's :meth:`~tieredmem.Store.generation` moves); the
     uncommitted changes made here are kept on top of them.
+
+    There is at most one live State per (store, name) in a process, shared by every user
+    of the store (:meth:`shared`; :meth:`MemorySaver.state` uses it): its uncommitted
+    changes are theirs too, and a commit by any of them commits them.  The constructor
+    builds it when none is open and raises :class:`~tieredmem.history.SharingError`
+    when one is.
     """
 
     def __init__(
@@ -99,6 +109,8 @@ class State(MutableMapping[str, Any]):
         self.name = check_name("state", name)
         self._store = store
         self._ns = store.raw.internal_ns("state", name)
+        if open_states.get(store, self._ns) is not None:
+            raise self._already_open()
         self.max_chain = max_chain
         self.min_base_bytes = min_base_bytes
         self._lock = threading.RLock()
@@ -108,6 +120,33 @@ class State(MutableMapping[str, Any]):
         self._data: dict[str, Any] = {}
         self._committed: dict[str, bytes] = {}
         self._load()
+        if open_states.add(store, self._ns, self) is not self:
+            raise self._already_open()  # another thread opened it meanwhile
+
+    def _already_open(self) -> _AlreadyOpen:
+        return _AlreadyOpen(
+            f"state {self.name!r} is already open on this store: use "
+            "State.shared(store, name) (or MemorySaver.state) to get that object; a "
+            "second one would not see its commits"
+        )
+
+    @classmethod
+    def shared(
+        cls, store: Store, name: str, *, max_chain: int = 32, min_base_bytes: int = 4096
+    ) -> State:
+        """The State *name* of *store*: the live one if a user of the store has it open,
+        else a new one.  The first creator's *max_chain* and *min_base_bytes* win (they
+        only decide when a commit compacts)."""
+        check_name("state", name)
+        key = store.raw.internal_ns("state", name)
+        while True:
+            live = open_states.get(store, key)
+            if live is not None:
+                return live
+            try:
+                return cls(store, name, max_chain=max_chain, min_base_bytes=min_base_bytes)
+            except _AlreadyOpen:
+                continue  # another thread opened it meanwhile: use that one
 
     def _load(self, keep_changes: bool = False) -> None:
         """(Re)read the state from its rows; with *keep_changes*, the uncommitted changes
@@ -329,3 +368,7 @@ class State(MutableMapping[str, Any]):
                 "bases_written": self.bases_written,
                 "bytes_written": self.bytes_written,
             }
+
+
+#: Every live State, by store and joined namespace (see :meth:`State.shared`).
+open_states: SharedObjects[State] = SharedObjects()

@@ -34,6 +34,32 @@ _open: dict[tuple[int, int], list[int]] = {}
 _kept: list[int] = []
 
 
+def _linked(fd: int) -> bool:
+    """True while the file of *fd* still has a name: SQLite removes ``-shm`` only when
+    the last connection to the database closes, and then nobody holds a lock on it."""
+    try:
+        return os.fstat(fd).st_nlink > 0
+    except OSError:
+        return False
+
+
+def _sweep() -> None:
+    """Close the unused descriptors of removed files (call with ``_lock`` held)."""
+    for key, (fd, users) in list(_open.items()):
+        if users <= 0 and not _linked(fd):
+            del _open[key]
+            os.close(fd)
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # a parent thread may have held it at fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class ShmHeader:
     """The WAL-index header of the database at *path*, read without SQLite."""
 
@@ -50,6 +76,7 @@ class ShmHeader:
             return
         key = (st.st_dev, st.st_ino)
         with _lock:
+            _sweep()
             known = _open.get(key)
             if known is None:
                 try:
@@ -87,13 +114,7 @@ class ShmHeader:
             known[1] -= 1
             if known[1] > 0:
                 return
-            try:
-                st = os.stat(self.path)
-                live = (st.st_dev, st.st_ino) == key
-            except OSError:
-                live = False
-            if live:
+            if _linked(known[0]):
                 return  # keep it: closing would drop this process's locks on the live file
             del _open[key]
-            fd = known[0]
-        os.close(fd)
+        os.close(known[0])

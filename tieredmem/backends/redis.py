@@ -12,25 +12,39 @@ Layout (all keys under a prefix, ``tm:`` by default; ``?prefix=`` in the URL cha
 - ``<p>exp``: expiry times (score) of items with a ttl (the sweep's index; the item's hash
   also gets a native ``PEXPIREAT`` a minute after its expiry, so memory comes back even if
   no sweep runs);
-- ``<p>ver``: incremented by every write batch, and ``<p>vid``: a random id set when
-  ``ver`` starts again from 1 (a new or a flushed database, a server restarted without its
-  data), so that ``(ver, vid)`` never repeats a value a client saw before;
+- ``<p>ver``: incremented by every write batch (and every expiry sweep that deletes
+  something), and ``<p>vid``: a fresh random 64-bit id, chosen by the writing client, set by
+  every such increment in the same script;
 - ``<p>dicts``: a hash of zstd dictionaries by id (see :mod:`tieredmem.codec`), ids from
   ``<p>dictid``.
 
-Every write batch is one Lua script, so it is atomic, and it returns the new ``ver``.
-Coherence across hosts: before trusting its hot tier a reader fetches ``(ver, vid)`` (one
-round trip; the value itself still comes from memory), and a writer that sees ``ver`` jump
-by more than its own batch knows another process wrote.  Full-text search is refused with a
-clear error (plain Redis has no index to do it with bounded memory); filters work.
-Connection errors are retried with exponential backoff; a write that could not be
-committed raises, never silently drops.
+Every write batch is one Lua script, so it is atomic, and it returns the previous and the
+new ``(ver, vid)``.
+
+Coherence across hosts: the hot tier is trusted only while the server still reports the
+``(ver, vid)`` pair this client last saw (one round trip before a read; the value itself
+still comes from memory).  Every change to the items (a write batch, a sweep that expires
+something; not Redis's own native expiry of an already expired item, nor a new dictionary)
+sets a new random ``vid`` in the same atomic script as the change (and RDB snapshots, the
+AOF and replicas carry a script whole),
+so a pair names one state of the data, however ``ver`` got there: after a restore from a
+snapshot or AOF that lost its tail, a failover to a lagging replica or a flush, ``ver`` can
+climb back to a value a client saw, but not with the same ``vid`` (but for a 2**-64 chance
+per change).  A pair that does come back (a rollback to exactly a state a client saw)
+comes back with the very data it named, so a hot tier filled at it is still right.  A
+writer takes the new pair as seen only if the script's previous pair is the one it had
+seen, i.e. nothing but its own batch happened since it last looked; anything else (another
+process's write, a rollback, its own expiry sweep) drops its hot tier at its next check.
+Full-text search is refused with a clear error (plain Redis has no index to do it with
+bounded memory); filters work.  Connection errors are retried with exponential backoff; a
+write that could not be committed raises, never silently drops.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -51,10 +65,12 @@ _TOP = "\U0010ffff"
 #       "P" ns key frame now expires|"" created|"" ttl|""
 #       "D" ns key | "R" ns start stop|"" | "T" ns key now
 _BUMP = r"""
+-- Returns the previous and the new (ver, vid): {prev_ver, prev_vid, ver, vid}.
 local function bump(p, vid)
+  local prev = redis.call('GET', p .. 'vid') or ''
   local ver = redis.call('INCR', p .. 'ver')
-  if ver == 1 then redis.call('SET', p .. 'vid', vid) end
-  return {ver, redis.call('GET', p .. 'vid') or ''}
+  redis.call('SET', p .. 'vid', vid)
+  return {ver - 1, prev, ver, vid}
 end
 """
 
@@ -129,8 +145,7 @@ while i <= #ARGV do
     return redis.error_reply('unknown op ' .. op)
   end
 end
-local v = bump(p, ARGV[2])
-return {v[1], v[2], created}
+return {bump(p, ARGV[2]), created}
 """
 )
 
@@ -149,8 +164,9 @@ for _, member in ipairs(due) do
   redis.call('ZREM', p .. 'exp', member)
   if redis.call('ZCARD', p .. 'k:' .. ns) == 0 then redis.call('ZREM', p .. 'ns', ns) end
 end
-if #due > 0 then bump(p, ARGV[4]) end
-return due
+local v = {}
+if #due > 0 then v = bump(p, ARGV[4]) end
+return {due, v}
 """
 )
 
@@ -194,6 +210,7 @@ class RedisBackend:
         self._write_script = self._client.register_script(_WRITE)
         self._expire_script = self._client.register_script(_EXPIRE)
         self._seen_ver: tuple[int, bytes] | None = None
+        self._seen_lock = threading.Lock()
         self._closed = False
         self.foreign_change()
 
@@ -343,18 +360,19 @@ class RedisBackend:
             elif isinstance(op, Touch):
                 args += ["T", op.ns, op.key, repr(op.now)]
         try:
-            ver, vid, created = self._write_script(args=args)
+            (prev_ver, prev_vid, ver, vid), created = self._write_script(args=args)
         except self._redis.RedisError as exc:
             raise self._error(exc) from exc
-        seen = self._seen_ver
-        if seen is not None and (int(ver) - 1, bytes(vid)) == seen:
-            self._seen_ver = (int(ver), bytes(vid))  # only our batch since we last looked
+        with self._seen_lock:
+            if (int(prev_ver), bytes(prev_vid)) == self._seen_ver:
+                self._seen_ver = (int(ver), bytes(vid))  # only our batch since we last looked
         return [float(c) for c in created]
 
     def expire(self, now: float, *, limit: int = 10_000) -> list[tuple[str, str]]:
         self._check()
         try:
-            due = self._expire_script(args=[self.prefix, repr(now), limit, secrets.token_hex(8)])
+            # A sweep's own bump is not taken as seen: it drops this client's hot tier too.
+            due, _ = self._expire_script(args=[self.prefix, repr(now), limit, secrets.token_hex(8)])
         except self._redis.RedisError as exc:
             raise self._error(exc) from exc
         out = []
@@ -393,8 +411,8 @@ class RedisBackend:
     def foreign_change(self) -> bool:
         """One round trip: has ``(ver, vid)`` moved since we last looked (beyond our writes)?
 
-        ``vid`` changes whenever ``ver`` starts again (a server restarted without its data),
-        so a counter that climbs back to the value we saw cannot pass for it."""
+        Every change sets a new random ``vid``, so a ``ver`` that climbs back to the value we
+        saw (after a rollback of the server's data) cannot pass for it."""
         if self._closed:
             return False
         p = self.prefix.encode()
@@ -403,8 +421,9 @@ class RedisBackend:
         except self._redis.RedisError as exc:
             raise self._error(exc) from exc
         ver = (int(raw or 0), bytes(vid or b""))
-        changed = self._seen_ver is not None and ver != self._seen_ver
-        self._seen_ver = ver
+        with self._seen_lock:
+            changed = self._seen_ver is not None and ver != self._seen_ver
+            self._seen_ver = ver
         return changed
 
     def maintain(self) -> dict[str, Any]:

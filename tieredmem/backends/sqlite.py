@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import apsw
 
@@ -75,6 +75,25 @@ _INSERT = (
 #: Writes per window of the insert-first heuristic (see SQLiteBackend._put).
 _WINDOW = 256
 _DATA_VERSION = "PRAGMA data_version"
+#: Seconds a coherence check waits for this handle's own writer before assuming the worst.
+_WRITER_WAIT = 0.05
+#: Serializes a forked child's reopening of connections (reset in every child).
+_FORK_LOCK = threading.Lock()
+
+
+def _version(con: apsw.Connection) -> int:
+    """``PRAGMA data_version`` (the cursor run to its end, so its read ends with it)."""
+    ((version,),) = con.execute(_DATA_VERSION).fetchall()
+    return int(cast(int, version))
+
+
+def _reset_fork_lock() -> None:
+    global _FORK_LOCK
+    _FORK_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_fork_lock)
 _DELETE = "DELETE FROM items WHERE ns = ? AND key = ?"
 _TOUCH = "UPDATE items SET expires_at = ?3 + ttl WHERE ns = ?1 AND key = ?2 AND ttl IS NOT NULL"
 #: A Row from a result tuple of the _COLS columns, without the Python-level __new__.
@@ -243,7 +262,11 @@ class SQLiteBackend:
         _no_double_quoted_strings(con)
         try:
             if writer:
+                # Until the file is vetted, closing must not checkpoint a foreign WAL
+                # database into its main file (refused files are left untouched).
+                con.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
                 self._setup(con)
+                con.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0)
             else:
                 con.pragma("query_only", True)
         except BaseException:
@@ -331,25 +354,50 @@ class SQLiteBackend:
         self._seen_watch = self._seen_dv = -1
         self._seen_head = b""
         self.foreign_change()  # the watch's first read: the -shm file exists from here
-        self._shm = ShmHeader(self.path)
+        # SQLite's own name for the file (symlinks resolved), as it names the -shm.
+        self._shm = ShmHeader(self._writer.filename or self.path)
 
     def _check(self) -> None:
         if self._closed:
             raise StoreClosedError(f"{self.url} is closed; open the store again to use it")
         if os.getpid() != self._pid:
-            self._after_fork()
+            with _FORK_LOCK:
+                if os.getpid() != self._pid:
+                    self._after_fork()
 
     def _after_fork(self) -> None:
-        # A connection must not cross fork(): the child opens its own (diskcache's rule).
-        self._pid = os.getpid()
+        """In a forked child: a connection must not cross fork(), so open new ones.
+
+        The parent's connections are closed in the child first: SQLite keeps its POSIX
+        lock bookkeeping per file and process, and while the inherited connections live,
+        new ones would believe the locks are held and take none (another process could
+        then remove the WAL under the child).  Closing them releases nothing of the
+        parent's: POSIX locks are not inherited.
+        """
+        inherited = [self._writer, self._watch, *self._readers]
+        for con in inherited:
+            if con is None:
+                continue
+            try:
+                con.close(True)
+            except apsw.Error:  # pragma: no cover - closing a copy; nothing to recover
+                log.debug("closing an inherited connection failed", exc_info=True)
         self._wlock = threading.RLock()
         self._local = threading.local()
         self._readers = []
         self._idle = []
         self._readers_lock = threading.Lock()
         self._watch_lock = threading.Lock()
+        self._watch = None
+        self._shm = None  # the descriptor stays open: the parent may hold locks through it
+        parent = self._pid
         self._writer = self._connect(writer=True)
-        self._open_watch()
+        self._pid = os.getpid()  # only once the child's own connections are open
+        try:
+            self._open_watch()
+        except BaseException:
+            self._pid = parent  # the next call tries again
+            raise
 
     def _acquire(self) -> apsw.Connection:
         """A reader connection from the pool (opened when every pooled one is busy).
@@ -837,14 +885,23 @@ class SQLiteBackend:
         try:
             with self._watch_lock:
                 watch = self._watch
-                assert watch is not None
-                moved = next(watch.execute(_DATA_VERSION))[0]
+                if watch is None:  # closed meanwhile
+                    self._check()
+                    return False
+                moved = _version(watch)
                 if moved == self._seen_watch:
                     self._seen_head = head
                     return False  # nobody committed, this handle included
-                # Someone committed: was it only this handle's writer?
-                with self._wlock:
-                    dv = next(self._writer.execute(_DATA_VERSION))[0]
+                # Someone committed: was it only this handle's writer?  Its data_version
+                # moves only for other connections' commits.  A write of this handle in
+                # progress (a long flush, a busy wait) is not waited out: the answer is
+                # then "maybe", and the caller drops its caches.
+                if not self._wlock.acquire(timeout=_WRITER_WAIT):
+                    return True
+                try:
+                    dv = _version(self._writer)
+                finally:
+                    self._wlock.release()
                 changed: bool = dv != self._seen_dv
                 self._seen_watch, self._seen_dv = moved, dv
                 # Read before the check: a commit after it moves the header again.

@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from decimal import Decimal
+from types import FunctionType
 from typing import Any, cast
 
 import ormsgpack
@@ -57,7 +58,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from ..backends import SEP
-from ..history import History
+from ..history import History, SharingError, open_histories
 from ..item import Stats
 from ..memory import MemorySaver
 from ..store import ColdReadError, Store
@@ -300,6 +301,67 @@ def _held_size(entry: _Held) -> int:
     return entry.size()
 
 
+class _SerdeCodec:
+    """The encoding of a saver's log items (its serializer), as :meth:`History.shared`
+    compares it: savers on one store share a log's History when their serializers are
+    the same object or equivalent (same class, equal settings), and are refused
+    otherwise (one would write items the other cannot read)."""
+
+    __slots__ = ("serde",)
+
+    def __init__(self, serde: SerializerProtocol) -> None:
+        self.serde = serde
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _SerdeCodec) and _equivalent(self.serde, other.serde, 6)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _equivalent(a: Any, b: Any, depth: int, seen: set[tuple[int, int]] | None = None) -> bool:
+    """True if *a* and *b* are the same object, equal, or of one class with equivalent
+    attributes (functions: the same code, defaults and closure), *depth* levels down; a
+    pair met again while it is being compared (a function closing over itself) counts
+    as equivalent.  Anything else counts as different."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if not isinstance(a, FunctionType):
+        try:
+            if a == b:
+                return True
+        except Exception:  # an __eq__ that cannot compare
+            return False
+    if depth <= 0:
+        return False
+    seen = set() if seen is None else seen
+    pair = (id(a), id(b))
+    if pair in seen:
+        return True
+    seen.add(pair)
+    if isinstance(a, FunctionType):
+        cells_a, cells_b = a.__closure__ or (), b.__closure__ or ()
+        try:
+            contents = [(x.cell_contents, y.cell_contents) for x, y in zip(cells_a, cells_b)]
+        except ValueError:  # an empty cell
+            return False
+        return (
+            a.__code__ is b.__code__
+            and len(cells_a) == len(cells_b)
+            and _equivalent(a.__defaults__, b.__defaults__, depth - 1, seen)
+            and all(_equivalent(x, y, depth - 1, seen) for x, y in contents)
+        )
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_equivalent(x, y, depth - 1, seen) for x, y in zip(a, b))
+    state_a, state_b = getattr(a, "__dict__", None), getattr(b, "__dict__", None)
+    if not isinstance(state_a, dict) or not isinstance(state_b, dict):
+        return False
+    return state_a.keys() == state_b.keys() and all(
+        _equivalent(state_a[k], state_b[k], depth - 1, seen) for k in state_a
+    )
+
+
 def _vkey(channel: str, version: Any) -> str:
     return f"{_V}{channel}{SEP}{version}"
 
@@ -423,24 +485,41 @@ class TieredSaver(BaseCheckpointSaver[str]):
         return self.store.raw.internal_ns("lg", thread)
 
     def _log(self, thread: str, checkpoint_ns: str, log_id: str) -> History:
+        """The log's History: one per store and log in the process, shared with every
+        other saver on this store (each would otherwise miss the others' appends, which
+        do not move the store's generation); this saver's LRU keeps the recent ones."""
         key = (self._ns(thread, checkpoint_ns), log_id)
         with self._cache_lock:
             h = self._logs.get(key)
         if h is None:
             # Opened outside the lock: opening reads the log's index from the store.
-            fresh = History(
-                self.store,
-                f"log-{log_id}",
-                ns=self.store.raw.internal_ns("lg", thread, "~" + checkpoint_ns, "log", log_id),
-                chunk_items=self.chunk_items,
-                chunk_bytes=256 * 1024,
-                dumps=self._dump_item,
-                loads=self._load_item,
-                loads_many=self._load_items,
-            )
+            try:
+                fresh = History.shared(
+                    self.store,
+                    f"log-{log_id}",
+                    ns=self.store.raw.internal_ns("lg", thread, "~" + checkpoint_ns, "log", log_id),
+                    chunk_items=self.chunk_items,
+                    chunk_bytes=256 * 1024,
+                    dumps=self._dump_item,
+                    loads=self._load_item,
+                    loads_many=self._load_items,
+                    codec=_SerdeCodec(self.serde),
+                )
+            except SharingError:
+                raise SharingError(
+                    f"thread {thread!r} is open in another TieredSaver on this store with "
+                    "a different serializer (serde); give the savers of one store the same "
+                    "serde (or equivalent ones: same class and settings)"
+                ) from None
             with self._cache_lock:
                 h = self._logs.setdefault(key, fresh)
         return h
+
+    def _invalidate_logs(self, prefix: str) -> None:
+        """Logs under *prefix* were deleted or overwritten here: every open History of
+        them (other savers' too) re-reads its index at its next use."""
+        for h in open_histories.under(self.store, prefix):
+            h.invalidate()
 
     def _remember(self, key: tuple[str, str, str], entry: _Held) -> None:
         with self._cache_lock:
@@ -829,6 +908,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 del self._last_lists[key]
             for lkey in [k for k in self._logs if k[0].startswith(prefix)]:
                 del self._logs[lkey]
+        self._invalidate_logs(prefix)
         for ckey in [k for k in self._counts if k[0] == thread]:
             del self._counts[ckey]
         self._touched.pop(thread, None)
@@ -861,6 +941,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 puts = [(target, item.key, item.value) for item in self.store.raw.rows(ns)]
                 for i in range(0, len(puts), 500):
                     self.store.raw.write(puts[i : i + 500])
+            self._invalidate_logs(dst_root + SEP)
 
     def prune(
         self,
@@ -957,6 +1038,8 @@ class TieredSaver(BaseCheckpointSaver[str]):
             ]
             if dead:
                 self.store.raw.write(ranges=[(lns, "", None) for lns in dead])
+                for lns in dead:
+                    self._invalidate_logs(lns)
                 with self._cache_lock:
                     for lns in dead:
                         self._logs.pop((ns, lns.rsplit(SEP, 1)[-1]), None)
