@@ -105,6 +105,8 @@ class Engine:
         self._coherence_interval = float(coherence_interval)
         self._next_check = 0.0
         self._backend = backend
+        #: The backend's lock-free "nothing was committed since the last check", if any.
+        self._unchanged: Callable[[], bool] | None = getattr(backend, "unchanged", None)
         self._remote = bool(getattr(backend, "remote", False))
         self._metrics = metrics
         self._codec = codec or Codec()
@@ -132,6 +134,7 @@ class Engine:
         """Locks, thread-locals and the worker: what a forked child must build anew."""
         self._lock = threading.Lock()  # hot tier, write buffer, counters; never held for I/O
         self._coherence_lock = threading.Lock()  # a coherence check and the drop it leads to
+        self._check_seq = 0  # odd while a check runs (see _check_coherence)
         self._write_lock = threading.RLock()  # serializes writes in this process
         self._local = threading.local()
         self._epoch = 0  # bumped by every write and invalidation (guards stale fills)
@@ -644,7 +647,10 @@ class Engine:
 
         Check and drop happen under one lock: a thread that finds nothing new behind
         another thread's check waits for that thread's drop, so neither reads a hot entry
-        older than a commit acknowledged before its read began.
+        older than a commit acknowledged before its read began.  A backend's cheap proof
+        that nothing was committed (``unchanged()``) is taken without the lock, guarded
+        by a sequence number that is odd while a check runs (a seqlock): a proof that
+        overlapped a check does not count.
         """
         if id(self) in _SNAPSHOT.get():
             return
@@ -653,11 +659,19 @@ class Engine:
             if now < self._next_check:
                 return  # checked less than coherence_interval ago
             self._next_check = now + self._coherence_interval
+        seq = self._check_seq
+        unchanged = self._unchanged
+        if not seq & 1 and unchanged is not None and unchanged() and self._check_seq == seq:
+            return
         if self._remote:
             cold_access()  # a network round trip is I/O: not on an event loop
         with self._coherence_lock:
-            if self._backend.foreign_change():
-                self._invalidate_all()
+            self._check_seq += 1
+            try:
+                if self._backend.foreign_change():
+                    self._invalidate_all()
+            finally:
+                self._check_seq += 1
 
     def _invalidate_all(self) -> None:
         with self._lock:

@@ -150,7 +150,12 @@ class Backend(Protocol):
         """Full-text search; ``(row, score)`` best first (higher score is better)."""
 
     def foreign_change(self) -> bool:
-        """True if another connection committed since the last call (hot tier is stale)."""
+        """True if another connection committed since the last call (hot tier is stale).
+
+        A backend may also offer ``unchanged() -> bool``: a cheap, lock-free proof that no
+        connection at all committed since the last ``foreign_change()`` (``False`` means
+        only "ask"); the store then skips the full check (SQLite: the WAL index header).
+        """
 
     def dictionaries(self) -> dict[int, bytes]:
         """Every stored zstd dictionary by id (see :mod:`tieredmem.codec`)."""

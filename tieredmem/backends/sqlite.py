@@ -873,6 +873,15 @@ class SQLiteBackend:
             con.execute("INSERT INTO items_fts (items_fts) VALUES ('optimize')")
 
     # -- coherence, maintenance, stats -------------------------------------------------
+    def unchanged(self) -> bool:
+        """True if provably no connection committed since the last :meth:`foreign_change`
+        (the WAL index's header has not moved); ``False`` means "ask"."""
+        shm = self._shm
+        if shm is None:
+            return self.memory
+        head = shm.read()
+        return bool(head) and head == self._seen_head
+
     def foreign_change(self) -> bool:
         if self.memory:
             return False
