@@ -27,6 +27,7 @@ import copy
 import gc
 import logging
 import operator
+import os
 import random
 import threading
 import time
@@ -404,7 +405,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
 
     def __init__(
         self,
-        conn: str | Store | MemorySaver = ":memory:",
+        conn: str | os.PathLike[str] | Store | MemorySaver = ":memory:",
         *,
         hot_bytes: int | str = "64MiB",
         max_checkpoints: int | None = None,
@@ -455,7 +456,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
 
     # -- construction ---------------------------------------------------------------
     @classmethod
-    def from_conn_string(cls, conn_string: str, **kwargs: Any) -> TieredSaver:
+    def from_conn_string(cls, conn_string: str | os.PathLike[str], **kwargs: Any) -> TieredSaver:
         """LangGraph's idiom, sync or async: ``with TieredSaver.from_conn_string(path) as s:``
         or ``async with TieredSaver.from_conn_string(path) as s:`` (closed on exit)."""
         return cls(conn_string, **kwargs)

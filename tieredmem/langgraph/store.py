@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import threading
 import time
 import weakref
@@ -155,7 +156,7 @@ class TieredStore(BaseStore):
 
     def __init__(
         self,
-        conn: str | Store | MemorySaver = ":memory:",
+        conn: str | os.PathLike[str] | Store | MemorySaver = ":memory:",
         *,
         index: IndexConfig | None = None,
         ttl: TTLConfig | None = None,
@@ -210,7 +211,7 @@ class TieredStore(BaseStore):
         self.close()
 
     @classmethod
-    def from_conn_string(cls, conn_string: str, **kwargs: Any) -> TieredStore:
+    def from_conn_string(cls, conn_string: str | os.PathLike[str], **kwargs: Any) -> TieredStore:
         """``with TieredStore.from_conn_string(path) as store:`` (sync or async ``with``)."""
         return cls(conn_string, **kwargs)
 
