@@ -3,7 +3,9 @@
 SQLite keeps the WAL index in the ``-shm`` file beside the database, and every commit
 rewrites the index's header (two 48-byte copies at its start, see SQLite's
 ``walformat.html``): ``iChange`` counts transactions and ``mxFrame`` moves.  Reading those
-96 bytes with ``pread`` costs a fraction of a statement, so a read compares them with the
+96 bytes through a read-only memory map (as SQLite itself reads them) costs a fraction of
+a statement, and unlike a ``pread`` it does not release the interpreter lock, so reader
+threads do not hand it to each other on every read, so a read compares them with the
 bytes it saw at its last full check and asks SQLite (``PRAGMA data_version``) only when
 they moved.  Bytes that did not move mean no connection committed since; bytes that moved
 mean only "ask SQLite", so nothing here decides coherence on its own.
@@ -15,10 +17,16 @@ and process, shared by every handle, and closed only when no handle uses it *and
 inode is no longer the live ``-shm`` (SQLite deletes it when the last connection closes:
 then no lock of anyone's is left on it).  A live inode's descriptor stays open until the
 process ends; there is one per database file the process has open or had open.
+
+The map never outlives its safety: SQLite truncates ``-shm`` only when it opens the first
+connection to a database nobody has open, and a handle reads the map only while its own
+connections are open.  A file shorter than the header (not SQLite's) is read with
+``pread`` instead.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 
@@ -26,10 +34,43 @@ __all__ = ["HEADER_BYTES", "ShmHeader"]
 
 #: The two copies of the WAL-index header.
 HEADER_BYTES = 96
+_MAP_BYTES = mmap.PAGESIZE
+
+
+class _File:
+    """One -shm inode's descriptor (and map), shared by this process's handles."""
+
+    __slots__ = ("fd", "map", "users")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.users = 0
+        self.map: mmap.mmap | None = None
+        try:
+            if os.fstat(fd).st_size >= _MAP_BYTES:
+                # mmap duplicates the descriptor: the duplicate, like ours, is closed only
+                # once the file is gone (see the module text).
+                self.map = mmap.mmap(fd, _MAP_BYTES, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            self.map = None
+
+    def read(self) -> bytes:
+        if self.map is not None:
+            return self.map[:HEADER_BYTES]
+        try:
+            return os.pread(self.fd, HEADER_BYTES, 0)
+        except OSError:
+            return b""
+
+    def close(self) -> None:
+        if self.map is not None:
+            self.map.close()
+        os.close(self.fd)
+
 
 _lock = threading.Lock()
-#: ``(st_dev, st_ino)`` of a -shm file -> [descriptor, handles using it]
-_open: dict[tuple[int, int], list[int]] = {}
+#: ``(st_dev, st_ino)`` of a -shm file -> its shared descriptor
+_open: dict[tuple[int, int], _File] = {}
 #: Descriptors that must never be closed (see ShmHeader._attach).
 _kept: list[int] = []
 
@@ -45,10 +86,10 @@ def _linked(fd: int) -> bool:
 
 def _sweep() -> None:
     """Close the unused descriptors of removed files (call with ``_lock`` held)."""
-    for key, (fd, users) in list(_open.items()):
-        if users <= 0 and not _linked(fd):
+    for key, known in list(_open.items()):
+        if known.users <= 0 and not _linked(known.fd):
             del _open[key]
-            os.close(fd)
+            known.close()
 
 
 def _after_fork_in_child() -> None:
@@ -66,7 +107,7 @@ class ShmHeader:
     def __init__(self, path: str) -> None:
         self.path = path + "-shm"
         self._key: tuple[int, int] | None = None
-        self._fd = -1
+        self._file: _File | None = None
         self._attach()
 
     def _attach(self) -> None:
@@ -89,32 +130,24 @@ class ShmHeader:
                     # which may be live and locked by SQLite, so it is never closed.
                     _kept.append(fd)
                     return
-                known = _open[key] = [fd, 0]
-            known[1] += 1
-        self._key, self._fd = key, known[0]
+                known = _open[key] = _File(fd)
+            known.users += 1
+        self._key, self._file = key, known
 
     def read(self) -> bytes:
         """The header bytes now (``b""`` when there is no ``-shm`` to read)."""
-        if self._fd < 0:
-            return b""
-        try:
-            return os.pread(self._fd, HEADER_BYTES, 0)
-        except OSError:
-            return b""
+        known = self._file
+        return known.read() if known is not None else b""
 
     def detach(self) -> None:
         """This handle is done; close the descriptor once nobody can hold locks through it."""
-        key, self._key, self._fd = self._key, None, -1
-        if key is None:
+        key, known, self._key, self._file = self._key, self._file, None, None
+        if key is None or known is None:
             return
         with _lock:
-            known = _open.get(key)
-            if known is None:
-                return
-            known[1] -= 1
-            if known[1] > 0:
-                return
-            if _linked(known[0]):
-                return  # keep it: closing would drop this process's locks on the live file
-            del _open[key]
-        os.close(known[0])
+            known.users -= 1
+            if known.users > 0 or _linked(known.fd):
+                return  # in use, or live: closing would drop this process's locks on it
+            if _open.get(key) is known:
+                del _open[key]
+        known.close()

@@ -7,7 +7,7 @@ Locks between processes wait (busy timeout) instead of failing.
 Whether the hot tier above may be trusted is decided by :meth:`SQLiteBackend.foreign_change`,
 and SQLite itself answers it, so no file of ours, PID or clock is involved.  A read first
 compares the WAL index's header (96 bytes of ``-shm`` that every commit rewrites, read with
-``pread``; see :mod:`tieredmem.backends._shm`) with the bytes it saw last: unchanged, no
+a memory map; see :mod:`tieredmem.backends._shm`) with the bytes it saw last: unchanged, no
 connection committed.  Otherwise it asks the *watch*, one more connection each handle
 keeps: ``PRAGMA data_version`` on it changes whenever any other connection committed, this
 handle's writer included; only when it moved is the writer asked, whose ``data_version``
