@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
-import gc
 import logging
 import operator
 import os
@@ -33,10 +31,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from datetime import date, datetime, timedelta
-from datetime import time as dtime
-from decimal import Decimal
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import FunctionType
 from typing import Any, cast
 
@@ -55,8 +50,6 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
 
 from ..backends import SEP
 from ..history import History, SharingError, open_histories
@@ -65,6 +58,7 @@ from ..memory import MemorySaver
 from ..store import ColdReadError, Store
 from ._common import config as config_for
 from ._common import resolve_store
+from .owned import GC_PAUSE, GC_PAUSE_ITEMS, owned_list
 
 __all__ = ["TieredSaver"]
 
@@ -91,144 +85,6 @@ def _unpack(data: bytes) -> Any:
 # (nor a graph's own objects, which the saver never serves).  Copying a message is a few
 # dict copies (~1 us), against ~6 us to decode it: get_state of a hot thread stays well
 # below InMemorySaver's (which decodes every message each time).
-
-#: Types whose values are immutable: shared as they are.
-_IMMUTABLE: frozenset[type] = frozenset(
-    {str, bytes, int, float, complex, bool, type(None), datetime, date, dtime, timedelta}
-    | {uuid.UUID, Decimal, range}
-)
-_new = object.__new__
-
-
-def _slot_setter(name: str) -> Callable[[Any, Any], None]:
-    """A setter of the attribute *name* of pydantic models that bypasses their
-    ``__setattr__``, as their own ``__copy__`` and ``__deepcopy__`` set it: the slot's
-    descriptor (one C call), else ``object.__setattr__``."""
-    setter = getattr(vars(BaseModel).get(name), "__set__", None)
-    if setter is not None:
-        return cast("Callable[[Any, Any], None]", setter)
-
-    def set_attribute(obj: Any, value: Any) -> None:
-        object.__setattr__(obj, name, value)
-
-    return set_attribute
-
-
-_set_dict = _slot_setter("__dict__")
-_set_fields_set = _slot_setter("__pydantic_fields_set__")
-_set_extra = _slot_setter("__pydantic_extra__")
-_set_private = _slot_setter("__pydantic_private__")
-
-
-def _owned_dict(value: dict[Any, Any]) -> dict[Any, Any]:
-    out = value.copy()
-    for key, inner in out.items():  # values replaced in place: the size never changes
-        t = type(inner)
-        if t not in _IMMUTABLE:
-            out[key] = t() if not inner and (t is dict or t is list) else _owned(inner)
-    return out
-
-
-def _owned_list(items: Iterable[Any]) -> list[Any]:
-    """Deep copies of *items*: a list the caller owns."""
-    get = _COPIERS.get
-    return [x if type(x) in _IMMUTABLE else (get(type(x)) or _owned)(x) for x in items]
-
-
-def _owned_tuple(value: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(_owned_list(value))
-
-
-def _owned_model(value: Any) -> Any:
-    """A deep copy of a pydantic v2 model, as ``BaseModel.__deepcopy__`` makes it (its
-    fields' values copied, not validated again), several times faster."""
-    out = _new(type(value))
-    fields = value.__dict__.copy()
-    for key, inner in fields.items():  # values replaced in place: the size never changes
-        t = type(inner)
-        if t in _IMMUTABLE:
-            continue
-        if t is dict:
-            fields[key] = _owned_dict(inner) if inner else {}
-        elif t is list:
-            fields[key] = _owned_list(inner) if inner else []
-        else:
-            fields[key] = _owned(inner)
-    _set_dict(out, fields)
-    _set_fields_set(out, value.__pydantic_fields_set__.copy())
-    extra = value.__pydantic_extra__
-    if extra is not None:
-        extra = _owned_dict(extra) if extra else {}
-    _set_extra(out, extra)
-    private = value.__pydantic_private__
-    if private is not None:
-        private = {k: _owned(v) for k, v in private.items() if v is not PydanticUndefined}
-    _set_private(out, private)
-    return out
-
-
-#: How a value of each type is copied (filled on first sight of a type).
-_COPIERS: dict[type, Callable[[Any], Any]] = {
-    dict: _owned_dict,
-    list: _owned_list,
-    tuple: _owned_tuple,
-}
-
-
-def _owned(value: Any) -> Any:
-    """A deep copy of *value* that shares only immutable parts: ``copy.deepcopy`` with
-    fast paths for dicts, lists, tuples and pydantic models such as messages."""
-    t = type(value)
-    if t in _IMMUTABLE:
-        return value
-    copier = _COPIERS.get(t)
-    if copier is None:
-        plain_model = (
-            issubclass(t, BaseModel)
-            and t.__deepcopy__ is BaseModel.__deepcopy__
-            and t.__new__ is object.__new__
-        )
-        copier = _COPIERS[t] = _owned_model if plain_model else copy.deepcopy
-    return copier(value)
-
-
-class _GCPause:
-    """Pauses CPython's cyclic garbage collector while a read builds a long list of new
-    objects (copies, or decoded messages), re-enabling it when the last such read ends.
-
-    Such a burst allocates nothing but objects that stay alive (no garbage, no cycles),
-    yet it triggers the collector every 700 allocations and full collections of the
-    whole heap over and over: measured on 8,000 messages, copying takes 2.5x as long
-    with the collector on, and the gap grows with the heap.  Paused, the collector runs
-    once, at the first allocation after the read.  It is left alone if it was disabled
-    already; while a read runs, the other threads' allocations wait for it too.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._paused = False
-
-    def __enter__(self) -> None:
-        with self._lock:
-            if self._depth == 0:
-                self._paused = gc.isenabled()
-                if self._paused:
-                    gc.disable()
-            self._depth += 1
-
-    def __exit__(self, *exc: object) -> None:
-        with self._lock:
-            self._depth -= 1
-            if self._depth == 0 and self._paused:
-                self._paused = False
-                gc.enable()
-
-
-_GC_PAUSE = _GCPause()
-#: Lists at least this long are built with the collector paused.
-_GC_PAUSE_ITEMS = 256
-
 
 #: ``weakref()`` for every mark in one C-level pass (``operator.call`` from 3.11).
 _call: Callable[[Any], Any] = getattr(operator, "call", operator.methodcaller("__call__"))
@@ -387,13 +243,13 @@ class TieredSaver(BaseCheckpointSaver[str]):
         item), so that ``get_state`` on a hot thread decodes no message: it copies them
         (a message's copy costs about a fifth of its decoding; a list of 256 items or
         more is built with Python's cyclic garbage collector paused, see
-        ``_GCPause``).  So a read, and each turn of a graph, costs O(messages) with a
-        small constant.  Every value a read returns is the caller's own, and nothing a
-        graph passed to ``put`` is kept by reference: mutating either never changes
-        what is stored or what later reads return.  (A message a node changes in
-        place, against LangGraph's rule that state is immutable, is not written again:
-        a list that extends the previous step's, by object identity, gets only its new
-        items appended.)
+        :mod:`tieredmem.langgraph.owned`).  So a read, and each turn of a graph, costs
+        O(messages) with a small constant.  Every value a read returns is the caller's
+        own, and nothing a graph passed to ``put`` is kept by reference: mutating either
+        never changes what is stored or what later reads return.  (A message a node
+        changes in place, against LangGraph's rule that state is immutable, is not
+        written again: a list that extends the previous step's, by object identity,
+        gets only its new items appended.)
     :param max_checkpoints: keep at most this many checkpoints per thread and namespace
         (older ones are pruned; what a kept checkpoint needs to be read back is kept).
     :param ttl: seconds; threads idle longer than this are deleted by maintenance.
@@ -656,17 +512,17 @@ class TieredSaver(BaseCheckpointSaver[str]):
             if held is not None and held.log != log_id:
                 held = None
             value: list[Any]
-            with _GC_PAUSE if n >= _GC_PAUSE_ITEMS else contextlib.nullcontext():
+            with GC_PAUSE if n >= GC_PAUSE_ITEMS else contextlib.nullcontext():
                 if held is not None and held.items is not None and n <= held.n:
                     # A prefix of the log is never rewritten: the held items are this
                     # version's, and copies of them are the caller's (no decoding).
-                    value = _owned_list(held.items[:n])
+                    value = owned_list(held.items[:n])
                 else:
                     value = self._log(thread, cns, log_id)[:n]  # decoded: the caller's own
                     if remember and (held is None or held.items is None or n > held.n):
                         # The saver keeps its own copy for the next reads, if it may.
                         fits = 1 + n <= self._last_lists.maxsize
-                        own = _owned_list(value) if fits else None
+                        own = owned_list(value) if fits else None
                         held = _Held(generation, log_id, n, own, held.marks if held else [])
                 if remember:
                     # The graph continues from this list: its next put sees by identity
