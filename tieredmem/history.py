@@ -40,7 +40,7 @@ from bisect import bisect_right
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from itertools import accumulate
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, overload
 
 import orjson
 
@@ -49,9 +49,10 @@ from .codec import dumps_json
 from .errors import InvalidKeyError, SharingError
 from .names import CONTROL
 from .retention import Retention
+from .shared import SharedObjects
 from .store import ColdReadError, Store, memory_only_active
 
-__all__ = ["History", "SharedObjects", "SharingError", "TailBudget"]
+__all__ = ["History", "SharingError", "TailBudget"]
 
 
 def _tail_key(seq: int) -> str:
@@ -299,54 +300,6 @@ def _deferred_for(store: Store) -> _Deferred:
 
 class _AlreadyOpen(SharingError):
     """A constructor found a live object for its namespace (the factories retry)."""
-
-
-_T = TypeVar("_T")
-
-
-class SharedObjects(Generic[_T]):
-    """The live objects of one kind (histories, states) of every store, by joined
-    namespace: one object per (store, namespace) in a process, shared by every user of
-    the store.
-
-    A store's generation moves only on writes by *other* handles and processes, so two
-    objects caching one namespace of one store would never see each other's writes (and
-    an append through one would overwrite the other's).  Weak both ways: a store that is
-    gone takes its entries with it, and the registry never keeps an object alive (an
-    object no user holds is collected; the next user builds a new one from the store).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._stores: weakref.WeakKeyDictionary[Store, weakref.WeakValueDictionary[str, _T]] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def get(self, store: Store, ns: str) -> _T | None:
-        """The live object of *ns* on *store*, if any."""
-        with self._lock:
-            objects = self._stores.get(store)
-            return None if objects is None else objects.get(ns)
-
-    def add(self, store: Store, ns: str, obj: _T) -> _T:
-        """Register *obj* for *ns* unless a live object is registered; return the one
-        registered."""
-        with self._lock:
-            objects = self._stores.get(store)
-            if objects is None:
-                objects = self._stores[store] = weakref.WeakValueDictionary()
-            live = objects.get(ns)
-            if live is None:
-                objects[ns] = live = obj
-            return live
-
-    def under(self, store: Store, prefix: str) -> list[_T]:
-        """The live objects of *store* whose namespace starts with *prefix*."""
-        with self._lock:
-            objects = self._stores.get(store)
-            if objects is None:
-                return []
-            return [obj for ns, obj in list(objects.items()) if ns.startswith(prefix)]
 
 
 #: Every live History, by store and joined namespace (see :meth:`History.shared`).

@@ -44,8 +44,9 @@ from typing import Any
 import orjson
 
 from .codec import dumps_json
-from .errors import SerializationError
-from .history import SharedObjects, SharingError, check_name
+from .errors import SerializationError, SharingError
+from .history import check_name
+from .shared import SharedObjects
 from .store import Store
 
 __all__ = ["State"]

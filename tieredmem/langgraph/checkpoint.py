@@ -52,7 +52,8 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from ..backends import SEP
-from ..history import History, SharingError, open_histories
+from ..errors import SharingError
+from ..history import History, open_histories
 from ..item import Stats
 from ..memory import MemorySaver
 from ..store import ColdReadError, Store
