@@ -49,10 +49,10 @@ from .codec import dumps_json
 from .errors import InvalidKeyError, SharingError
 from .names import CONTROL
 from .retention import Retention
-from .shared import SharedObjects
+from .shared import AlreadyOpen, SharedObjects
 from .store import ColdReadError, Store, memory_only_active
 
-__all__ = ["History", "SharingError", "TailBudget"]
+__all__ = ["History", "TailBudget"]
 
 
 def _tail_key(seq: int) -> str:
@@ -298,10 +298,6 @@ def _deferred_for(store: Store) -> _Deferred:
         return registry
 
 
-class _AlreadyOpen(SharingError):
-    """A constructor found a live object for its namespace (the factories retry)."""
-
-
 #: Every live History, by store and joined namespace (see :meth:`History.shared`).
 open_histories: SharedObjects[History] = SharedObjects()
 
@@ -379,8 +375,8 @@ class History(Sequence[Any]):
         if open_histories.add(store, self._ns, self) is not self:
             raise self._already_open()  # another thread opened it meanwhile
 
-    def _already_open(self) -> _AlreadyOpen:
-        return _AlreadyOpen(
+    def _already_open(self) -> AlreadyOpen:
+        return AlreadyOpen(
             f"history {self.name!r} is already open on this store: use "
             "History.shared(store, name) (or MemorySaver.history) to get that object; "
             "a second one would not see its writes"
@@ -418,33 +414,31 @@ class History(Sequence[Any]):
         check_name("history", name)
         key = ns if ns is not None else store.raw.internal_ns("history", name)
         wanted = codec if codec is not None else (dumps, loads)
-        while True:
-            live = open_histories.get(store, key)
-            if live is None:
-                try:
-                    return cls(
-                        store,
-                        name,
-                        max_history=max_history,
-                        chunk_items=chunk_items,
-                        chunk_bytes=chunk_bytes,
-                        retention=retention,
-                        ns=key,
-                        dumps=dumps,
-                        loads=loads,
-                        loads_many=loads_many,
-                        budget=budget,
-                        codec=codec,
-                    )
-                except _AlreadyOpen:
-                    continue  # another thread opened it meanwhile: use that one
-            if not _same_codec(live._codec, wanted):
-                raise SharingError(
-                    f"history {live.name!r} is open on this store with another encoding "
-                    "(dumps/loads, or a serializer): every user of one history must encode "
-                    "its items the same way"
-                )
-            return live
+        live = open_histories.open(
+            store,
+            key,
+            lambda: cls(
+                store,
+                name,
+                max_history=max_history,
+                chunk_items=chunk_items,
+                chunk_bytes=chunk_bytes,
+                retention=retention,
+                ns=key,
+                dumps=dumps,
+                loads=loads,
+                loads_many=loads_many,
+                budget=budget,
+                codec=codec,
+            ),
+        )
+        if not _same_codec(live._codec, wanted):
+            raise SharingError(
+                f"history {live.name!r} is open on this store with another encoding "
+                "(dumps/loads, or a serializer): every user of one history must encode "
+                "its items the same way"
+            )
+        return live
 
     # -- index ------------------------------------------------------------------------
     def _load(self) -> None:

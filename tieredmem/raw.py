@@ -25,16 +25,15 @@ from .names import INTERNAL_ROOT, hot_key, split
 from .names import namespace as _namespace
 from .search import row_item
 
-__all__ = ["Raw"]
+__all__ = ["EngineView", "Raw"]
 
 
-class Raw:
-    """Joined-namespace access to one store (``store.raw``); thread-safe."""
+class EngineView:
+    """What :class:`~tieredmem.Store` and :class:`Raw` both show of their engine."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    # -- what the layers ask of the store -------------------------------------------
     @property
     def codec(self) -> Codec:
         """The codec that encodes values into frames."""
@@ -47,7 +46,7 @@ class Raw:
 
     @property
     def durability(self) -> str:
-        """``"sync"`` or ``"batch"``."""
+        """``"sync"`` (a returned call has committed) or ``"batch"``."""
         return self._engine.durability
 
     @property
@@ -55,6 +54,32 @@ class Raw:
         """True once the store is closed."""
         return self._engine.closed
 
+    def flush(self) -> None:
+        """Commit batched writes now (a no-op with ``durability="sync"``)."""
+        self._engine.flush()
+
+    def generation(self) -> int:
+        """Check for writes by other handles, processes or hosts (as every read does) and
+        return the cache generation.
+
+        The number changes whenever such a write made this store drop its hot tier; a
+        layer that caches decoded data above the store (a History's index, a saver's
+        lists) keeps the generation it filled its cache at and drops the cache when
+        this returns another.  Inside :meth:`snapshot` no new check is made.
+        """
+        return self._engine.generation()
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Reads in the block share one coherence check (taken on entry) instead of one
+        each: a reader of several related rows pays one round trip on Redis, not one a row.
+        Writes by other processes during the block may be missed until it ends."""
+        return self._engine.snapshot()
+
+
+class Raw(EngineView):
+    """Joined-namespace access to one store (``store.raw``); thread-safe."""
+
+    # -- what the layers ask of the store -------------------------------------------
     @property
     def max_pending_bytes(self) -> int:
         """With ``durability="batch"``: bytes of buffered writes that start a commit."""
@@ -68,14 +93,6 @@ class Raw:
         """Joined namespace under the reserved ``tieredmem`` root."""
         return _namespace((INTERNAL_ROOT, *labels), internal=True)[1]
 
-    def generation(self) -> int:
-        """See :meth:`tieredmem.Store.generation`."""
-        return self._engine.generation()
-
-    def snapshot(self) -> AbstractContextManager[None]:
-        """See :meth:`tieredmem.Store.snapshot`."""
-        return self._engine.snapshot()
-
     def memory_only(self) -> AbstractContextManager[None]:
         """Within the block, reads that would touch the cold tier raise
         :class:`~tieredmem.engine.ColdReadError` instead (an async caller then retries in
@@ -85,10 +102,6 @@ class Raw:
     def in_transaction(self) -> bool:
         """True inside :meth:`tieredmem.Store.transaction` in this thread."""
         return self._engine.in_transaction()
-
-    def flush(self) -> None:
-        """Commit batched writes now."""
-        self._engine.flush()
 
     def emit(self, event: str, **fields: Any) -> None:
         """Send an event to the store's ``metrics`` hook (a no-op without one)."""

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
+
+from .errors import SharingError
 
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["SharedObjects"]
+__all__ = ["AlreadyOpen", "SharedObjects"]
+
+
+class AlreadyOpen(SharingError):
+    """A constructor found a live object for its namespace (:meth:`SharedObjects.open`
+    then returns that one)."""
 
 
 _T = TypeVar("_T")
@@ -51,6 +59,19 @@ class SharedObjects(Generic[_T]):
             if live is None:
                 objects[ns] = live = obj
             return live
+
+    def open(self, store: Store, ns: str, build: Callable[[], _T]) -> _T:
+        """The live object of *ns* on *store*, else ``build()``: a constructor that
+        registers itself with :meth:`add` and raises :class:`AlreadyOpen` when another
+        thread registered one first (then that one is returned)."""
+        while True:
+            live = self.get(store, ns)
+            if live is not None:
+                return live
+            try:
+                return build()
+            except AlreadyOpen:
+                continue  # another thread opened it meanwhile: use that one
 
     def under(self, store: Store, prefix: str) -> list[_T]:
         """The live objects of *store* whose namespace starts with *prefix*."""

@@ -44,9 +44,9 @@ from typing import Any
 import orjson
 
 from .codec import dumps_json
-from .errors import SerializationError, SharingError
+from .errors import SerializationError
 from .history import check_name
-from .shared import SharedObjects
+from .shared import AlreadyOpen, SharedObjects
 from .store import Store
 
 __all__ = ["State"]
@@ -83,10 +83,6 @@ def _by_stamp(stamps: dict[str, str]) -> dict[str, list[str]]:
     return grouped
 
 
-class _AlreadyOpen(SharingError):
-    """A constructor found a live State for its name (:meth:`State.shared` retries)."""
-
-
 class State(MutableMapping[str, Any]):
     """A working state (get one from :meth:`MemorySaver.state`); call :meth:`commit`.
 
@@ -100,7 +96,7 @@ class State(MutableMapping[str, Any]):
     There is at most one live State per (store, name) in a process, shared by every user
     of the store (:meth:`shared`; :meth:`MemorySaver.state` uses it): its uncommitted
     changes are theirs too, and a commit by any of them commits them.  The constructor
-    builds it when none is open and raises :class:`~tieredmem.history.SharingError`
+    builds it when none is open and raises :class:`~tieredmem.SharingError`
     when one is.
     """
 
@@ -124,8 +120,8 @@ class State(MutableMapping[str, Any]):
         if open_states.add(store, self._ns, self) is not self:
             raise self._already_open()  # another thread opened it meanwhile
 
-    def _already_open(self) -> _AlreadyOpen:
-        return _AlreadyOpen(
+    def _already_open(self) -> AlreadyOpen:
+        return AlreadyOpen(
             f"state {self.name!r} is already open on this store: use "
             "State.shared(store, name) (or MemorySaver.state) to get that object; a "
             "second one would not see its commits"
@@ -140,14 +136,9 @@ class State(MutableMapping[str, Any]):
         only decide when a commit compacts)."""
         check_name("state", name)
         key = store.raw.internal_ns("state", name)
-        while True:
-            live = open_states.get(store, key)
-            if live is not None:
-                return live
-            try:
-                return cls(store, name, max_chain=max_chain, min_base_bytes=min_base_bytes)
-            except _AlreadyOpen:
-                continue  # another thread opened it meanwhile: use that one
+        return open_states.open(
+            store, key, lambda: cls(store, name, max_chain=max_chain, min_base_bytes=min_base_bytes)
+        )
 
     def _load(self, keep_changes: bool = False) -> None:
         """(Re)read the state from its rows; with *keep_changes*, the uncommitted changes

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -37,7 +37,7 @@ from .item import Item, Stats
 from .names import Namespace, check_key, hot_key
 from .names import namespace as _namespace
 from .names import prefix as _prefix
-from .raw import Raw
+from .raw import EngineView, Raw
 from .search import list_namespaces as _list_namespaces
 from .search import search_rows
 
@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 
-class Store:
+class Store(EngineView):
     """Namespaced items in a byte-bounded hot tier over a cold backend.
 
     Build one with :func:`tieredmem.open`.  Thread-safe.  Use as a context manager or
@@ -91,18 +91,20 @@ class Store:
         metrics: Callable[[dict[str, Any]], None] | None = None,
         coherence_interval: float = 0.0,
     ) -> None:
-        self._engine = Engine(
-            backend,
-            hot_bytes=hot_bytes,
-            durability=durability,
-            flush_interval=flush_interval,
-            maintenance_interval=maintenance_interval,
-            max_pending_bytes=max_pending_bytes,
-            max_value_bytes=max_value_bytes,
-            codec=codec,
-            clock=clock,
-            metrics=metrics,
-            coherence_interval=coherence_interval,
+        super().__init__(
+            Engine(
+                backend,
+                hot_bytes=hot_bytes,
+                durability=durability,
+                flush_interval=flush_interval,
+                maintenance_interval=maintenance_interval,
+                max_pending_bytes=max_pending_bytes,
+                max_value_bytes=max_value_bytes,
+                codec=codec,
+                clock=clock,
+                metrics=metrics,
+                coherence_interval=coherence_interval,
+            )
         )
         #: The same store with joined namespaces, for tieredmem's own layers.
         self.raw = Raw(self._engine)
@@ -117,26 +119,6 @@ class Store:
     def backend(self) -> Backend:
         """The cold-tier backend (for tools such as ``tieredmem doctor``)."""
         return self._engine.backend
-
-    @property
-    def closed(self) -> bool:
-        """True after :meth:`close`."""
-        return self._engine.closed
-
-    @property
-    def codec(self) -> Codec:
-        """The codec that encodes values into frames."""
-        return self._engine.codec
-
-    @property
-    def clock(self) -> Clock:
-        """The store's clock (seconds since the epoch)."""
-        return self._engine.clock
-
-    @property
-    def durability(self) -> str:
-        """``"sync"`` (a returned call has committed) or ``"batch"``."""
-        return self._engine.durability
 
     @property
     def flush_interval(self) -> float:
@@ -161,27 +143,6 @@ class Store:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<Store {self.url} durability={self.durability} {state}>"
-
-    def flush(self) -> None:
-        """Commit batched writes now (a no-op with ``durability="sync"``)."""
-        self._engine.flush()
-
-    def generation(self) -> int:
-        """Check for writes by other handles, processes or hosts (as every read does) and
-        return the cache generation.
-
-        The number changes whenever such a write made this store drop its hot tier; a
-        layer that caches decoded data above the store (a History's index, a saver's
-        lists) keeps the generation it filled its cache at and drops the cache when
-        this returns another.  Inside :meth:`snapshot` no new check is made.
-        """
-        return self._engine.generation()
-
-    def snapshot(self) -> AbstractContextManager[None]:
-        """Reads in the block share one coherence check (taken on entry) instead of one
-        each: a reader of several related rows pays one round trip on Redis, not one a row.
-        Writes by other processes during the block may be missed until it ends."""
-        return self._engine.snapshot()
 
     # -- reads -------------------------------------------------------------------------
     def get(self, namespace: Sequence[str], key: str, *, refresh_ttl: bool = False) -> Item | None:
