@@ -8,22 +8,19 @@ other reads next, and that the other's next write keeps it.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from .peers import LOOP, JsonPeer
+
 pytest.importorskip("langgraph")
 
-ROOT = Path(__file__).resolve().parents[1]
 
-PEER = """
+PEER = (
+    """
 import json, sys
 from langchain_core.messages import HumanMessage
 from langgraph.graph import END, START, MessagesState, StateGraph
@@ -86,44 +83,21 @@ def run(cmd):
         }
     raise ValueError(op)
 
-
-for line in sys.stdin:
-    cmd = json.loads(line)
-    if cmd["op"] == "quit":
-        break
-    try:
-        print(json.dumps({"ok": run(cmd)}), flush=True)
-    except Exception as exc:
-        print(json.dumps({"error": repr(exc)}), flush=True)
+"""
+    + LOOP
+    + """
 saver.close()
 memory.close()
 """
+)
 
 
-class Peer:
+class Peer(JsonPeer):
     """A process with its own saver on the shared file, driven one command at a time."""
 
     def __init__(self, path: str, durability: str) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(PEER), path, durability],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        super().__init__(PEER, path, durability)
         self.durability = durability
-
-    def __call__(self, op: str, **args: Any) -> Any:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        assert line, f"peer died (exit code {self.proc.poll()})"
-        reply = json.loads(line)
-        assert "error" not in reply, reply["error"]
-        return reply["ok"]
 
     def turn(self, op: str, **args: Any) -> Any:
         """A command, then the flush that hands the file over (``durability="batch"``
@@ -131,12 +105,6 @@ class Peer:
         out = self(op, **args)
         self("flush")
         return out
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
-        self.proc.stdin.close()
-        assert self.proc.wait(timeout=60) == 0
 
 
 @pytest.fixture(params=["sync", "batch"])

@@ -8,11 +8,6 @@ file and checks what it holds.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +16,10 @@ import pytest
 
 import tieredmem
 
-ROOT = Path(__file__).resolve().parents[1]
+from .peers import LOOP, JsonPeer
 
-PEER = """
+PEER = (
+    """
 import json, sys
 import tieredmem
 
@@ -64,49 +60,19 @@ def run(cmd):
         return None
     raise ValueError(op)
 
-
-for line in sys.stdin:
-    cmd = json.loads(line)
-    if cmd["op"] == "quit":
-        break
-    try:
-        print(json.dumps({"ok": run(cmd)}), flush=True)
-    except Exception as exc:
-        print(json.dumps({"error": repr(exc)}), flush=True)
+"""
+    + LOOP
+    + """
 memory.close()
 """
+)
 
 
-class Peer:
+class Peer(JsonPeer):
     """A process with its own MemorySaver on the shared file and one held State."""
 
     def __init__(self, path: str, durability: str) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(PEER), path, durability],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-
-    def send(self, op: str, **args: Any) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
-        self.proc.stdin.flush()
-
-    def reply(self) -> Any:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line, f"peer died (exit code {self.proc.poll()})"
-        answer = json.loads(line)
-        assert "error" not in answer, answer["error"]
-        return answer["ok"]
-
-    def __call__(self, op: str, **args: Any) -> Any:
-        self.send(op, **args)
-        return self.reply()
+        super().__init__(PEER, path, durability)
 
     def commit(self) -> Any:
         """Commit, then flush: hands the file over with ``durability="batch"``."""
@@ -118,12 +84,6 @@ class Peer:
         got: dict[str, Any] = self("read")
         assert got["keys"] == sorted(got["dict"]) and got["len"] == len(got["dict"])
         return got["dict"]  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.send("quit")
-        self.proc.stdin.close()
-        assert self.proc.wait(timeout=60) == 0
 
 
 @pytest.fixture(params=["sync", "batch"])
