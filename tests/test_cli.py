@@ -169,3 +169,261 @@ def test_bench_selects_benchmarks() -> None:
     # only the selection and its error path, so the test suite writes no result files.
     out = run("bench", "--quick", "--only", "no-such-benchmark")
     assert out.returncode == 2 and "benchmarks" in out.stderr
+
+
+# -- a newcomer's first hour (#14) and the CLI side of hardening (#15) ------------------
+READ_COMMANDS = ["stats", "inspect", "doctor", "export"]
+
+
+def _read_args(command: str, path: Path, tmp_path: Path) -> list[str]:
+    return [command, str(path)] + ([str(tmp_path / "out.jsonl")] if command == "export" else [])
+
+
+def _listing(directory: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        p.name: (p.stat().st_mode, p.read_bytes())
+        for p in sorted(directory.iterdir())
+        if p.is_file()
+    }
+
+
+def _one_clean_line(out: subprocess.CompletedProcess[str]) -> str:
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "Traceback" not in out.stderr and "Errno" not in out.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS)
+def test_read_commands_refuse_an_empty_file_and_leave_it_empty(
+    tmp_path: Path, command: str
+) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    out = run(*_read_args(command, empty, tmp_path))
+    assert out.returncode == 2
+    assert "empty file" in _one_clean_line(out)
+    assert empty.stat().st_size == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS)
+def test_read_commands_never_change_a_store_file(
+    filled: Path, tmp_path: Path, command: str
+) -> None:
+    store_dir = filled.parent / "store"
+    store_dir.mkdir()
+    path = filled.rename(store_dir / filled.name)
+    before = _listing(store_dir)
+    out = run(*_read_args(command, path, tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert _listing(store_dir) == before
+
+
+@pytest.mark.parametrize("command", [*READ_COMMANDS, "compact"])
+def test_a_directory_is_refused_in_the_commands_words(tmp_path: Path, command: str) -> None:
+    (tmp_path / "adir").mkdir()
+    out = run(*_read_args(command, tmp_path / "adir", tmp_path))
+    assert out.returncode == 2
+    assert "is a directory" in _one_clean_line(out)
+
+
+def test_os_errors_are_one_line_without_errno(filled: Path, tmp_path: Path) -> None:
+    (tmp_path / "adir").mkdir()
+    out = run("export", str(filled), str(tmp_path / "adir"))  # EISDIR on the output
+    assert out.returncode == 2 and "adir: is a directory" in _one_clean_line(out)
+    out = run("export", str(filled), str(tmp_path / "no" / "such" / "dir.jsonl"))  # ENOENT
+    assert out.returncode == 2 and "no such file or directory" in _one_clean_line(out)
+    out = run("import", str(tmp_path / "x.db"), str(tmp_path / "adir"))
+    assert out.returncode == 2 and "is a directory" in _one_clean_line(out)
+    if os.geteuid() != 0:  # root reads anything
+        locked = tmp_path / "locked.db"
+        locked.write_bytes(filled.read_bytes())
+        locked.chmod(0)
+        out = run("stats", str(locked))
+        assert out.returncode == 2 and "permission denied" in _one_clean_line(out)
+
+
+def test_stats_shows_the_files_figures_not_the_process_counters(filled: Path) -> None:
+    out = run("stats", str(filled), "--json")
+    assert out.returncode == 0, out.stderr
+    stats = json.loads(out.stdout)
+    for counter in ("hits", "misses", "hit_rate", "hot_budget", "hot_bytes", "durability"):
+        assert counter not in stats
+    assert stats["histories"] == 1 and stats["states"] == 1 and stats["user_namespaces"] == 2
+    assert stats["langgraph_threads"] == 0
+    with tieredmem.open(str(filled)) as store:
+        expected = store.stats()
+    assert stats["rows"] == expected.cold_rows
+    assert stats["file_bytes"] == expected.cold_bytes
+    assert stats["free_bytes"] == expected.cold_free_bytes
+    assert "wal_bytes" in stats
+
+
+@pytest.mark.parametrize(
+    "what",
+    [
+        ["--history", "nope"],
+        ["--history", "cha"],  # a prefix of one that exists is not it
+        ["--state", "nope"],
+        ["--namespace", "nope/x"],
+        ["--namespace", "users/carol"],
+        ["--thread", "nope"],
+    ],
+)
+def test_inspect_of_a_missing_thing_exits_2_with_one_line(filled: Path, what: list[str]) -> None:
+    out = run("inspect", str(filled), *what)
+    assert out.returncode == 2
+    assert f"no {what[0][2:]} {what[1]!r}".replace("thread", "LangGraph thread") in (
+        _one_clean_line(out)
+    )
+    assert out.stdout == ""
+
+
+def test_json_is_accepted_before_or_after_the_command(filled: Path) -> None:
+    before = run("--json", "stats", str(filled))
+    after = run("stats", str(filled), "--json")
+    assert before.returncode == after.returncode == 0
+    assert json.loads(before.stdout) == json.loads(after.stdout)
+
+
+def test_help_shows_no_markup() -> None:
+    texts = [run("--help").stdout]
+    texts += [run(cmd, "--help").stdout for cmd in ("demo", "stats", "export", "bench")]
+    for text in texts:
+        assert text and "``" not in text and ":func:" not in text
+
+
+@pytest.mark.parametrize("turns", ["-5", "0", "many"])
+def test_demo_refuses_a_non_positive_turn_count(tmp_path: Path, turns: str) -> None:
+    out = run("demo", "--turns", turns, "--path", "d.db", cwd=tmp_path)
+    assert out.returncode == 2 and "--turns" in out.stderr
+    assert not (tmp_path / "d.db").exists()
+
+
+def test_export_is_private_whatever_the_umask(filled: Path, tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    existing = tmp_path / "old.jsonl"
+    existing.write_text("x")
+    existing.chmod(0o644)
+    for out_path in (tmp_path / "new.jsonl", existing):
+        proc = subprocess.run(
+            [sys.executable, "-m", "tieredmem.cli", "export", str(filled), str(out_path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            umask=0,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert out_path.stat().st_mode & 0o777 == 0o600
+
+
+def test_export_writes_histories_and_values_as_json(filled: Path, tmp_path: Path) -> None:
+    dump = tmp_path / "dump.jsonl"
+    assert run("export", str(filled), str(dump)).returncode == 0
+    records = [json.loads(line) for line in dump.read_text().splitlines()]
+    chunks = [r["history"]["chunk"] for r in records if "chunk" in r.get("history", {})]
+    slots = [r["history"]["slot"] for r in records if "slot" in r.get("history", {})]
+    items = [e["item"] for chunk in chunks for e in chunk] + [s["item"] for s in slots]
+    assert [m["i"] for m in items] == list(range(120))
+    prefs = next(r for r in records if r["key"] == "prefs")
+    assert prefs["value"] == {"lang": "fr"}
+    assert not any("bytes" in r for r in records if r["ns"][:2] == ["tieredmem", "history"])
+
+
+def test_import_reads_the_old_base64_form_too(filled: Path, tmp_path: Path) -> None:
+    from tieredmem.history import encode_row
+
+    dump = tmp_path / "dump.jsonl"
+    assert run("export", str(filled), str(dump)).returncode == 0
+    old_lines = []
+    for line in dump.read_text().splitlines():  # what export wrote before #14
+        r = json.loads(line)
+        if "history" in r:
+            raw = encode_row(r["key"], r.pop("history"))
+            r["bytes"] = __import__("base64").b64encode(raw).decode("ascii")
+        elif "value" in r:
+            r["json"] = json.dumps(r.pop("value"), separators=(",", ":"))
+        old_lines.append(json.dumps(r))
+    old = tmp_path / "old.jsonl"
+    old.write_text("\n".join(old_lines) + "\n")
+    copy = tmp_path / "copy.db"
+    assert run("import", str(copy), str(old)).returncode == 0
+    again = tmp_path / "again.jsonl"
+    assert run("export", str(copy), str(again)).returncode == 0
+    assert again.read_text() == dump.read_text()
+
+
+def _big_export(path: Path, rows: int) -> None:
+    line = '{"ns":["bulk","n%d"],"key":"k%d","created_at":1.0,"updated_at":1.0,' \
+        '"expires_at":null,"ttl":null,"value":{"text":"%s","i":%d}}\n'
+    with path.open("w") as fh:
+        fh.writelines(line % (i % 50, i, "payload " * 40, i) for i in range(rows))
+
+
+def _bulk_rows(path: Path) -> int:
+    with tieredmem.open(str(path), maintenance_interval=0) as store:
+        return sum(
+            len(store.search(ns, limit=10**6)) for ns in store.list_namespaces(prefix=("bulk",))
+        )
+
+
+def test_import_with_a_bad_line_writes_nothing(tmp_path: Path) -> None:
+    dump = tmp_path / "dump.jsonl"
+    _big_export(dump, 5_000)
+    with dump.open("a") as fh:
+        fh.write('{"ns": ["bulk"], "key": "broken"}\n')
+    target = tmp_path / "target.db"
+    out = run("import", str(target), str(dump))
+    assert out.returncode == 2 and "dump.jsonl:5001" in _one_clean_line(out)
+    assert _bulk_rows(target) == 0
+
+
+def test_import_killed_midway_leaves_none_of_the_rows(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    rows = 60_000
+    dump = tmp_path / "dump.jsonl"
+    _big_export(dump, rows)
+    target = tmp_path / "target.db"
+    with tieredmem.open(str(target)) as store:  # an existing store, with its own data
+        store.put(("own",), "k", {"kept": True})
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tieredmem.cli", "import", str(target), str(dump)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wal = Path(str(target) + "-wal")
+    deadline = time.monotonic() + 120
+    # Kill once the import has written a good part of its rows to the WAL.
+    while time.monotonic() < deadline and proc.poll() is None:
+        if wal.exists() and wal.stat().st_size > 2 * 2**20:
+            break
+        time.sleep(0.002)
+    assert proc.poll() is None, "the import finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _bulk_rows(target) == 0
+    with tieredmem.open(str(target)) as store:
+        assert store.get(("own",), "k").value == {"kept": True}
+
+
+def test_doctor_exits_1_on_a_damaged_file(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.db"
+    with tieredmem.open(str(path)) as store:
+        for i in range(3_000):
+            store.put(("ns", str(i % 10)), f"k{i}", {"v": "x" * 300, "i": i})
+    data = bytearray(path.read_bytes())
+    data[4096 * 20 : 4096 * 21] = bytes(range(256)) * 16  # one b-tree page overwritten
+    path.write_bytes(bytes(data))
+    out = run("doctor", str(path))
+    assert out.returncode == 1, out.stderr
+    assert "damaged" in out.stderr + out.stdout
+    out = run("stats", str(path))
+    assert out.returncode == 2 and "damaged" in _one_clean_line(out)

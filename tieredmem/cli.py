@@ -1,7 +1,7 @@
 """The ``tieredmem`` command: each subcommand wraps a public library call.
 
     tieredmem demo [--turns N] [--path FILE]     a long-running agent, measured live
-    tieredmem stats FILE                         Store.stats() and what the file holds
+    tieredmem stats FILE                         what the file holds and its sizes
     tieredmem inspect FILE [--namespace NS | --history NAME | --state NAME | --thread ID]
     tieredmem export FILE OUT.jsonl              every row, streamed (exact round trip)
     tieredmem import FILE IN.jsonl
@@ -10,18 +10,23 @@
     tieredmem migrate SQLITESAVER.db FILE        TieredSaver.import_from(SqliteSaver)
     tieredmem bench [--quick]                    the benchmarks of a source checkout
 
-``--json`` prints machine-readable output.  Exit codes: 0 ok, 1 a check failed
-(``doctor``), 2 bad input (missing file, not a store, bad arguments).  ``rich`` (the
-``cli`` extra) draws tables and progress bars; without it the output is plain text.
+``--json`` (before or after the command) prints machine-readable output.  Exit codes: 0
+ok, 1 a check failed (``doctor``: the file is damaged), 2 bad input (missing file, not a
+store, a name the file does not hold, bad arguments), with the error on one line of
+stderr.  The read commands (``stats``, ``inspect``, ``doctor``, ``export``) never create
+or change a store file.  ``rich`` (the ``cli`` extra) draws tables and progress bars;
+without it the output is plain text.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import errno
 import json
 import os
 import resource
+import stat
 import subprocess
 import sys
 import time
@@ -29,10 +34,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import MemorySaver, Retention, Store, TieredMemError, __version__
+import orjson
+
+from . import CorruptStoreError, MemorySaver, Retention, Store, TieredMemError, __version__
 from . import open as open_store
 from .backends import SEP, Put
-from .codec import JSON, RAW
+from .codec import JSON, RAW, dumps_json
+from .history import decode_row, encode_row
 
 __all__ = ["main"]
 
@@ -94,9 +102,39 @@ def _rss_mb() -> float:
 
 
 # -- helpers -----------------------------------------------------------------------------
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_store_file(path: str) -> None:
+    """Refuse, with one line (exit 2) and before anything opens it, a *path* that is
+    missing, a directory, empty or not an SQLite file.  Creates nothing."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise CLIError(f"{path}: no such file") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CLIError(f"{path}: is a directory, not a store file")
+    if not stat.S_ISREG(st.st_mode):
+        raise CLIError(f"{path}: not a regular file, so not a tieredmem store")
+    if st.st_size == 0:
+        try:
+            wal = os.path.getsize(path + "-wal")
+        except OSError:
+            wal = 0
+        if wal == 0:  # a store whose pages are all still in its WAL is not empty
+            raise CLIError(f"{path}: empty file, not a tieredmem store")
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(len(_SQLITE_MAGIC))
+    if head != _SQLITE_MAGIC:
+        raise CLIError(f"{path}: not a tieredmem store (not an SQLite file)")
+
+
 def _existing(path: str) -> Store:
-    if not os.path.exists(path):
-        raise CLIError(f"{path}: no such file")
+    """Open the store file *path* for a read command (``stats``, ``inspect``, ``doctor``,
+    ``export``): every read command opens its file here, and nothing else.  A missing,
+    empty or non-store path is refused first (:func:`_check_store_file`)."""
+    _check_store_file(path)
     return open_store(path, maintenance_interval=0)
 
 
@@ -108,27 +146,35 @@ def _internal(store: Store, *labels: str) -> list[str]:
     return store.raw.namespaces_under(store.raw.internal_ns(*labels))
 
 
-def _summary(store: Store) -> dict[str, Any]:
+def _exists_internal(store: Store, *labels: str) -> bool:
+    ns = store.raw.internal_ns(*labels)
+    return any(n == ns or n.startswith(ns + SEP) for n in store.raw.namespaces_under(ns))
+
+
+def _summary(store: Store, path: str) -> dict[str, Any]:
+    """What the file holds, each figure cheap: counts of namespaces come from one index
+    seek per namespace (never a pass over the rows), sizes from SQLite's page counts."""
     histories = [ns for ns in _internal(store, "history") if ns.count(SEP) == 2]
     states = [ns for ns in _internal(store, "state") if ns.count(SEP) == 2]
     threads = {ns.split(SEP)[2] for ns in _internal(store, "lg") if ns.count(SEP) >= 2}
-    out = store.stats().as_dict()
-    out.update(
-        user_namespaces=len(store.list_namespaces(limit=10**9)),
-        histories=len(histories),
-        states=len(states),
-        langgraph_threads=len(threads),
-        file_bytes=_files_size(store.url[len("sqlite:///") :])
-        if store.url.startswith("sqlite")
-        else 0,
-    )
-    return out
+    st = store.stats()
+    return {
+        "file": path,
+        "rows": st.cold_rows,
+        "user_namespaces": len(store.list_namespaces(limit=10**9)),
+        "histories": len(histories),
+        "states": len(states),
+        "langgraph_threads": len(threads),
+        "file_bytes": st.cold_bytes,
+        "free_bytes": st.cold_free_bytes,
+        "wal_bytes": st.wal_bytes,
+    }
 
 
 # -- commands ----------------------------------------------------------------------------
 def cmd_stats(args: argparse.Namespace) -> int:
     with _existing(args.file) as store:
-        _emit(args, _summary(store), f"tieredmem stats {args.file}")
+        _emit(args, _summary(store, args.file), f"tieredmem stats {args.file}")
     return 0
 
 
@@ -136,6 +182,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     with _existing(args.file) as store:
         if args.namespace:
             labels = args.namespace.split("/")
+            if not store.list_namespaces(prefix=labels, limit=1):
+                raise CLIError(f"{args.file}: no namespace {args.namespace!r}")
             items = store.search(labels, limit=args.limit)
             data: Any = {
                 "namespace": list(labels),
@@ -151,6 +199,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 ],
             }
         elif args.history:
+            if not _exists_internal(store, "history", args.history):
+                raise CLIError(f"{args.file}: no history {args.history!r}")
             memory = MemorySaver(store=store)
             h = memory.history(args.history)
             data = h.stats()
@@ -158,6 +208,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 data["first"] = h[0]
                 data["last"] = h[-1]
         elif args.state:
+            if not _exists_internal(store, "state", args.state):
+                raise CLIError(f"{args.file}: no state {args.state!r}")
             memory = MemorySaver(store=store)
             doc = memory.state(args.state)
             data = doc.stats()
@@ -183,7 +235,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 raise CLIError(f"{args.file}: no LangGraph thread {args.thread!r}")
             data = {"thread": args.thread, "namespaces": namespaces, "message_logs": len(logs)}
         else:
-            data = _summary(store)
+            data = _summary(store, args.file)
             data["namespaces"] = [list(ns) for ns in store.list_namespaces(limit=args.limit)]
             data["history_names"] = [
                 ns.split(SEP)[2] for ns in _internal(store, "history") if ns.count(SEP) == 2
@@ -215,28 +267,58 @@ def _rows(store: Store) -> Iterator[Any]:
         after = (rows[-1].ns, rows[-1].key)
 
 
+def _record(row: Any, kind: int, payload: bytes) -> dict[str, Any]:
+    """One export line: a JSON value as itself (``"value"``), a history row decoded
+    (``"history"``, see :func:`tieredmem.history.decode_row`), other bytes as base64."""
+    ns = row.ns.split(SEP)
+    record: dict[str, Any] = {
+        "ns": ns,
+        "key": row.key,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "expires_at": row.expires_at,
+        "ttl": row.ttl,
+    }
+    if kind == JSON:
+        try:
+            value = orjson.loads(payload)
+            exact = dumps_json(value) == payload
+        except (orjson.JSONDecodeError, TypeError):
+            exact = False
+        if exact:
+            record["value"] = value
+        else:
+            record["json"] = payload.decode("utf-8")
+        return record
+    history = decode_row(row.key, payload) if ns[0] == "tieredmem" else None
+    if history is not None:
+        record["history"] = history
+    else:
+        record["bytes"] = base64.b64encode(payload).decode("ascii")
+    return record
+
+
+def _private_output(path: str) -> Any:
+    """*path* opened for writing, created (or reset to) mode 0600 whatever the umask:
+    an export holds every value in clear."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     count = 0
-    with _existing(args.file) as store, open(args.out, "w", encoding="utf-8") as out:
-        store.flush()
+    with _existing(args.file) as store, _private_output(args.out) as out:
         total = store.stats().cold_rows
         progress = _progress(total, "export")
         codec = store.codec
         for row in _rows(store):
             kind, payload = codec.unframe(row.frame)
-            record: dict[str, Any] = {
-                "ns": row.ns.split(SEP),
-                "key": row.key,
-                "created_at": row.created_at,
-                "updated_at": row.updated_at,
-                "expires_at": row.expires_at,
-                "ttl": row.ttl,
-            }
-            if kind == JSON:
-                record["json"] = payload.decode("utf-8")
-            else:
-                record["bytes"] = base64.b64encode(payload).decode("ascii")
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.write(orjson.dumps(_record(row, kind, payload)) + b"\n")
             count += 1
             if progress is not None:
                 progress.advance(0)
@@ -246,55 +328,57 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _put(store: Store, r: dict[str, Any]) -> Put:
+    """The row an export line describes (any form ``export`` ever wrote)."""
+    codec = store.codec
+    if "value" in r:
+        frame = codec.frame(JSON, dumps_json(r["value"]))
+    elif "json" in r:
+        frame = codec.frame(JSON, r["json"].encode("utf-8"))
+    elif "history" in r:
+        frame = codec.frame(RAW, encode_row(r["key"], r["history"]))
+    else:
+        frame = codec.frame(RAW, base64.b64decode(r["bytes"], validate=True))
+    return Put(
+        SEP.join(r["ns"]),
+        r["key"],
+        frame,
+        r["updated_at"],
+        r["expires_at"],
+        r["created_at"],
+        False,
+        r.get("ttl"),
+    )
+
+
 def cmd_import(args: argparse.Namespace) -> int:
+    # All or nothing: every line is read and checked first, then the rows are written
+    # in one transaction, so a bad line or a killed import leaves the store as it was.
     if not os.path.exists(args.input):
         raise CLIError(f"{args.input}: no such file")
-    count = 0
     with (
         open_store(args.file, maintenance_interval=0) as store,
-        open(args.input, encoding="utf-8") as fh,
+        open(args.input, "rb") as fh,
     ):
-        codec = store.codec
-        batch: list[Put] = []
+        puts: list[Put] = []
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                r = json.loads(line)
-                if "json" in r:
-                    frame = codec.frame(JSON, r["json"].encode("utf-8"))
-                else:
-                    frame = codec.frame(RAW, base64.b64decode(r["bytes"]))
-                ns = SEP.join(r["ns"])
-                batch.append(
-                    Put(
-                        ns,
-                        r["key"],
-                        frame,
-                        r["updated_at"],
-                        r["expires_at"],
-                        r["created_at"],
-                        False,
-                        r.get("ttl"),
-                    )
-                )
-            except (KeyError, ValueError, TypeError) as exc:
+                puts.append(_put(store, orjson.loads(line)))
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
                 raise CLIError(
                     f"{args.input}:{lineno}: not a tieredmem export line ({exc})"
                 ) from None
-            if len(batch) >= 1000:
-                store.backend.write(batch)
-                count += len(batch)
-                batch = []
-        if batch:
-            store.backend.write(batch)
-            count += len(batch)
-    _emit(args, {"imported": count, "into": args.file}, "tieredmem import")
+        if puts:
+            store.backend.write(puts)
+    _emit(args, {"imported": len(puts), "into": args.file}, "tieredmem import")
     return 0
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    with _existing(args.file) as store:
+    _check_store_file(args.file)
+    with open_store(args.file, maintenance_interval=0) as store:
         before = _files_size(args.file)
         memory = MemorySaver(store=store, retention=Retention())
         report = memory.maintain()
@@ -511,36 +595,55 @@ def _list_baseline(n: int) -> dict[str, Any]:
 
 
 # -- entry point ---------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tieredmem", description=__doc__.split("\n")[0])
+    """The ``tieredmem`` command's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="tieredmem",
+        description="Inspect, export and maintain tieredmem store files, and run the demo.",
+        epilog="Exit codes: 0 ok, 1 a check failed (doctor), 2 bad input.",
+    )
     parser.add_argument("--version", action="version", version=f"tieredmem {__version__}")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, func: Any, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("--json", action="store_true", help="machine-readable output")
+        # SUPPRESS: a --json before the command is not reset by the subcommand's default.
+        p.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+        )
         p.set_defaults(func=func)
         return p
 
     p = add("demo", cmd_demo, "a simulated long-running agent with bounded memory")
-    p.add_argument("--turns", type=int, default=100_000)
-    p.add_argument("--path", default="tieredmem-demo.db")
-    p.add_argument("--hot-bytes", default="8MiB")
-    p.add_argument("--keep", type=int, default=5_000, help="messages retention keeps")
-    p = add("stats", cmd_stats, "counters and sizes of a store file")
+    p.add_argument("--turns", type=_positive_int, default=100_000, help="messages to append")
+    p.add_argument("--path", default="tieredmem-demo.db", help="the store file")
+    p.add_argument("--hot-bytes", default="8MiB", help="hot-tier budget, e.g. 8MiB")
+    p.add_argument("--keep", type=_positive_int, default=5_000, help="messages retention keeps")
+    p = add("stats", cmd_stats, "what a store file holds, and its sizes")
     p.add_argument("file")
-    p = add("inspect", cmd_inspect, "what a store file holds")
+    p = add("inspect", cmd_inspect, "what a store file holds, or one thing in it")
     p.add_argument("file")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--namespace", help="labels joined by '/', e.g. users/alice")
-    group.add_argument("--history")
+    group.add_argument("--history", help="a MemorySaver history: items, chunks")
     group.add_argument("--state", help="a MemorySaver state: keys and delta chain")
     group.add_argument("--thread", help="a LangGraph thread id")
-    p.add_argument("--limit", type=int, default=50)
-    p = add("export", cmd_export, "write every row to JSON lines")
+    p.add_argument("--limit", type=_positive_int, default=50, help="most entries listed")
+    p = add("export", cmd_export, "write every row to JSON lines (file mode 0600)")
     p.add_argument("file")
     p.add_argument("out")
-    p = add("import", cmd_import, "read rows written by export")
+    p = add("import", cmd_import, "read rows written by export, all or nothing")
     p.add_argument("file")
     p.add_argument("input")
     p = add("compact", cmd_compact, "retention, expiry, vacuum, WAL truncation")
@@ -551,20 +654,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source")
     p.add_argument("file")
     p = add("bench", cmd_bench, "run the benchmarks (source checkout)")
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("--quick", action="store_true", help="small sizes; results go to a temp dir")
     p.add_argument("--only", help="comma-separated benchmark names, e.g. kv,store")
     return parser
 
 
+_OS_WORDS = {
+    errno.ENOENT: "no such file or directory",
+    errno.EISDIR: "is a directory, not a file",
+    errno.ENOTDIR: "a part of the path is not a directory",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on the device",
+    errno.EEXIST: "already exists",
+}
+
+
+def _one_line(exc: BaseException) -> str:
+    """*exc* as one line in the command's words (OS errors without ``[Errno N]``)."""
+    if isinstance(exc, OSError) and not isinstance(exc, TieredMemError) and exc.errno:
+        words = _OS_WORDS.get(exc.errno, (exc.strerror or str(exc)).lower())
+        text = f"{exc.filename}: {words}" if exc.filename else words
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``tieredmem`` command; return its exit code."""
+    """Run the ``tieredmem`` command; return its exit code (0 ok, 1 a check failed, 2 bad
+    input, each error one line on stderr)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except (CLIError, TieredMemError, OSError) as exc:
-        print(f"tieredmem {args.command}: {exc}", file=sys.stderr)
-        return 2
+        print(f"tieredmem {args.command}: {_one_line(exc)}", file=sys.stderr)
+        # A damaged file is what doctor checks for: its check failed (1), not the input.
+        return 1 if isinstance(exc, CorruptStoreError) and args.command == "doctor" else 2
     except KeyboardInterrupt:
         return 130
 

@@ -32,13 +32,16 @@ hot tier).  The History holds its open tail and its last ``max_history`` items i
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 import struct
 import threading
 import weakref
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import accumulate
 from typing import Any, overload
 
@@ -52,7 +55,7 @@ from .retention import Retention
 from .shared import AlreadyOpen, SharedObjects
 from .store import ColdReadError, Store, memory_only_active
 
-__all__ = ["History", "TailBudget"]
+__all__ = ["History", "TailBudget", "decode_row", "encode_row"]
 
 
 def _tail_key(seq: int) -> str:
@@ -68,6 +71,8 @@ def _slot_key(slot: int) -> str:
 #: base): slot rows holding an older number are left over from an earlier tail.
 _BASE_KEY = "f"
 _SEQ = struct.Struct("<q")
+_SLOT_ROW = re.compile(r"s[0-9]{6}")
+_CHUNK_ROW = re.compile(r"c[0-9]{12}\.[0-9]{6}")
 
 
 def _chunk_key(seq: int, count: int) -> str:
@@ -104,6 +109,74 @@ def chunk_payloads(data: bytes, begin: int = 0, end: int | None = None) -> list[
     ends = list(accumulate(lengths, initial=4 + 12 * n))
     stop = n if end is None else min(end, n)
     return [data[ends[i] : ends[i + 1]] for i in range(begin, stop)]
+
+
+def _item_data(payload: bytes) -> dict[str, Any]:
+    # A JSON item as its value (when it encodes back to the very same bytes), any other
+    # item (a LangGraph log's serializer output) as base64.
+    try:
+        value = orjson.loads(payload)
+        if dumps_json(value) == payload:
+            return {"item": value}
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        pass
+    return {"bytes": base64.b64encode(payload).decode("ascii")}
+
+
+def _item_payload(data: Mapping[str, Any]) -> bytes:
+    if "item" in data:
+        return dumps_json(data["item"])
+    return base64.b64decode(data["bytes"], validate=True)
+
+
+def decode_row(key: str, payload: bytes) -> dict[str, Any] | None:
+    """A history row (a chunk, a slot of the open tail or the tail's base) as JSON-ready
+    data, for ``tieredmem export``: ``{"base": n}``, ``{"slot": {"seq": n, "item": v}}``
+    or ``{"chunk": [{"at": t, "item": v}, ...]}`` (``"bytes"``, base64, instead of
+    ``"item"`` for an item that is not JSON).  :func:`encode_row` gives the payload back
+    byte for byte; ``None`` when *key* names no history row or the payload would not
+    round-trip exactly (the caller then keeps it as bytes).
+
+    >>> decode_row("f", _SEQ.pack(100))
+    {'base': 100}
+    >>> data = decode_row("c000000000000.000001", pack_chunk([(1.5, b'{"a":1}')]))
+    >>> data
+    {'chunk': [{'at': 1.5, 'item': {'a': 1}}]}
+    >>> encode_row("c000000000000.000001", data) == pack_chunk([(1.5, b'{"a":1}')])
+    True
+    """
+    try:
+        if key == _BASE_KEY and len(payload) == _SEQ.size:
+            data: dict[str, Any] = {"base": _SEQ.unpack(payload)[0]}
+        elif _SLOT_ROW.fullmatch(key) and len(payload) >= _SEQ.size:
+            data = {"slot": {"seq": _SEQ.unpack_from(payload)[0], **_item_data(payload[8:])}}
+        elif _CHUNK_ROW.fullmatch(key):
+            data = {"chunk": [{"at": t, **_item_data(p)} for t, p in unpack_chunk(payload)]}
+        else:
+            return None
+        if encode_row(key, data) != payload:
+            return None
+    except (struct.error, ValueError, KeyError, TypeError):
+        return None
+    return data
+
+
+def encode_row(key: str, data: Mapping[str, Any]) -> bytes:
+    """The payload of the history row *key* described by *data* (see :func:`decode_row`).
+
+    :raises ValueError: *data* describes no history row.
+    """
+    try:
+        if "base" in data:
+            return _SEQ.pack(int(data["base"]))
+        if "slot" in data:
+            slot = data["slot"]
+            return _SEQ.pack(int(slot["seq"])) + _item_payload(slot)
+        if "chunk" in data:
+            return pack_chunk([(float(e["at"]), _item_payload(e)) for e in data["chunk"]])
+    except (KeyError, TypeError, struct.error, binascii.Error) as exc:
+        raise ValueError(f"not a history row for key {key!r}: {exc}") from None
+    raise ValueError(f"not a history row for key {key!r}")
 
 
 def _json_loads_many(payloads: Sequence[bytes]) -> list[Any]:
