@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import uuid
 
-from langgraph.config import get_config
-from langgraph.graph import START, MessagesState, StateGraph
-from langgraph.store.base import BaseStore
+try:
+    from langgraph.config import get_config
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.store.base import BaseStore
+except ModuleNotFoundError as exc:
+    raise SystemExit(
+        f"this example needs LangGraph ({exc}); install the extra: "
+        "python -m pip install 'tieredmem[langgraph]'  (from a checkout: -e '.[langgraph]')"
+    ) from None
 
 import tieredmem
 from tieredmem.langgraph import TieredSaver, TieredStore

@@ -357,8 +357,10 @@ def test_import_reads_the_old_base64_form_too(filled: Path, tmp_path: Path) -> N
 
 
 def _big_export(path: Path, rows: int) -> None:
-    line = '{"ns":["bulk","n%d"],"key":"k%d","created_at":1.0,"updated_at":1.0,' \
+    line = (
+        '{"ns":["bulk","n%d"],"key":"k%d","created_at":1.0,"updated_at":1.0,'
         '"expires_at":null,"ttl":null,"value":{"text":"%s","i":%d}}\n'
+    )
     with path.open("w") as fh:
         fh.writelines(line % (i % 50, i, "payload " * 40, i) for i in range(rows))
 

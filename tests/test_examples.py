@@ -37,3 +37,36 @@ def test_example_runs(example: Path, tmp_path: Path) -> None:
     if example.stem == "longterm_langgraph":
         assert "don't know" in outputs[0].splitlines()[0]
         assert "You like green tea" in outputs[1].splitlines()[0]
+
+
+def _without(modules: str, script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run *script* (argv) where importing any of *modules* fails, as in an environment
+    without the extra that installs them."""
+    code = (
+        "import sys, runpy\n"
+        f"for name in {modules.split(',')!r}:\n"
+        "    sys.modules[name] = None  # import raises ModuleNotFoundError\n"
+        f"sys.argv = {script!r}\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__') if sys.argv[0].endswith('.py') "
+        "else runpy.run_module(sys.argv[0], run_name='__main__')\n"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
+def test_langgraph_example_without_the_extra_names_it(tmp_path: Path) -> None:
+    script = [str(ROOT / "examples" / "longterm_langgraph.py")]
+    out = _without("langgraph,langgraph.config,langgraph.graph", script, tmp_path)
+    assert out.returncode == 1
+    assert "tieredmem[langgraph]" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_migrate_without_sqlitesaver_names_the_extra(tmp_path: Path) -> None:
+    out = _without(
+        "langgraph.checkpoint.sqlite", ["tieredmem.cli", "migrate", "a.db", "b.db"], tmp_path
+    )
+    assert out.returncode == 2, out.stderr
+    assert "tieredmem[migrate]" in out.stderr and "Traceback" not in out.stderr

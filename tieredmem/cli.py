@@ -427,8 +427,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         from .langgraph import TieredSaver
     except ImportError as exc:
         raise CLIError(
-            f"migrate needs the langgraph extras ({exc}): "
-            "pip install 'tieredmem[langgraph]' langgraph-checkpoint-sqlite"
+            f"migrate reads SqliteSaver files with LangGraph's own reader, which is not "
+            f"installed ({exc}): pip install 'tieredmem[migrate]'"
         ) from None
     if not os.path.exists(args.source):
         raise CLIError(f"{args.source}: no such file")

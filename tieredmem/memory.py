@@ -31,7 +31,7 @@ from .state import State
 from .store import Clock, Store
 from .store import open as open_store
 
-__all__ = ["MemorySaver"]
+__all__ = ["DEFAULT_PATH", "MemorySaver"]
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,16 @@ for _names, _arg, _parse in (
         _CONFIG[_name] = (_arg, _parse)
 
 
+#: The file a persistent :class:`MemorySaver` (and a LangGraph ``TieredSaver``) opens
+#: when given no path: ``tieredmem.db`` in the current directory.
+DEFAULT_PATH = os.path.join(".", "tieredmem.db")
+
+
 def _store_path(path: object) -> str:
     """*path* (``None``, a ``str`` or an ``os.PathLike`` such as ``pathlib.Path``) as the
-    ``str`` a persistent saver opens (``None``: ``./tieredmem.db``)."""
+    ``str`` a persistent saver opens (``None``: :data:`DEFAULT_PATH`)."""
     if path is None:
-        return os.path.join(".", "tieredmem.db")
+        return DEFAULT_PATH
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
     if not isinstance(path, str):

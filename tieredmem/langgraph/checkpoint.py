@@ -55,7 +55,7 @@ from ..backends import SEP
 from ..errors import SharingError
 from ..history import History, open_histories
 from ..item import Stats
-from ..memory import MemorySaver
+from ..memory import DEFAULT_PATH, MemorySaver
 from ..store import ColdReadError, Store
 from ._common import config as config_for
 from ._common import resolve_store
@@ -238,6 +238,10 @@ class TieredSaver(BaseCheckpointSaver[str]):
 
     :param conn: a path, ``":memory:"``, a store URL, a :class:`tieredmem.Store` or a
         :class:`tieredmem.MemorySaver` (then the saver shares its file and hot tier).
+        Default ``"tieredmem.db"`` in the current directory, the file
+        ``tieredmem.MemorySaver()`` uses: checkpoints survive a restart unless you ask
+        for ``":memory:"`` (or use :class:`tieredmem.langgraph.MemorySaver` with
+        ``persistent=False``).
     :param hot_bytes: hot-tier budget when the saver opens the store itself.  The saver
         also keeps the decoded list values (``messages``) of recently used threads'
         newest checkpoints, up to an estimated quarter of the store's budget (2 KiB per
@@ -262,7 +266,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
 
     def __init__(
         self,
-        conn: str | os.PathLike[str] | Store | MemorySaver = ":memory:",
+        conn: str | os.PathLike[str] | Store | MemorySaver = DEFAULT_PATH,
         *,
         hot_bytes: int | str = "64MiB",
         max_checkpoints: int | None = None,
