@@ -196,3 +196,50 @@ def median(values: Sequence[float | None], digits: int = 2) -> float | None:
     if all(isinstance(v, int) for v in vals) and mid == int(mid):
         return int(mid)
     return round(mid, digits)
+
+
+# -- where results go, and what a benchmark needs ---------------------------------------
+def results_path(name: str, quick: bool) -> Path:
+    """Where a run writes its JSON: ``benchmarks/results/<name>.json`` for a full run; a
+    ``--quick`` smoke run writes ``<name>_quick.json`` outside the source tree (in
+    ``$TIEREDMEM_BENCH_RESULTS``, default ``<tmp>/tieredmem-bench``), so it never changes
+    a tracked file."""
+    if not quick:
+        return ROOT / "benchmarks" / "results" / f"{name}.json"
+    import tempfile
+
+    where = os.environ.get("TIEREDMEM_BENCH_RESULTS") or os.path.join(
+        tempfile.gettempdir(), "tieredmem-bench"
+    )
+    return Path(where) / f"{name}_quick.json"
+
+
+def missing(requires: dict[str, Sequence[str]]) -> list[str]:
+    """What of *requires* (``{"modules": [...], "programs": [...]}``) is not installed,
+    found without importing or starting anything."""
+    import importlib.util
+
+    out = []
+    for module in requires.get("modules", ()):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # its parent package is missing
+            found = False
+        if not found:
+            out.append(f"Python module {module}")
+    out += [f"program {p}" for p in requires.get("programs", ()) if shutil.which(p) is None]
+    return out
+
+
+def require(script: str, requires: dict[str, Sequence[str]]) -> None:
+    """Exit with one line naming what is missing, before the benchmark starts anything."""
+    lacking = missing(requires)
+    if lacking:
+        sys.exit(
+            f"{script} needs {', '.join(lacking)}: python -m pip install -e '.[bench]'"
+            + (
+                " and apt-get install redis-server"
+                if any("redis-server" in m for m in lacking)
+                else ""
+            )
+        )

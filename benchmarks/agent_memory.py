@@ -33,10 +33,11 @@ Run from the repository root::
     PYTHONPATH=. python benchmarks/agent_memory.py --quick    # CI smoke run (seconds)
     PYTHONPATH=. python benchmarks/agent_memory.py --only conversation,longrun
 
-Results go to ``benchmarks/results/agent_memory.json`` (``agent_memory_quick.json`` with
-``--quick``) with the machine, package versions, date and the command that reproduces
-them.  The targets printed with PASS/FAIL are meant for the full sizes; at ``--quick``
-sizes the hot tier never fills, so they are informative only.
+Results go to ``benchmarks/results/agent_memory.json`` (``--quick``:
+``agent_memory_quick.json`` outside the source tree, in ``$TIEREDMEM_BENCH_RESULTS`` or
+``<tmp>/tieredmem-bench``) with the machine, package versions, date and the command that
+reproduces them.  The targets printed with PASS/FAIL are meant for the full sizes; at
+``--quick`` sizes the hot tier never fills, so they are informative only.
 """
 
 from __future__ import annotations
@@ -60,12 +61,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import cpu_and_memory, git_commit, peak_rss_mb, percentile, rss_mb
+from _common import (
+    cpu_and_memory,
+    git_commit,
+    peak_rss_mb,
+    percentile,
+    require,
+    results_path,
+    rss_mb,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MiB = 1024 * 1024
 
 POOL_SIZE = 4096  # a power of two: record i uses pool[(i * odd) & mask], a permutation
@@ -87,6 +95,10 @@ Result = dict[str, Any]
 
 
 # -- measurement helpers ---------------------------------------------------------------
+
+
+#: What this benchmark needs beyond tieredmem (``tieredmem bench`` checks it first).
+REQUIRES: dict[str, list[str]] = {"modules": ["langgraph"]}
 
 
 def file_bytes(path: str) -> dict[str, int]:
@@ -897,7 +909,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output",
         help="JSON results file (default: benchmarks/results/agent_memory.json, "
-        "agent_memory_quick.json with --quick)",
+        "with --quick: agent_memory_quick.json in $TIEREDMEM_BENCH_RESULTS or "
+        "<tmp>/tieredmem-bench)",
     )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
@@ -929,9 +942,8 @@ def main(argv: list[str] | None = None) -> int:
                 setattr(args, f"default_{option}", value)
     args.only = [t.strip() for t in args.only.split(",") if t.strip()]
     args.output_given = args.output is not None
-    output = Path(
-        args.output or RESULTS / ("agent_memory_quick.json" if args.quick else "agent_memory.json")
-    )
+    require("benchmarks/agent_memory.py", REQUIRES)
+    output = Path(args.output or results_path("agent_memory", args.quick))
     plan = [(wid, opts) for wid, _, opts in configs(args) if selected(wid, args.only)]
     if not plan:
         parser.error(f"--only {','.join(args.only)} matches no configuration")

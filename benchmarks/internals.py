@@ -33,11 +33,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, cpu_and_memory, git_state, median, run_worker
+from _common import ROOT, cpu_and_memory, git_state, median, require, results_path, run_worker
 
 CONFIGS = ("import-bare", "import-tieredmem", "wal-frames", "returning", "convoy")
 PAGE = 4096
 FRAME = PAGE + 24
+
+
+#: What this benchmark needs beyond tieredmem (``tieredmem bench`` checks it first).
+REQUIRES: dict[str, list[str]] = {"modules": []}
 
 
 def _words(seed: int) -> list[str]:
@@ -257,6 +261,7 @@ def main() -> None:
     if opts.worker:
         worker(opts)
         return
+    require("benchmarks/internals.py", REQUIRES)
     sizes = ["--appends", str(opts.appends), "--updates", str(opts.updates)]
     sizes += ["--values", str(opts.values)]
     results: dict[str, Any] = {}
@@ -293,8 +298,7 @@ def main() -> None:
             )
 
     cmd = "python benchmarks/internals.py" + (" --quick" if opts.quick else "")
-    default = "internals_quick.json" if opts.quick else "internals.json"
-    out = Path(opts.out) if opts.out else ROOT / "benchmarks" / "results" / default
+    out = Path(opts.out) if opts.out else results_path("internals", opts.quick)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "benchmark": "internals",

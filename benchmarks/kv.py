@@ -48,10 +48,11 @@ From the repository root (the script finds ``tieredmem`` next to it)::
     python benchmarks/kv.py --quick               # 10,000 keys, fewer ops (CI smoke run)
     python benchmarks/kv.py --only tieredmem-sync,diskcache --repeat 3
 
-It prints a table, the ratios the targets talk about, and the command that reproduces
-the run, and writes everything with machine info to ``benchmarks/results/kv.json``
-(``kv_quick.json`` for ``--quick``, so a smoke run never overwrites a full run).
-All files live in a temporary directory (``--dir``) that is removed at the end.
+It prints a table, the ratios the targets talk about, and the command that reproduces the
+run, and writes everything with machine info to ``benchmarks/results/kv.json`` (``--quick``:
+``kv_quick.json`` outside the source tree, in ``$TIEREDMEM_BENCH_RESULTS`` or
+``<tmp>/tieredmem-bench``, so a smoke run changes no tracked file). All files live in a
+temporary directory (``--dir``) that is removed at the end.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ from _common import (
     phase_result,
     plan,
     ratio,
+    require,
+    results_path,
     with_hit_rate,
     worker_args,
     zeros,
@@ -135,6 +138,10 @@ Getter = Callable[[str], Any]
 
 
 # -- workload ---------------------------------------------------------------------------
+#: What this benchmark needs beyond tieredmem (``tieredmem bench`` checks it first).
+REQUIRES: dict[str, list[str]] = {"modules": ["diskcache", "sqlitedict"]}
+
+
 def make_value(i: int, salt: int = 1) -> Value:
     """The deterministic ~1 KB value number *i* (another *salt* gives other values)."""
     rng = random.Random(salt * 1_000_003 + i)
@@ -747,11 +754,7 @@ def report(opts: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
     for name in failed:
         print(f"\n{name} FAILED:\n{summary[name]['error']}")
 
-    out = (
-        Path(opts.out)
-        if opts.out
-        else HERE / "results" / ("kv_quick.json" if opts.quick else "kv.json")
-    )
+    out = Path(opts.out) if opts.out else results_path("kv", opts.quick)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "benchmark": "kv",
@@ -847,6 +850,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if opts.worker:
         worker(opts.worker, opts)
         return 0
+    require("benchmarks/kv.py", REQUIRES)
     configs = configs_of(opts.only)
     base = Path(tempfile.mkdtemp(prefix="tieredmem-kv-", dir=opts.dir))
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}

@@ -50,11 +50,12 @@ configurations (``tiered``, ``sqlite-delta``, ``InMemorySaver``) or worker ids
 (``turns/sqlite``).
 
 Results go to ``benchmarks/results/langgraph_saver.json`` and ``langgraph_saver.png``
-(``langgraph_saver_quick.json`` / ``_quick.png`` with ``--quick``) with the machine,
-package versions, date and the command that reproduces them.  The targets printed with
-PASS/FAIL compare TieredSaver with an anchor at the largest turn count both reached ("time
-per turn" is the mean over turns 1..N; "within 30 MB" bounds how far TieredSaver's peak RSS
-may exceed SqliteSaver's); they are meant for the full sizes (informative at ``--quick``).
+(``--quick``: ``langgraph_saver_quick.json`` / ``_quick.png`` outside the source tree, in
+``$TIEREDMEM_BENCH_RESULTS`` or ``<tmp>/tieredmem-bench``) with the machine, package
+versions, date and the command that reproduces them.  The targets printed with PASS/FAIL
+compare TieredSaver with an anchor at the largest turn count both reached ("time per turn"
+is the mean over turns 1..N; "within 30 MB" bounds how far TieredSaver's peak RSS may exceed
+SqliteSaver's); they are meant for the full sizes (informative at ``--quick``).
 """
 
 from __future__ import annotations
@@ -81,12 +82,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
-from _common import cpu_and_memory, git_commit, peak_rss_mb, percentile, rss_mb
+from _common import (
+    cpu_and_memory,
+    git_commit,
+    peak_rss_mb,
+    percentile,
+    require,
+    results_path,
+    rss_mb,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MiB = 1024 * 1024
 
 CONFIGS = {
@@ -114,6 +122,12 @@ Result = dict[str, Any]
 
 
 # -- measurement helpers ---------------------------------------------------------------
+
+
+#: What this benchmark needs beyond tieredmem (``tieredmem bench`` checks it first).
+REQUIRES: dict[str, list[str]] = {
+    "modules": ["langgraph", "langgraph.checkpoint.sqlite", "aiosqlite"]
+}
 
 
 def dir_bytes(path: str) -> int:
@@ -1036,7 +1050,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output",
         help="JSON results file (default: benchmarks/results/langgraph_saver.json, "
-        "langgraph_saver_quick.json with --quick); the plot goes next to it as .png",
+        "with --quick: langgraph_saver_quick.json in $TIEREDMEM_BENCH_RESULTS or "
+        "<tmp>/tieredmem-bench); the plot goes next to it as .png",
     )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
@@ -1063,10 +1078,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.only = [t.strip() for t in args.only.split(",") if t.strip()]
     args.output_given = args.output is not None
-    output = Path(
-        args.output
-        or RESULTS / ("langgraph_saver_quick.json" if args.quick else "langgraph_saver.json")
-    )
+    require("benchmarks/langgraph_saver.py", REQUIRES)
+    output = Path(args.output or results_path("langgraph_saver", args.quick))
     worker_ids = plan(args)
     if not worker_ids:
         parser.error(f"--only {','.join(args.only)} matches no configuration")

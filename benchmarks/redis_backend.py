@@ -37,7 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-RESULTS = ROOT / "benchmarks" / "results"
+from _common import require, results_path  # noqa: E402 (after the path set-up above)
+
+#: What this benchmark needs beyond tieredmem (``tieredmem bench`` checks it first).
+REQUIRES: dict[str, list[str]] = {
+    "modules": ["redis", "langgraph"],
+    "programs": ["redis-server"],
+}
 
 
 def commands(url: str) -> int:
@@ -171,6 +177,7 @@ def start_server() -> tuple[subprocess.Popen[bytes], str, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     workdir = tempfile.mkdtemp(prefix="tieredmem-redis-bench-")
+    # No inherited stdout/stderr: a server left behind must not hold a caller's pipe open.
     proc = subprocess.Popen(
         [
             binary,
@@ -186,18 +193,35 @@ def start_server() -> tuple[subprocess.Popen[bytes], str, str]:
             workdir,
         ],
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
     )
-    import redis
+    try:
+        import redis
 
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    client.close()
+        client = redis.Redis(port=port)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        client.close()
+    except BaseException:
+        stop_server(proc, workdir)
+        raise
     return proc, f"redis://127.0.0.1:{port}/0", workdir
+
+
+def stop_server(proc: subprocess.Popen[bytes], workdir: str) -> None:
+    """Stop the private server and remove its directory (on every path out)."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> int:
@@ -221,7 +245,11 @@ def main() -> int:
             result = worker_kv(url, args.worker, args.keys, args.seed)
         print(json.dumps(result))
         return 0
-    proc, url, workdir = (None, args.url, None) if args.url else start_server()
+    require(
+        "benchmarks/redis_backend.py",
+        {"modules": REQUIRES["modules"]} if args.url else REQUIRES,
+    )
+    proc, url, workdir = (None, args.url, "") if args.url else start_server()
     results: dict[str, Any] = {}
     try:
         for n, name in enumerate(("tieredmem", "redis-py", "chat")):
@@ -249,9 +277,7 @@ def main() -> int:
             print(f"[{n + 1}/3] {name} ok", file=sys.stderr)
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(10)
-            shutil.rmtree(workdir or "", ignore_errors=True)
+            stop_server(proc, workdir)
     print(
         f"\nRedis over loopback, {args.keys:,} keys of ~1 KB: ops/s, client round trips per op"
         " (RTT) and Redis commands executed per op (cmds, Lua-internal ones included)"
@@ -276,8 +302,8 @@ def main() -> int:
         "\nA hot get costs tieredmem one round trip (the version check that keeps hosts"
         " coherent) and no value transfer or decoding; a write batch is one Lua script."
     )
-    out_path = RESULTS / ("redis_backend_quick.json" if args.quick else "redis_backend.json")
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    out_path = results_path("redis_backend", args.quick)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/redis_backend.py" + (" --quick" if args.quick else "")
     out_path.write_text(
         json.dumps(
@@ -296,7 +322,7 @@ def main() -> int:
             indent=2,
         )
     )
-    print(f"\nresults: {out_path.relative_to(ROOT)}\nreproduce: {command}")
+    print(f"\nresults: {out_path}\nreproduce: {command}")
     return 0
 
 

@@ -55,12 +55,13 @@ From the repository root (the script finds ``tieredmem`` next to it)::
     python benchmarks/store.py --quick         # 10,000 items, 10,000 gets (smoke run)
     python benchmarks/store.py --only tieredstore,langgraph-sqlitestore --repeat 3
 
-It prints a table, the ratios and the targets (PASS/FAIL; they are defined at 100,000
-items, so other sizes are informative only) and the command that reproduces the run,
-and writes everything with machine info, package versions and the git commit to
-``benchmarks/results/store.json`` (``store_quick.json`` for ``--quick``, so a smoke run
-never overwrites a full run).  All files live in a temporary directory (``--dir``) that
-is removed at the end.  The exit status is 1 only if a configuration failed to run.
+It prints a table, the ratios and the targets (PASS/FAIL; they are defined at 100,000 items,
+so other sizes are informative only) and the command that reproduces the run, and writes
+everything with machine info, package versions and the git commit to
+``benchmarks/results/store.json`` (``--quick``: ``store_quick.json`` outside the source
+tree, in ``$TIEREDMEM_BENCH_RESULTS`` or ``<tmp>/tieredmem-bench``, so a smoke run changes
+no tracked file).  All files live in a temporary directory (``--dir``) that is removed at
+the end.  The exit status is 1 only if a configuration failed to run.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ from _common import (
     phase_result,
     plan,
     ratio,
+    require,
+    results_path,
     with_hit_rate,
     worker_args,
     zeros,
@@ -137,6 +140,10 @@ Value = dict[str, Any]
 
 
 # -- workload ---------------------------------------------------------------------------
+#: What this benchmark needs beyond tieredmem (``tieredmem bench`` checks it first).
+REQUIRES: dict[str, list[str]] = {"modules": ["langgraph", "langgraph.store.sqlite"]}
+
+
 def vocabulary(seed: int) -> list[str]:
     """``VOCAB_SIZE`` distinct made-up lowercase words (never one of ``KINDS``)."""
     rng = random.Random(seed)
@@ -676,11 +683,7 @@ def report(opts: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
     for name in failed:
         print(f"\n{name} FAILED:\n{summary[name]['error']}")
 
-    out = (
-        Path(opts.out)
-        if opts.out
-        else HERE / "results" / ("store_quick.json" if opts.quick else "store.json")
-    )
+    out = Path(opts.out) if opts.out else results_path("store", opts.quick)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "benchmark": "store",
@@ -756,6 +759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if opts.worker:
         worker(opts.worker, opts)
         return 0
+    require("benchmarks/store.py", REQUIRES)
     configs = configs_of(opts.only)
     base = Path(tempfile.mkdtemp(prefix="tieredmem-store-", dir=opts.dir))
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}

@@ -429,3 +429,50 @@ def test_doctor_exits_1_on_a_damaged_file(tmp_path: Path) -> None:
     assert "damaged" in out.stderr + out.stdout
     out = run("stats", str(path))
     assert out.returncode == 2 and "damaged" in _one_clean_line(out)
+
+
+def _redis_servers() -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "redis-server":
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_bench_checks_prerequisites_before_starting_anything(tmp_path: Path) -> None:
+    from .test_examples import _without
+
+    before = _redis_servers()
+    results = ROOT / "benchmarks" / "results"
+    tracked = {p.name: p.read_bytes() for p in results.iterdir()}
+    out = _without(
+        "redis", ["tieredmem.cli", "bench", "--quick", "--only", "redis_backend"], tmp_path
+    )
+    assert out.returncode == 2
+    line = _one_clean_line(out)
+    assert "Python module redis" in line and "'.[bench]'" in line
+    assert _redis_servers() <= before  # no server was started (nor left running)
+    assert {p.name: p.read_bytes() for p in results.iterdir()} == tracked
+
+
+def test_bench_quick_writes_outside_the_source_tree(tmp_path: Path) -> None:
+    results = ROOT / "benchmarks" / "results"
+    tracked = {p.name: p.read_bytes() for p in results.iterdir()}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["TIEREDMEM_BENCH_RESULTS"] = str(tmp_path / "quick")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tieredmem.cli", "bench", "--quick", "--only", "internals"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "quick" / "internals_quick.json").exists()
+    assert {p.name: p.read_bytes() for p in results.iterdir()} == tracked

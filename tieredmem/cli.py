@@ -21,8 +21,10 @@ without it the output is plain text.
 from __future__ import annotations
 
 import argparse
+import ast
 import base64
 import errno
+import importlib.util
 import json
 import os
 import resource
@@ -450,6 +452,20 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_requires(script: Path) -> dict[str, list[str]]:
+    """The script's ``REQUIRES`` declaration, read without running the script."""
+    for node in ast.parse(script.read_text(encoding="utf-8")).body:
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == "REQUIRES"
+            and node.value is not None
+        ):
+            value: dict[str, list[str]] = ast.literal_eval(node.value)
+            return value
+    return {}
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     root = Path(__file__).resolve().parents[1] / "benchmarks"
     scripts = sorted(p for p in root.glob("*.py") if not p.name.startswith("_"))
@@ -461,6 +477,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not scripts:
         raise CLIError(
             "the benchmarks live in the source repository (benchmarks/); run this from a checkout"
+        )
+    # Everything every selected benchmark needs is checked before any of them starts
+    # (a server, a worker), with the same check the scripts run themselves.
+    spec = importlib.util.spec_from_file_location("_tieredmem_bench_common", root / "_common.py")
+    if spec is None or spec.loader is None:
+        raise CLIError(f"{root / '_common.py'}: cannot load the benchmarks' helpers")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    lacking = sorted({m for p in scripts for m in common.missing(_bench_requires(p))})
+    if lacking:
+        server = any("redis-server" in m for m in lacking)
+        raise CLIError(
+            f"the benchmarks need {', '.join(lacking)}: python -m pip install -e '.[bench]'"
+            + (" and apt-get install redis-server" if server else "")
         )
     status = 0
     for script in scripts:
