@@ -476,3 +476,18 @@ def test_bench_quick_writes_outside_the_source_tree(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "quick" / "internals_quick.json").exists()
     assert {p.name: p.read_bytes() for p in results.iterdir()} == tracked
+
+
+def test_demo_reports_one_file_size_and_explains_its_hit_rate(tmp_path: Path) -> None:
+    out = run(
+        "demo", "--turns", "300", "--path", "demo.db", "--keep", "100", "--json", cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    sizes = [k for k in summary if k.startswith(("cold", "file")) or k.endswith("_bytes")]
+    assert sizes == ["file_mb"]
+    assert summary["file_mb"] > 0 and summary["store_reads"] >= 0
+    text = run("demo", "--turns", "300", "--path", "demo.db", "--keep", "100", cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "hit_rate: the share of the store's reads" in text.stdout
+    assert "cold_mb" not in text.stdout and "cold_bytes" not in text.stdout
