@@ -491,3 +491,19 @@ def test_demo_reports_one_file_size_and_explains_its_hit_rate(tmp_path: Path) ->
     assert text.returncode == 0, text.stderr
     assert "hit_rate: the share of the store's reads" in text.stdout
     assert "cold_mb" not in text.stdout and "cold_bytes" not in text.stdout
+
+
+def test_every_command_is_documented() -> None:
+    import argparse
+
+    from tieredmem.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    page = (ROOT / "docs" / "reference" / "cli.md").read_text()
+    for name, command in sub.choices.items():
+        assert f"`tieredmem {name}" in page, name
+        for action in command._actions:
+            for option in action.option_strings:
+                if option not in ("-h", "--help", "--json"):
+                    assert option in page, f"tieredmem {name} {option}"

@@ -170,3 +170,30 @@ def test_a_wrong_output_fails(tmp_path: Path) -> None:
         exec(compile(block.code, "page", "exec"), {})
     assert block.expected is not None
     assert _normalized(out.getvalue()) != _normalized(block.expected)
+
+
+def test_the_benchmark_plots_on_the_site_are_the_measured_ones() -> None:
+    # MkDocs serves only docs/: the plots are copied there, and must not go stale.
+    plots = sorted((ROOT / "benchmarks" / "results").glob("*.png"))
+    assert plots
+    for plot in plots:
+        copy = ROOT / "docs" / "assets" / "benchmarks" / plot.name
+        assert copy.exists(), f"copy {plot} to {copy}"
+        assert copy.read_bytes() == plot.read_bytes(), f"{copy} is older than {plot}"
+
+
+def test_the_api_reference_shows_doctests_as_code() -> None:
+    pytest.importorskip("griffe")  # the docs extra
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "griffe_doctests", ROOT / "tools" / "griffe_doctests.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "Intro.\n\n>>> [1, 2]\n[1, 2]\n>>> x = (\n...     1)\n\nAfter."
+    assert module.fence_doctests(text) == (
+        "Intro.\n\n```pycon\n>>> [1, 2]\n[1, 2]\n>>> x = (\n...     1)\n```\n\nAfter."
+    )
+    assert module.fence_doctests(">>> 1\n1") == "```pycon\n>>> 1\n1\n```"
