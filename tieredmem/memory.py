@@ -108,9 +108,13 @@ class _HistoryLRU(LRUCache[str, History]):
 class MemorySaver:
     """Bounded, persistent memory for one agent (or many sessions of one).
 
+    Not a LangGraph checkpointer: for LangGraph's ``checkpointer=`` use
+    :class:`tieredmem.langgraph.MemorySaver` (same arguments, a ``TieredSaver``), or give
+    this saver to a ``TieredSaver`` to share its file: ``TieredSaver(memory)``.
+
     :param int max_history: items of each history kept hot (``recent()``'s default).
     :param bool persistent: keep memory in a file across runs (``./tieredmem.db`` unless
-        *path* is given).  ``False`` spills to a private temporary file removed on close,
+        *path* is given; the file ``TieredSaver()`` opens too).  ``False`` spills to a private temporary file removed on close,
         so memory stays bounded either way.
     :param path: file path or store URL.
     :param hot_bytes: hot-tier budget shared by everything in this saver.
