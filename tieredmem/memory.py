@@ -114,8 +114,8 @@ class MemorySaver:
 
     :param int max_history: items of each history kept hot (``recent()``'s default).
     :param bool persistent: keep memory in a file across runs (``./tieredmem.db`` unless
-        *path* is given; the file ``TieredSaver()`` opens too).  ``False`` spills to a private temporary file removed on close,
-        so memory stays bounded either way.
+        *path* is given; the file ``TieredSaver()`` opens too).  ``False`` spills to a
+        private temporary file removed on close, so memory stays bounded either way.
     :param path: file path or store URL.
     :param hot_bytes: hot-tier budget shared by everything in this saver.
     :param Retention retention: default retention of every history.
