@@ -405,13 +405,17 @@ def test_import_killed_midway_leaves_none_of_the_rows(tmp_path: Path) -> None:
     deadline = time.monotonic() + 120
     # Kill once the import has written a good part of its rows to the WAL.
     while time.monotonic() < deadline and proc.poll() is None:
-        if wal.exists() and wal.stat().st_size > 2 * 2**20:
-            break
+        try:
+            if wal.stat().st_size > 2 * 2**20:
+                break
+        except FileNotFoundError:
+            pass
         time.sleep(0.002)
     assert proc.poll() is None, "the import finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert _bulk_rows(target) == 0
+    # None of the rows, or (killed between its commit and its exit) all of them.
+    assert _bulk_rows(target) in (0, rows)
     with tieredmem.open(str(target)) as store:
         assert store.get(("own",), "k").value == {"kept": True}
 
