@@ -236,6 +236,9 @@ def test_os_errors_are_one_line_without_errno(filled: Path, tmp_path: Path) -> N
     assert out.returncode == 2 and "no such file or directory" in _one_clean_line(out)
     out = run("import", str(tmp_path / "x.db"), str(tmp_path / "adir"))
     assert out.returncode == 2 and "is a directory" in _one_clean_line(out)
+    out = run("import", str(tmp_path / "x.db"), str(tmp_path / "none.jsonl"))
+    assert out.returncode == 2 and "none.jsonl: no such file" in _one_clean_line(out)
+    assert not (tmp_path / "x.db").exists()  # a bad input creates no store
     if os.geteuid() != 0:  # root reads anything
         locked = tmp_path / "locked.db"
         locked.write_bytes(filled.read_bytes())

@@ -354,20 +354,23 @@ def _put(store: Store, r: dict[str, Any]) -> Put:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    # All or nothing: every line is read and checked first, then the rows are written
-    # in one transaction, so a bad line or a killed import leaves the store as it was.
-    if not os.path.exists(args.input):
-        raise CLIError(f"{args.input}: no such file")
-    with (
-        open_store(args.file, maintenance_interval=0) as store,
-        open(args.input, "rb") as fh,
-    ):
-        puts: list[Put] = []
+    # All or nothing: every line is read and checked first (before the store is even
+    # opened, for what can be checked without it), then the rows are written in one
+    # transaction, so a bad line or a killed import leaves the store as it was.
+    records: list[tuple[int, Any]] = []
+    with open(args.input, "rb") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                puts.append(_put(store, orjson.loads(line)))
+                records.append((lineno, orjson.loads(line)))
+            except orjson.JSONDecodeError as exc:
+                raise CLIError(f"{args.input}:{lineno}: not a JSON line ({exc})") from None
+    with open_store(args.file, maintenance_interval=0) as store:
+        puts: list[Put] = []
+        for lineno, record in records:
+            try:
+                puts.append(_put(store, record))
             except (KeyError, ValueError, TypeError, AttributeError) as exc:
                 raise CLIError(
                     f"{args.input}:{lineno}: not a tieredmem export line ({exc})"
