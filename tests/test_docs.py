@@ -197,3 +197,14 @@ def test_the_api_reference_shows_doctests_as_code() -> None:
         "Intro.\n\n```pycon\n>>> [1, 2]\n[1, 2]\n>>> x = (\n...     1)\n```\n\nAfter."
     )
     assert module.fence_doctests(">>> 1\n1") == "```pycon\n>>> 1\n1\n```"
+
+
+def test_the_readme_links_to_files_that_exist() -> None:
+    # MkDocs checks the links between pages of the site (--strict); this checks the
+    # README's, which GitHub renders from the repository.
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [link for link in links if "://" not in link]
+    assert local
+    for link in local:
+        assert (ROOT / link).exists(), link
