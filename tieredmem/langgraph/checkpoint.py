@@ -52,10 +52,11 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from ..backends import SEP
-from ..errors import SharingError
+from ..errors import InvalidKeyError, SharingError
 from ..history import History, open_histories
 from ..item import Stats
 from ..memory import MemorySaver
+from ..names import is_text
 from ..store import ColdReadError, Store
 from ._common import config as config_for
 from ._common import resolve_store
@@ -226,9 +227,10 @@ def _vkey(channel: str, version: Any) -> str:
 
 def _label(thread_id: Any) -> str:
     label = str(thread_id)
-    if not label or any(ord(ch) < 32 for ch in label):
-        raise ValueError(
-            f"thread_id {thread_id!r} must be a non-empty string without control characters"
+    if not label or any(ord(ch) < 32 for ch in label) or not is_text(label):
+        raise InvalidKeyError(
+            f"thread_id {thread_id!r} must be a non-empty string without control characters "
+            "or lone surrogates"
         )
     return label
 
