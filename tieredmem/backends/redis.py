@@ -46,11 +46,16 @@ import logging
 import secrets
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from ..errors import StoreClosedError, TieredMemError
-from . import Delete, DeleteRange, Op, Put, Row, Touch
+from ..errors import (
+    BackendUnavailableError,
+    StoreClosedError,
+    TieredMemError,
+    UnsupportedURLError,
+)
+from . import Delete, DeleteRange, Op, Put, Row, Touch, redact_url
 from .sqlite import prefix_bounds
 
 __all__ = ["RedisBackend"]
@@ -171,6 +176,43 @@ return {due, v}
 )
 
 
+#: Retries of an operation whose connection failed, with exponential backoff.
+_RETRIES = 6
+_BACKOFF_BASE, _BACKOFF_CAP = 0.05, 2.0
+_RETRY_SECONDS = sum(min(_BACKOFF_CAP, _BACKOFF_BASE * 2**n) for n in range(1, _RETRIES + 1))
+
+
+class _RetryLog:
+    """redis-py's exponential backoff that logs each retry (with the redacted URL), so a
+    server that went away is visible in the logs while the client waits for it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def reset(self) -> None:
+        """Nothing to reset (the delay depends only on the failure count)."""
+
+    def compute(self, failures: int) -> float:
+        """The delay before retry *failures* (1-based), logged."""
+        delay: float = min(_BACKOFF_CAP, _BACKOFF_BASE * 2**failures)
+        log.warning(
+            "connection to Redis at %s failed; retry %d of %d in %.2f s",
+            self.url,
+            failures,
+            _RETRIES,
+            delay,
+        )
+        return delay
+
+
+def _refused(redis: Any, exc: BaseException) -> bool:
+    """True if *exc* says the server refused the credentials (retrying cannot help)."""
+    if isinstance(exc, redis.AuthenticationError):
+        return True
+    text = str(exc)
+    return any(word in text for word in ("NOAUTH", "WRONGPASS", "authenticat", "AUTH <user>"))
+
+
 def _num(v: bytes | None) -> float | None:
     return None if v is None else float(v)
 
@@ -184,7 +226,6 @@ class RedisBackend:
     def __init__(self, url: str, **_: Any) -> None:
         try:
             import redis
-            from redis.backoff import ExponentialBackoff
             from redis.retry import Retry
         except ImportError:
             raise TieredMemError(
@@ -193,20 +234,53 @@ class RedisBackend:
         parts = urlsplit(url)
         query = parse_qs(parts.query)
         self.prefix = query.get("prefix", ["tm:"])[0]
-        clean = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-        self.url = clean
+        secret = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        #: The URL as it may be shown: its password replaced by ``***``.
+        self.url = redact_url(secret)
+        try:
+            self._password = parts.password or ""
+        except ValueError:
+            self._password = ""
         self._redis = redis
+        options: dict[str, Any] = {"socket_timeout": 10, "health_check_interval": 30}
+        try:
+            # One attempt first, so that a refused password or a malformed URL fails at
+            # once instead of being retried like a dropped connection.
+            probe = redis.Redis.from_url(
+                secret, retry=Retry(cast(Any, _RetryLog(self.url)), 0), **options
+            )
+        except ValueError as exc:  # e.g. "Port could not be cast to integer value"
+            raise UnsupportedURLError(
+                f"malformed Redis URL {self.url}: {self._scrub(exc)}; expected "
+                "redis://[[user]:password@]host[:port][/db][?prefix=tm:]"
+            ) from None
+        try:
+            probe.ping()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if _refused(redis, exc):
+                raise self._unavailable(exc) from None
+            log.warning(
+                "cannot reach Redis at %s (%s); retrying up to %d times (about %.0f s)",
+                self.url,
+                self._scrub(exc),
+                _RETRIES,
+                _RETRY_SECONDS,
+            )
+        except redis.RedisError as exc:
+            raise self._unavailable(exc) from None
+        finally:
+            probe.close()
         self._client: Any = redis.Redis.from_url(
-            clean,
-            retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 6),
+            secret,
+            retry=Retry(cast(Any, _RetryLog(self.url)), _RETRIES),
             retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-            socket_timeout=10,
-            health_check_interval=30,
+            **options,
         )
         try:
             self._client.ping()
         except redis.RedisError as exc:
-            raise TieredMemError(f"cannot reach Redis at {clean}: {exc}") from None
+            self._client.close()
+            raise self._unavailable(exc) from None
         self._write_script = self._client.register_script(_WRITE)
         self._expire_script = self._client.register_script(_EXPIRE)
         self._seen_ver: tuple[int, bytes] | None = None
@@ -229,8 +303,36 @@ class RedisBackend:
         if self._closed:
             raise StoreClosedError(f"{self.url} is closed; open the store again to use it")
 
+    def _scrub(self, exc: BaseException) -> str:
+        """*exc*'s message without the password (in case a library echoed it)."""
+        text = str(exc)
+        return text.replace(self._password, "***") if self._password else text
+
+    def _unavailable(self, exc: Exception) -> BackendUnavailableError:
+        """The error of a server that cannot be reached or refused us, saying what to do."""
+        if _refused(self._redis, exc):
+            advice = (
+                "the server refused the credentials: check the password (and user) in the "
+                "URL, redis://[user]:password@host:port/db"
+            )
+        else:
+            advice = (
+                f"no answer after {_RETRIES} retries (about {_RETRY_SECONDS:.0f} s): check "
+                "that redis-server is running and that the host, port and TLS scheme "
+                "(rediss://) are right"
+            )
+        reason = self._scrub(exc).rstrip(". ")
+        return BackendUnavailableError(f"cannot use Redis at {self.url}: {reason}; {advice}")
+
     def _error(self, exc: Exception) -> TieredMemError:
-        return TieredMemError(f"Redis at {self.url}: {exc} (the operation did not complete)")
+        if isinstance(exc, (self._redis.ConnectionError, self._redis.TimeoutError)):
+            return BackendUnavailableError(
+                f"Redis at {self.url}: {self._scrub(exc)} (the operation did not complete; "
+                "check that the server is running and reachable)"
+            )
+        return TieredMemError(
+            f"Redis at {self.url}: {self._scrub(exc)} (the operation did not complete)"
+        )
 
     # -- reads -------------------------------------------------------------------------
     def get(self, ns: str, key: str) -> Row | None:

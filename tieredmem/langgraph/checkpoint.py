@@ -61,6 +61,7 @@ from ..store import ColdReadError, Store
 from ._common import config as config_for
 from ._common import resolve_store
 from .owned import GC_PAUSE, GC_PAUSE_ITEMS, owned_list
+from .serde import AllowedTypes, CheckpointSerializer, serializer
 
 __all__ = ["TieredSaver"]
 
@@ -256,7 +257,13 @@ class TieredSaver(BaseCheckpointSaver[str]):
     :param max_checkpoints: keep at most this many checkpoints per thread and namespace
         (older ones are pruned; what a kept checkpoint needs to be read back is kept).
     :param ttl: seconds; threads idle longer than this are deleted by maintenance.
-    :param serde: LangGraph serializer (``JsonPlusSerializer`` by default; no pickle).
+    :param serde: LangGraph serializer; by default a
+        :class:`~tieredmem.langgraph.serde.CheckpointSerializer`: LangGraph's format, but
+        reading a checkpoint imports and calls only allowed types (no pickle).
+    :param allowed_types: classes (pydantic models, dataclasses, enums) or ``(module,
+        name)`` pairs that checkpoints may hold besides the default allow-list
+        (:data:`~tieredmem.langgraph.serde.DEFAULT_ALLOWED`); anything else raises
+        :class:`~tieredmem.CheckpointTypeError` on read.
     :param wal_bytes: when the saver opens the file itself: bound of SQLite's write-ahead
         log (1 MiB: a graph commits a few rows per step, so checkpointing the log more
         often than a plain store's 4 MiB costs nothing measurable and keeps files small).
@@ -275,11 +282,12 @@ class TieredSaver(BaseCheckpointSaver[str]):
         maintenance_interval: float = 60.0,
         wal_bytes: int | str = "1MiB",
         clock: Any = time.time,
+        allowed_types: AllowedTypes = (),
     ) -> None:
-        super().__init__(serde=serde)
-        # Only LangGraph's own serializer is known to decode "msgpack" with one plain
-        # msgpack call, so that an array of items' encodings decodes to the items.
-        self._batch_decode = type(self.serde) is JsonPlusSerializer
+        super().__init__(serde=serializer(serde, allowed_types))
+        # Only LangGraph's own serializer (and ours) is known to decode "msgpack" with one
+        # plain msgpack call, so that an array of items' encodings decodes to the items.
+        self._batch_decode = type(self.serde) in (JsonPlusSerializer, CheckpointSerializer)
         self.store, self._owns = resolve_store(
             conn,
             hot_bytes=hot_bytes,
