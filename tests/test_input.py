@@ -292,3 +292,18 @@ def test_tiered_saver_thread_id_with_a_lone_surrogate() -> None:
 
     with TieredSaver(":memory:") as saver, pytest.raises(InvalidKeyError):
         saver.get_tuple({"configurable": {"thread_id": LONE}})
+
+
+def test_cached_refuses_nan_arguments_instead_of_answering_for_none() -> None:
+    with tieredmem.open(":memory:") as store:
+        calls: list[Any] = []
+
+        @tieredmem.cached(store)
+        def double(x: Any) -> Any:
+            calls.append(x)
+            return None if x is None else x * 2
+
+        assert double(None) is None
+        with pytest.raises(SerializationError, match="NaN"):
+            double(math.nan)  # hashed like None before: answered None from the cache
+        assert double(2.0) == 4.0 and calls == [None, 2.0]

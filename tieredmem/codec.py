@@ -103,6 +103,28 @@ def _non_finite(value: Any, path: str) -> str | None:
     return None
 
 
+def _has_non_finite(value: Any) -> bool:
+    """:func:`_non_finite` without building paths: the common types without recursion."""
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    isfinite = math.isfinite
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is str or t is int or t is bool or v is None:
+            continue
+        if t is float:
+            if not isfinite(v):
+                return True
+        elif t is dict:
+            extend(v.values())
+        elif t is list or t is tuple:
+            extend(v)
+        elif _non_finite(v, "") is not None:  # subclasses, enums, dataclasses, numpy
+            return True
+    return False
+
+
 def check_finite(value: Any, payload: bytes, *, key: str | None = None) -> None:
     """Refuse a value holding NaN or an infinity, which JSON cannot express (orjson
     writes them as ``null``, so they would come back as ``None``).
@@ -111,11 +133,9 @@ def check_finite(value: Any, payload: bytes, *, key: str | None = None) -> None:
 
     :raises SerializationError: naming *key* and where in the value the number is.
     """
-    if b"null" not in payload:
+    if b"null" not in payload or not _has_non_finite(value):
         return
     where = _non_finite(value, "value")
-    if where is None:
-        return
     whose = f" for key {key!r}" if key is not None else ""
     raise SerializationError(
         f"cannot store {where}{whose}: NaN and infinities have no JSON form (they would "
@@ -138,7 +158,8 @@ def dumps_json(value: Any, *, key: str | None = None) -> bytes:
             "Store JSON-compatible data (dict, list, str, int, float, bool, None, datetime, "
             "UUID, dataclass, numpy array) or bytes."
         ) from None
-    check_finite(value, out, key=key)
+    if b"null" in out:  # NaN and infinities are written as null: look closer
+        check_finite(value, out, key=key)
     # orjson's bytes keep the buffer it grew while writing (4 KiB for a 500-byte value);
     # the hot tier and histories hold payloads, so keep a right-sized copy (~0.1 us/KB).
     return bytes(memoryview(out))

@@ -617,7 +617,8 @@ class History(Sequence[Any]):
                 payload = bytes(memoryview(orjson.dumps(item, option=_JSON_OPTIONS)))
             except TypeError:
                 payload = self._encode(item, self._length())  # raises, naming the item
-            check_finite(item, payload, key=f"{self.name}[{self._length()}]")
+            if b"null" in payload:  # NaN and infinities are written as null: look closer
+                check_finite(item, payload, key=f"{self.name}[{self._length()}]")
         else:
             payload = self._dumps(item)
         self._add([payload])
