@@ -112,7 +112,8 @@ class Store(EngineView):
     # -- lifecycle -------------------------------------------------------------------
     @property
     def url(self) -> str:
-        """Where the cold tier lives (``":memory:"``, ``sqlite:///...``)."""
+        """Where the cold tier lives (``":memory:"``, ``sqlite:///...``, a server URL with
+        its password shown as ``***``)."""
         return self._engine.url
 
     @property

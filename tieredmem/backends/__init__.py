@@ -97,6 +97,8 @@ Op = Put | Delete | DeleteRange | Touch
 class Backend(Protocol):
     """What the cold tier must offer; one conformance suite runs against every backend."""
 
+    #: Where the data lives, as users see it (``Store.url``, ``repr``, ``stats()``,
+    #: errors): any password in it replaced by ``***`` (use :func:`redact_url`).
     url: str
 
     def get(self, ns: str, key: str) -> Row | None:

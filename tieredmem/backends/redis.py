@@ -36,8 +36,10 @@ writer takes the new pair as seen only if the script's previous pair is the one 
 seen, i.e. nothing but its own batch happened since it last looked; anything else (another
 process's write, a rollback, its own expiry sweep) drops its hot tier at its next check.
 Full-text search is refused with a clear error (plain Redis has no index to do it with
-bounded memory); filters work.  Connection errors are retried with exponential backoff; a
-write that could not be committed raises, never silently drops.
+bounded memory); filters work.  Connection errors are retried with exponential backoff,
+each retry logged; a write that could not be committed raises, never silently drops.  A
+refused password fails at once.  The URL's password is only handed to redis-py:
+:attr:`RedisBackend.url`, errors and logs show it as ``***``.
 """
 
 from __future__ import annotations
@@ -183,8 +185,9 @@ _RETRY_SECONDS = sum(min(_BACKOFF_CAP, _BACKOFF_BASE * 2**n) for n in range(1, _
 
 
 class _RetryLog:
-    """redis-py's exponential backoff that logs each retry (with the redacted URL), so a
-    server that went away is visible in the logs while the client waits for it."""
+    """An exponential backoff for redis-py's ``Retry`` (its ``compute``/``reset``
+    interface) that logs each retry with the redacted URL, so a server that went away is
+    visible in the logs while the client waits for it."""
 
     def __init__(self, url: str) -> None:
         self.url = url
