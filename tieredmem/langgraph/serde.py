@@ -67,7 +67,6 @@ DEFAULT_ALLOWED: frozenset[tuple[str, str]] = frozenset(
         ("ipaddress", "IPv6Network"),
         ("pathlib", "Path"),
         ("pathlib", "PosixPath"),
-        ("pathlib", "PurePosixPath"),
         ("pathlib", "WindowsPath"),
         ("pathlib._local", "Path"),
         ("pathlib._local", "PosixPath"),
@@ -110,6 +109,9 @@ DEFAULT_METHODS: frozenset[tuple[str, str, str]] = frozenset(
 _ONE_ARG, _POS_ARGS, _KW_ARGS, _METHOD, _PYDANTIC_V1, _PYDANTIC_V2 = range(6)
 _NUMPY, _DELTA = 6, 7
 _OPTION = ormsgpack.OPT_NON_STR_KEYS
+#: Callables already resolved, by ``(module, name)`` (only ever filled after the
+#: allow-list admitted them; what ``importlib`` would return again).
+_TARGETS: dict[tuple[str, str], Any] = {}
 
 
 def type_key(t: type | tuple[str, str]) -> tuple[str, str]:
@@ -128,12 +130,13 @@ class _Reader:
     """One read: the extension hook, and the refusal it raised (ormsgpack replaces an
     exception raised in a hook by a plain ``ValueError``, so it is kept here)."""
 
-    __slots__ = ("allowed", "error", "strict")
+    __slots__ = ("allowed", "error", "hook_fn", "strict")
 
     def __init__(self, allowed: frozenset[tuple[str, str]], strict: JsonPlusSerializer):
         self.allowed = allowed
         self.strict = strict  # LangGraph's reader, strict, with the same allow-list
         self.error: CheckpointTypeError | None = None
+        self.hook_fn = self.hook
 
     def refuse(self, what: str, how: str) -> CheckpointTypeError:
         self.error = CheckpointTypeError(
@@ -144,7 +147,7 @@ class _Reader:
 
     def unpack(self, data: bytes) -> Any:
         try:
-            return ormsgpack.unpackb(data, ext_hook=self.hook, option=_OPTION)
+            return ormsgpack.unpackb(data, ext_hook=self.hook_fn, option=_OPTION)
         except ValueError:  # ormsgpack's "ext_hook failed" (or damaged data)
             if self.error is not None:
                 raise self.error from None
@@ -155,12 +158,13 @@ class _Reader:
             # Check what a delta snapshot holds, then let LangGraph's strict reader, with
             # the same allow-list, build it (a numpy array imports only numpy).
             if code == _DELTA:
-                self.unpack(data)
+                ormsgpack.unpackb(data, ext_hook=self.hook_fn, option=_OPTION)
             packed = ormsgpack.packb(ormsgpack.Ext(code, data))
             return JsonPlusSerializer.loads_typed(self.strict, ("msgpack", packed))
         if code > _PYDANTIC_V2:
             raise self.refuse(f"msgpack extension {code}", "a serializer that knows it")
-        tup = self.unpack(data)
+        # A refusal inside surfaces here as ormsgpack's ValueError; unpack() re-raises it.
+        tup = ormsgpack.unpackb(data, ext_hook=self.hook_fn, option=_OPTION)
         module, name, arg = tup[0], tup[1], tup[2]
         if code == _METHOD:
             if (module, name, tup[3]) not in DEFAULT_METHODS:
@@ -174,7 +178,9 @@ class _Reader:
                 f"allowed_types=[({module!r}, {name!r})]",
             )
         try:
-            target = getattr(importlib.import_module(module), name)
+            target = _TARGETS.get((module, name))
+            if target is None:
+                target = _TARGETS[(module, name)] = getattr(importlib.import_module(module), name)
             if code == _ONE_ARG:
                 return target(arg)
             if code == _POS_ARGS:
