@@ -1,6 +1,7 @@
 """Property: arbitrary Python objects, keys, namespaces, ttls and filters through the
 public API either round-trip exactly or raise a ``TieredMemError``, and a call that
-raised left the store unchanged (issue #15, "Input").
+raised left the store unchanged (issue #15, "Input").  The store properties run on a
+SQLite file and on a real Redis server.
 
 A small number of examples runs by default; ``--stress`` (or ``TIEREDMEM_STRESS=1``) runs
 many more.
@@ -9,6 +10,7 @@ many more.
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import tieredmem
 from tieredmem import TieredMemError
 from tieredmem.names import MAX_TTL
 
-from .conftest import FakeClock
+from .conftest import FakeClock, RedisServer
 
 INT_MIN, UINT_MAX = -(2**63), 2**64 - 1
 SEP_CONTROL = {chr(c) for c in range(32)}
@@ -198,9 +200,14 @@ def snapshot(store: tieredmem.Store) -> list[tuple[Any, ...]]:
 
 
 # -- properties --------------------------------------------------------------------------
-@pytest.fixture
-def store(tmp_path: Path, clock: FakeClock) -> Any:
-    with tieredmem.open(str(tmp_path / "p.db"), clock=clock, maintenance_interval=0) as s:
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Any:
+    if request.param == "sqlite":
+        url = str(tmp_path / "p.db")
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        url = server.url(f"prop{uuid.uuid4().hex[:8]}:")
+    with tieredmem.open(url, clock=clock, maintenance_interval=0) as s:
         yield s
 
 
