@@ -123,6 +123,7 @@ def test_operation_errors_after_the_server_goes_away_hide_the_password(
         with pytest.raises(BackendUnavailableError, match="did not complete") as info:
             store.put(("a",), "k", 2)
         _no_secret(str(info.value))
+        _no_secret("".join(traceback.format_exception(info.value)))  # chained errors too
         _no_secret(repr(store))
         store.close()
     finally:
