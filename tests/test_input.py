@@ -307,3 +307,14 @@ def test_cached_refuses_nan_arguments_instead_of_answering_for_none() -> None:
         with pytest.raises(SerializationError, match="NaN"):
             double(math.nan)  # hashed like None before: answered None from the cache
         assert double(2.0) == 4.0 and calls == [None, 2.0]
+
+
+@pytest.mark.parametrize("ttl", [math.nan, math.inf, -1, 0, "1h"])
+def test_retention_and_saver_ttls_follow_the_same_rules(ttl: Any) -> None:
+    with pytest.raises(InvalidTTLError):
+        tieredmem.Retention(ttl=ttl)  # a nan ttl never expired anything
+    pytest.importorskip("langgraph")
+    from tieredmem.langgraph import TieredSaver
+
+    with pytest.raises(InvalidTTLError):
+        TieredSaver(":memory:", ttl=ttl)

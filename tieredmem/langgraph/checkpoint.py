@@ -56,7 +56,7 @@ from ..errors import InvalidKeyError, SharingError
 from ..history import History, open_histories
 from ..item import Stats
 from ..memory import MemorySaver
-from ..names import is_text
+from ..names import is_text, ttl_seconds
 from ..store import ColdReadError, Store
 from ._common import config as config_for
 from ._common import resolve_store
@@ -284,6 +284,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
         clock: Any = time.time,
         allowed_types: AllowedTypes = (),
     ) -> None:
+        ttl = ttl_seconds(ttl)  # InvalidTTLError for nan, infinities, <= 0: before opening
         super().__init__(serde=serializer(serde, allowed_types))
         # Only LangGraph's own serializer (and ours) is known to decode "msgpack" with one
         # plain msgpack call, so that an array of items' encodings decodes to the items.
