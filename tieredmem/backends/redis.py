@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -181,7 +182,14 @@ return {due, v}
 #: Retries of an operation whose connection failed, with exponential backoff.
 _RETRIES = 6
 _BACKOFF_BASE, _BACKOFF_CAP = 0.05, 2.0
-_RETRY_SECONDS = sum(min(_BACKOFF_CAP, _BACKOFF_BASE * 2**n) for n in range(1, _RETRIES + 1))
+
+
+def _backoff(failures: int) -> float:
+    """Seconds to wait before retry *failures* (1-based): 0.1, 0.2, 0.4, ... up to 2."""
+    return float(min(_BACKOFF_CAP, _BACKOFF_BASE * 2**failures))
+
+
+_RETRY_SECONDS = sum(_backoff(n) for n in range(1, _RETRIES + 1))
 
 
 class _RetryLog:
@@ -197,7 +205,7 @@ class _RetryLog:
 
     def compute(self, failures: int) -> float:
         """The delay before retry *failures* (1-based), logged."""
-        delay: float = min(_BACKOFF_CAP, _BACKOFF_BASE * 2**failures)
+        delay = _backoff(failures)
         log.warning(
             "connection to Redis at %s failed; retry %d of %d in %.2f s",
             self.url,
@@ -247,8 +255,7 @@ class RedisBackend:
         self._redis = redis
         options: dict[str, Any] = {"socket_timeout": 10, "health_check_interval": 30}
         try:
-            # One attempt first, so that a refused password or a malformed URL fails at
-            # once instead of being retried like a dropped connection.
+            # A client without retries of its own for the first contact (see _first_ping).
             probe = redis.Redis.from_url(
                 secret, retry=Retry(cast(Any, _RetryLog(self.url)), 0), **options
             )
@@ -258,19 +265,7 @@ class RedisBackend:
                 "redis://[[user]:password@]host[:port][/db][?prefix=tm:]"
             ) from None
         try:
-            probe.ping()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            if _refused(redis, exc):
-                raise self._unavailable(exc) from None
-            log.warning(
-                "cannot reach Redis at %s (%s); retrying up to %d times (about %.0f s)",
-                self.url,
-                self._scrub(exc),
-                _RETRIES,
-                _RETRY_SECONDS,
-            )
-        except redis.RedisError as exc:
-            raise self._unavailable(exc) from None
+            self._first_ping(probe)
         finally:
             probe.close()
         self._client: Any = redis.Redis.from_url(
@@ -290,6 +285,34 @@ class RedisBackend:
         self._seen_lock = threading.Lock()
         self._closed = False
         self.foreign_change()
+
+    def _first_ping(self, probe: Any) -> None:
+        """Reach the server, retrying an unanswered connection with backoff (each retry
+        logged) whatever redis-py's version does at connect; a refused password or any
+        other answer fails at once.
+
+        :raises BackendUnavailableError: no answer after the retries, or refused.
+        """
+        redis = self._redis
+        for failures in range(_RETRIES + 1):
+            try:
+                probe.ping()
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if _refused(redis, exc) or failures == _RETRIES:
+                    raise self._unavailable(exc) from None
+                delay = _backoff(failures + 1)
+                log.warning(
+                    "cannot reach Redis at %s (%s); retry %d of %d in %.2f s",
+                    self.url,
+                    self._scrub(exc).rstrip(". "),
+                    failures + 1,
+                    _RETRIES,
+                    delay,
+                )
+                time.sleep(delay)
+            except redis.RedisError as exc:
+                raise self._unavailable(exc) from None
 
     # -- helpers ----------------------------------------------------------------------
     def _k(self, kind: str, *parts: str) -> bytes:
