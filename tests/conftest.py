@@ -73,7 +73,7 @@ def _free_port() -> int:
 class RedisServer:
     """A real redis-server on a free loopback port, started for the test session."""
 
-    def __init__(self) -> None:
+    def __init__(self, password: str | None = None) -> None:
         import shutil
         import subprocess
         import tempfile
@@ -99,6 +99,9 @@ class RedisServer:
             "--dir",
             self.dir,
         ]
+        self.password = password
+        if password is not None:
+            self.args += ["--requirepass", password]
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
         self._time = time
@@ -110,7 +113,7 @@ class RedisServer:
         import redis
 
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
+        client = redis.Redis(port=self.port, password=self.password)
         deadline = time.time() + 10
         while True:
             try:
@@ -129,7 +132,8 @@ class RedisServer:
             self.proc = None
 
     def url(self, prefix: str) -> str:
-        return f"redis://127.0.0.1:{self.port}/0?prefix={prefix}"
+        auth = f":{self.password}@" if self.password is not None else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0?prefix={prefix}"
 
 
 @pytest.fixture(scope="session")

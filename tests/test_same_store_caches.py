@@ -128,6 +128,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer  # noqa: E402
 from langgraph.graph import END, START, MessagesState, StateGraph  # noqa: E402
 
 from tieredmem.langgraph import TieredSaver  # noqa: E402
+from tieredmem.langgraph.serde import CheckpointSerializer  # noqa: E402
 
 
 def _chat(checkpointer: Any) -> Any:
@@ -194,7 +195,7 @@ def test_tiered_savers_with_different_serializers_refuse_to_share_a_log(tmp_path
         with pytest.raises(ValueError, match="serializ"):
             _chat(pickling).invoke({"messages": [HumanMessage("x", id="x")]}, config)
         # Equivalent serializers (another default instance) share it.
-        same = TieredSaver(store, serde=JsonPlusSerializer())
+        same = TieredSaver(store, serde=CheckpointSerializer())
         _chat(same).invoke({"messages": [HumanMessage("ok", id="ok")]}, config)
         assert _contents(_chat(plain).get_state(config)) == ["hi", "re:hi", "ok", "re:ok"]
 

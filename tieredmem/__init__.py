@@ -10,10 +10,14 @@ from __future__ import annotations
 from .cached import cached
 from .codec import Codec
 from .errors import (
+    BackendUnavailableError,
     BusyTimeoutError,
+    CheckpointTypeError,
     CorruptStoreError,
+    InvalidFilterError,
     InvalidKeyError,
     InvalidNamespaceError,
+    InvalidTTLError,
     NotAStoreError,
     SchemaVersionError,
     SerializationError,
@@ -33,11 +37,15 @@ from .store import Item, Stats, Store, open  # noqa: A004
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendUnavailableError",
     "BusyTimeoutError",
+    "CheckpointTypeError",
     "Codec",
     "CorruptStoreError",
+    "InvalidFilterError",
     "InvalidKeyError",
     "InvalidNamespaceError",
+    "InvalidTTLError",
     "History",
     "Item",
     "MemorySaver",

@@ -26,6 +26,10 @@ b'\\x00raw'
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import math
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -43,6 +47,7 @@ __all__ = [
     "ZSTD",
     "ZSTD_DICT",
     "Codec",
+    "check_finite",
     "dumps_json",
     "loads_json",
 ]
@@ -64,10 +69,85 @@ _FREE_CONTEXTS = 8
 _LARGE = -1
 
 
+def _non_finite(value: Any, path: str) -> str | None:
+    """The path of the first NaN or infinity in *value* (as orjson walks it), else None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, (str, int, bytes)) or value is None:
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _non_finite(v, f"{path}[{k!r}]")
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _non_finite(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, enum.Enum):
+        return _non_finite(value.value, f"{path}.value")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            found = _non_finite(getattr(value, field.name, None), f"{path}.{field.name}")
+            if found is not None:
+                return found
+        return None
+    numpy = sys.modules.get("numpy")  # a numpy value implies numpy is imported
+    if numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)):
+        kind = value.dtype.kind
+        if kind in "fc" and not bool(numpy.isfinite(value).all()):
+            return path
+    return None
+
+
+def _has_non_finite(value: Any) -> bool:
+    """:func:`_non_finite` without building paths: the common types without recursion."""
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    isfinite = math.isfinite
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is str or t is int or t is bool or v is None:
+            continue
+        if t is float:
+            if not isfinite(v):
+                return True
+        elif t is dict:
+            extend(v.values())
+        elif t is list or t is tuple:
+            extend(v)
+        elif _non_finite(v, "") is not None:  # subclasses, enums, dataclasses, numpy
+            return True
+    return False
+
+
+def check_finite(value: Any, payload: bytes, *, key: str | None = None) -> None:
+    """Refuse a value holding NaN or an infinity, which JSON cannot express (orjson
+    writes them as ``null``, so they would come back as ``None``).
+
+    Only a payload containing ``null`` can hold one, so other values cost one byte scan.
+
+    :raises SerializationError: naming *key* and where in the value the number is.
+    """
+    if b"null" not in payload or not _has_non_finite(value):
+        return
+    where = _non_finite(value, "value")
+    whose = f" for key {key!r}" if key is not None else ""
+    raise SerializationError(
+        f"cannot store {where}{whose}: NaN and infinities have no JSON form (they would "
+        "come back as None); store None, a string such as 'nan', or the number as bytes"
+    )
+
+
 def dumps_json(value: Any, *, key: str | None = None) -> bytes:
     """Encode *value* with orjson, raising :class:`SerializationError` naming *key*.
 
-    :raises SerializationError: the value (or something inside it) is not JSON-compatible.
+    :raises SerializationError: the value (or something inside it) is not JSON-compatible,
+        or holds a NaN or an infinity (see :func:`check_finite`).
     """
     try:
         out = orjson.dumps(value, option=JSON_OPTIONS)
@@ -78,6 +158,8 @@ def dumps_json(value: Any, *, key: str | None = None) -> bytes:
             "Store JSON-compatible data (dict, list, str, int, float, bool, None, datetime, "
             "UUID, dataclass, numpy array) or bytes."
         ) from None
+    if b"null" in out:  # NaN and infinities are written as null: look closer
+        check_finite(value, out, key=key)
     # orjson's bytes keep the buffer it grew while writing (4 KiB for a 500-byte value);
     # the hot tier and histories hold payloads, so keep a right-sized copy (~0.1 us/KB).
     return bytes(memoryview(out))

@@ -9,10 +9,14 @@ derives from it, so callers written against the standard types keep working.
 from __future__ import annotations
 
 __all__ = [
+    "BackendUnavailableError",
     "BusyTimeoutError",
+    "CheckpointTypeError",
     "CorruptStoreError",
+    "InvalidFilterError",
     "InvalidKeyError",
     "InvalidNamespaceError",
+    "InvalidTTLError",
     "NotAStoreError",
     "SchemaVersionError",
     "SerializationError",
@@ -56,12 +60,33 @@ class InvalidKeyError(TieredMemError, ValueError):
     """A key is not a non-empty string."""
 
 
+class InvalidTTLError(TieredMemError, ValueError):
+    """A ttl is not a finite, positive number of seconds or a positive timedelta (pass
+    ``ttl=None`` for an item that never expires)."""
+
+
+class InvalidFilterError(TieredMemError, ValueError):
+    """A search's or a listing's ``filter``, ``query``, ``limit``, ``offset``, prefix,
+    suffix or ``max_depth`` is malformed."""
+
+
 class ValueTooLargeError(TieredMemError, ValueError):
     """An encoded value is larger than the store accepts in one row."""
 
 
 class UnsupportedURLError(TieredMemError, ValueError):
-    """The URL scheme names no installed backend."""
+    """The URL scheme names no installed backend, or the URL is malformed (such as a port
+    that is not a number)."""
+
+
+class BackendUnavailableError(TieredMemError, ConnectionError):
+    """The cold tier's server (Redis) cannot be reached, refused the credentials or the URL
+    is malformed; the message says which and what to check (passwords are never shown)."""
+
+
+class CheckpointTypeError(SerializationError):
+    """A stored checkpoint names a type outside the serializer's allow-list, so it was not
+    imported or called; allow it with ``TieredSaver(..., allowed_types=[MyType])``."""
 
 
 class BusyTimeoutError(TieredMemError, TimeoutError):

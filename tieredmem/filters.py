@@ -11,9 +11,13 @@ from typing import Any
 import orjson
 
 from .codec import Codec
-from .errors import SerializationError
+from .errors import InvalidFilterError, SerializationError
 
 __all__ = [
+    "check_depth",
+    "check_page",
+    "check_pattern",
+    "check_query",
     "compile_filter",
     "filter_needles",
     "fts_query",
@@ -52,19 +56,90 @@ def _compare(op: str, actual: Any, expected: Any) -> bool:
         return False
 
 
-def validate_filter(filter: Mapping[str, Any] | None) -> None:
-    """Raise ``ValueError`` for an operator that :func:`matches` does not know."""
+def validate_filter(filter: Any) -> None:
+    """Check a ``filter=``: ``None`` or a mapping of field names (``str``, dotted for
+    nested fields, not starting with ``$``) to a value to equal or to a mapping of
+    operators (``$eq $ne $gt $gte $lt $lte``) to operands.
+
+    :raises InvalidFilterError: anything else, naming the part that is wrong.
+    """
     if filter is None:
         return
     if not isinstance(filter, Mapping):
-        raise ValueError(f"filter must be a mapping, not {filter!r}")
-    for spec in filter.values():
-        if isinstance(spec, Mapping) and spec and all(str(k).startswith("$") for k in spec):
-            for op in spec:
+        raise InvalidFilterError(
+            f"filter must be a mapping of field names to values, e.g. {{'lang': 'fr'}}, "
+            f"not {type(filter).__name__}"
+        )
+    for path, spec in filter.items():
+        if type(path) is not str:
+            raise InvalidFilterError(
+                f"filter field names are strings (dotted for nested fields), not {path!r}"
+            )
+        if path.startswith("$"):
+            raise InvalidFilterError(
+                f"filter field {path!r}: operators go inside a field's condition, e.g. "
+                f"{{'age': {{'$gte': 18}}}}; there are no top-level operators such as "
+                "$and or $or (all fields of a filter must match)"
+            )
+        if isinstance(spec, Mapping) and spec:
+            dollars = [k for k in spec if type(k) is str and k.startswith("$")]
+            if dollars and len(dollars) != len(spec):
+                raise InvalidFilterError(
+                    f"filter field {path!r} mixes operators and plain keys in {spec!r}: "
+                    "use only operators, or no operator to match the whole dict"
+                )
+            for op in dollars:
                 if op not in _OPS:
-                    raise ValueError(
-                        f"unknown filter operator {op!r}; use one of {', '.join(_OPS)}"
+                    raise InvalidFilterError(
+                        f"unknown filter operator {op!r} on field {path!r}; "
+                        f"use one of {', '.join(_OPS)}"
                     )
+
+
+def _whole(name: str, n: Any, least: int) -> None:
+    if type(n) is not int or n < least:
+        raise InvalidFilterError(f"{name} must be an int >= {least}, not {n!r}")
+
+
+def check_page(limit: Any, offset: Any) -> None:
+    """Check a search's or listing's ``limit`` and ``offset`` (ints >= 0).
+
+    :raises InvalidFilterError: either is not.
+    """
+    _whole("limit", limit, 0)
+    _whole("offset", offset, 0)
+
+
+def check_query(query: Any) -> None:
+    """Check a full-text ``query=`` (``None`` or a ``str``).
+
+    :raises InvalidFilterError: it is neither.
+    """
+    if query is not None and not isinstance(query, str):
+        raise InvalidFilterError(f"query must be a string or None, not {type(query).__name__}")
+
+
+def check_depth(max_depth: Any) -> None:
+    """Check a listing's ``max_depth`` (``None`` or an int >= 1).
+
+    :raises InvalidFilterError: it is neither.
+    """
+    if max_depth is not None:
+        _whole("max_depth", max_depth, 1)
+
+
+def check_pattern(name: str, labels: Any) -> None:
+    """Check a listing's ``prefix`` or ``suffix``: ``None`` or a tuple (or list) of
+    string labels, ``"*"`` matching any label.
+
+    :raises InvalidFilterError: it is not.
+    """
+    if labels is None:
+        return
+    if not isinstance(labels, (tuple, list)) or not all(type(x) is str for x in labels):
+        raise InvalidFilterError(
+            f'{name} must be a tuple of string labels ("*" matches any), not {labels!r}'
+        )
 
 
 def matches(value: Any, filter: Mapping[str, Any] | None) -> bool:

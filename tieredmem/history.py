@@ -48,9 +48,9 @@ from typing import Any, overload
 import orjson
 
 from .codec import JSON_OPTIONS as _JSON_OPTIONS
-from .codec import dumps_json
-from .errors import InvalidKeyError, SharingError
-from .names import CONTROL
+from .codec import check_finite, dumps_json
+from .errors import SharingError
+from .names import check_name
 from .retention import Retention
 from .shared import AlreadyOpen, SharedObjects
 from .store import ColdReadError, Store, memory_only_active
@@ -184,13 +184,6 @@ def _json_loads_many(payloads: Sequence[bytes]) -> list[Any]:
         return []
     result: list[Any] = orjson.loads(b"[" + b",".join(payloads) + b"]")
     return result
-
-
-def check_name(kind: str, name: Any) -> str:
-    """Validate a history/state name (it becomes a namespace label)."""
-    if not isinstance(name, str) or not name or CONTROL.search(name):
-        raise InvalidKeyError(f"{kind} name must be a non-empty string without control characters")
-    return name
 
 
 class _Lock:
@@ -697,6 +690,8 @@ class History(Sequence[Any]):
                 payload = bytes(memoryview(orjson.dumps(item, option=_JSON_OPTIONS)))
             except TypeError:
                 payload = self._encode(item, self._length())  # raises, naming the item
+            if b"null" in payload:  # NaN and infinities are written as null: look closer
+                check_finite(item, payload, key=f"{self.name}[{self._length()}]")
         else:
             payload = self._dumps(item)
         self._add([payload])

@@ -23,9 +23,10 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from .history import History, TailBudget, check_name, default_budget
+from .history import History, TailBudget, default_budget
 from .hot import parse_bytes
 from .item import Stats
+from .names import check_name
 from .retention import Retention
 from .state import State
 from .store import Clock, Store

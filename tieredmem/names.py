@@ -11,20 +11,24 @@ the key.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from datetime import timedelta
 from typing import Any
 
 from .backends import SEP
-from .errors import InvalidKeyError, InvalidNamespaceError
+from .errors import InvalidKeyError, InvalidNamespaceError, InvalidTTLError
 
 __all__ = [
     "CONTROL",
     "HOT_SEP",
     "INTERNAL_ROOT",
+    "MAX_TTL",
     "Namespace",
     "check_key",
+    "check_name",
     "hot_key",
+    "is_text",
     "match_labels",
     "namespace",
     "prefix",
@@ -40,6 +44,25 @@ HOT_SEP = "\x1e"
 CONTROL = re.compile(r"[\x00-\x1f]")
 
 Namespace = tuple[str, ...]
+
+
+def is_text(s: str) -> bool:
+    """True if *s* is valid Unicode text: it encodes to UTF-8 (no lone surrogate such as
+    ``"\\ud800"``, which SQLite, Redis and JSON cannot store)."""
+    if s.isascii():
+        return True
+    try:
+        s.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_SURROGATE_HINT = (
+    "contains a lone surrogate (e.g. '\\ud800', from decoding bytes with "
+    "errors='surrogateescape'), which cannot be stored; decode the bytes properly or "
+    "use their hex"
+)
 
 
 def hot_key(ns: str, key: str) -> str:
@@ -65,6 +88,8 @@ def _join(namespace: Namespace, internal: bool) -> str:
             raise InvalidNamespaceError(
                 f"namespace {namespace!r}: labels may not contain control characters"
             )
+        if not is_text(label):
+            raise InvalidNamespaceError(f"namespace {namespace!r}: a label {_SURROGATE_HINT}")
     if not internal and namespace[0] == INTERNAL_ROOT:
         raise InvalidNamespaceError(
             f"namespace {namespace!r}: the root label {INTERNAL_ROOT!r} is reserved"
@@ -107,26 +132,68 @@ def prefix(namespace_prefix: Any) -> tuple[Namespace, str]:
 
 
 def check_key(key: Any) -> None:
-    """Raise :class:`InvalidKeyError` unless *key* is a non-empty string."""
+    """Raise :class:`InvalidKeyError` unless *key* is a non-empty string of valid text."""
     if type(key) is not str or not key:
         raise InvalidKeyError(f"key must be a non-empty string, not {key!r}")
+    if not is_text(key):
+        raise InvalidKeyError(f"key {key!r} {_SURROGATE_HINT}")
+
+
+def check_name(kind: str, name: Any) -> str:
+    """*name* if it is a valid history or state name (a non-empty string of valid text
+    without control characters).
+
+    :raises InvalidKeyError: it is not.
+    """
+    if not isinstance(name, str) or not name or CONTROL.search(name):
+        raise InvalidKeyError(f"{kind} name must be a non-empty string without control characters")
+    if not is_text(name):
+        raise InvalidKeyError(f"{kind} name {name!r} {_SURROGATE_HINT}")
+    return name
+
+
+#: Largest ttl accepted (about 31,700 years): far beyond any use, and small enough that
+#: an expiry time stays exact to the millisecond in every backend.
+MAX_TTL = 1e12
 
 
 def ttl_seconds(ttl: float | timedelta | None) -> float | None:
     """A ttl in seconds (``None``: never expires).
 
-    :raises ValueError: not positive seconds or a timedelta.
+    A ttl is a finite number of seconds in ``(0, MAX_TTL]`` or a positive timedelta.
+    ``nan``, infinities, zero and negative numbers are refused rather than read as
+    "never" or "already expired": pass ``None`` for an item that never expires and
+    delete an item to remove it.
+
+    :raises InvalidTTLError: anything else.
     """
     if ttl is None:
         return None
     if isinstance(ttl, timedelta):
         seconds = ttl.total_seconds()
     elif isinstance(ttl, (int, float)) and not isinstance(ttl, bool):
-        seconds = float(ttl)
+        try:
+            seconds = float(ttl)
+        except OverflowError:  # an int beyond float range
+            seconds = math.inf
     else:
-        raise ValueError(f"ttl must be seconds or a timedelta, not {ttl!r}")
+        raise InvalidTTLError(
+            f"ttl must be seconds (int or float) or a timedelta, not {ttl!r}; "
+            "pass ttl=None for no expiry"
+        )
+    if not math.isfinite(seconds):
+        raise InvalidTTLError(
+            f"ttl must be a finite number of seconds, got {ttl!r}; pass ttl=None for no expiry"
+        )
     if seconds <= 0:
-        raise ValueError(f"ttl must be positive, got {ttl!r}")
+        raise InvalidTTLError(
+            f"ttl must be positive, got {ttl!r}; pass ttl=None for no expiry, or delete "
+            "the item to remove it"
+        )
+    if seconds > MAX_TTL:
+        raise InvalidTTLError(
+            f"ttl {ttl!r} is over the maximum of {MAX_TTL:g} seconds; pass ttl=None for no expiry"
+        )
     return seconds
 
 

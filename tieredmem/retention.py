@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from .names import ttl_seconds
+
 __all__ = ["Retention"]
 
 
@@ -22,7 +24,8 @@ class Retention:
     for which ``keep(item)`` is true (pinned).
 
     :param int max_items: items beyond the newest *max_items* are deleted.
-    :param ttl: seconds (or a timedelta); items older than this are deleted.
+    :param ttl: seconds (or a timedelta); items older than this are deleted.  Like a
+        store's ttl it is finite and positive (see :func:`tieredmem.names.ttl_seconds`).
     :param keep: ``keep(item) -> bool``; a true answer pins the item for ever.
 
     >>> Retention(max_items=1000, ttl=3600).horizon(now=10_000.0)
@@ -38,8 +41,7 @@ class Retention:
             not isinstance(self.max_items, int) or self.max_items < 0
         ):
             raise ValueError(f"max_items must be an int >= 0, not {self.max_items!r}")
-        if self.ttl is not None and self.ttl_seconds <= 0:  # type: ignore[operator]
-            raise ValueError(f"ttl must be positive, not {self.ttl!r}")
+        ttl_seconds(self.ttl)  # raises InvalidTTLError for nan, infinities, <= 0
 
     @property
     def ttl_seconds(self) -> float | None:

@@ -15,7 +15,14 @@ import orjson
 from .backends import SEP, Backend, Row
 from .codec import JSON, Codec
 from .errors import SerializationError
-from .filters import compile_filter, filter_needles, fts_query
+from .filters import (
+    check_depth,
+    check_page,
+    check_pattern,
+    compile_filter,
+    filter_needles,
+    fts_query,
+)
 from .item import Item
 from .names import INTERNAL_ROOT, Namespace, match_labels
 from .names import prefix as prefix_of
@@ -175,8 +182,10 @@ def list_namespaces(
     *max_depth* truncates deeper namespaces to that many labels (deduplicated).
     Reading never creates a namespace.
     """
-    if max_depth is not None and max_depth < 1:
-        raise ValueError("max_depth must be >= 1")
+    check_pattern("prefix", prefix)
+    check_pattern("suffix", suffix)
+    check_depth(max_depth)
+    check_page(limit, offset)
     pre = tuple(prefix or ())
     suf = tuple(suffix or ())
     literal: list[str] = []

@@ -44,8 +44,8 @@ from typing import Any
 import orjson
 
 from .codec import dumps_json
-from .errors import SerializationError
-from .history import check_name
+from .errors import InvalidKeyError, SerializationError
+from .names import check_name, is_text
 from .shared import AlreadyOpen, SharedObjects
 from .store import Store
 
@@ -235,6 +235,11 @@ class State(MutableMapping[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise TypeError(f"state keys are strings, not {type(key).__name__}")
+        if not is_text(key):
+            raise InvalidKeyError(
+                f"state key {key!r} contains a lone surrogate, which cannot be stored; "
+                "decode the bytes it came from properly or use their hex"
+            )
         with self._lock:
             self._data[key] = value
 

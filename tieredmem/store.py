@@ -32,7 +32,7 @@ from typing import Any
 from .backends import SEP, Backend, Delete, open_backend
 from .codec import Codec
 from .engine import Clock, ColdReadError, Engine, memory_only_active
-from .filters import matches, text_of, validate_filter
+from .filters import check_page, check_query, matches, text_of, validate_filter
 from .item import Item, Stats
 from .names import Namespace, check_key, hot_key
 from .names import namespace as _namespace
@@ -112,7 +112,8 @@ class Store(EngineView):
     # -- lifecycle -------------------------------------------------------------------
     @property
     def url(self) -> str:
-        """Where the cold tier lives (``":memory:"``, ``sqlite:///...``)."""
+        """Where the cold tier lives (``":memory:"``, ``sqlite:///...``, a server URL with
+        its password shown as ``***``)."""
         return self._engine.url
 
     @property
@@ -154,7 +155,7 @@ class Store(EngineView):
         :raises StoreClosedError: the store was closed.
         """
         ns_t, ns = _namespace(namespace)
-        if type(key) is not str or not key:
+        if type(key) is not str or not key or not key.isascii():
             check_key(key)
         engine = self._engine
         (entry,) = engine.fetch(((ns, key),))
@@ -271,8 +272,8 @@ class Store(EngineView):
         self._engine.check_open()
         _, joined = _prefix(namespace_prefix)
         validate_filter(filter)
-        if limit < 0 or offset < 0:
-            raise ValueError("limit and offset must be >= 0")
+        check_query(query)
+        check_page(limit, offset)
         self._engine.flush()
         items = search_rows(
             self._engine.backend,

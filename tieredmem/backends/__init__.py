@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import UnsupportedURLError
 
@@ -26,6 +27,7 @@ __all__ = [
     "Touch",
     "available_schemes",
     "open_backend",
+    "redact_url",
     "register",
 ]
 
@@ -95,6 +97,8 @@ Op = Put | Delete | DeleteRange | Touch
 class Backend(Protocol):
     """What the cold tier must offer; one conformance suite runs against every backend."""
 
+    #: Where the data lives, as users see it (``Store.url``, ``repr``, ``stats()``,
+    #: errors): any password in it replaced by ``***`` (use :func:`redact_url`).
     url: str
 
     def get(self, ns: str, key: str) -> Row | None:
@@ -180,6 +184,58 @@ BackendFactory = Callable[..., Backend]
 _REGISTRY: dict[str, BackendFactory] = {}
 
 
+#: Query parameters whose values are hidden by :func:`redact_url` (by substring).
+_SECRET_PARAMS = ("pass", "secret", "token", "auth", "key")
+
+
+def redact_url(url: str) -> str:
+    """*url* as it may be shown: the password in its user info (and any query parameter
+    named like a secret) replaced by ``***``.
+
+    What :attr:`Store.url <tieredmem.Store.url>`, ``repr``, ``stats()`` and error
+    messages show; the real URL is only ever handed to the connection.
+
+    >>> redact_url("redis://:hunter2@db.example:6379/0")
+    'redis://:***@db.example:6379/0'
+    >>> redact_url("redis://alice:hunter2@db.example/0?prefix=tm:")
+    'redis://alice:***@db.example/0?prefix=tm:'
+    >>> redact_url("agent.db")
+    'agent.db'
+    """
+    if "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced '[' in the host
+        return _unparsable(url)
+    netloc, query = parts.netloc, parts.query
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if colon else f"***@{host}"
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(s in k.lower() for k, _ in pairs for s in _SECRET_PARAMS):
+            query = urlencode(
+                [
+                    (k, "***" if any(s in k.lower() for s in _SECRET_PARAMS) else v)
+                    for k, v in pairs
+                ],
+                safe=":*",
+            )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _secret_param(name: str) -> bool:
+    low = name.lower()
+    return any(s in low for s in _SECRET_PARAMS)
+
+
+def _unparsable(url: str) -> str:
+    """A URL that cannot be parsed, shown as its scheme only."""
+    return url.split("://", 1)[0] + "://<unparsable URL hidden>"
+
+
 def register(scheme: str, factory: BackendFactory) -> None:
     """Register *factory* for URLs ``scheme://...``."""
     _REGISTRY[scheme] = factory
@@ -238,7 +294,7 @@ def open_backend(url: str | os.PathLike[str], **options: Any) -> Backend:
     factory = _REGISTRY.get(scheme)
     if factory is None:
         raise UnsupportedURLError(
-            f"no backend for URL scheme {scheme!r} in {url!r}; supported: "
+            f"no backend for URL scheme {scheme!r} in {redact_url(url)!r}; supported: "
             + ", ".join(f"{s}://" for s in available_schemes())
             + ", ':memory:' or a file path"
         )

@@ -36,8 +36,10 @@ writer takes the new pair as seen only if the script's previous pair is the one 
 seen, i.e. nothing but its own batch happened since it last looked; anything else (another
 process's write, a rollback, its own expiry sweep) drops its hot tier at its next check.
 Full-text search is refused with a clear error (plain Redis has no index to do it with
-bounded memory); filters work.  Connection errors are retried with exponential backoff; a
-write that could not be committed raises, never silently drops.
+bounded memory); filters work.  Connection errors are retried with exponential backoff,
+each retry logged; a write that could not be committed raises, never silently drops.  A
+refused password fails at once.  The URL's password is only handed to redis-py:
+:attr:`RedisBackend.url`, errors and logs show it as ``***``.
 """
 
 from __future__ import annotations
@@ -45,12 +47,18 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from ..errors import StoreClosedError, TieredMemError
-from . import Delete, DeleteRange, Op, Put, Row, Touch
+from ..errors import (
+    BackendUnavailableError,
+    StoreClosedError,
+    TieredMemError,
+    UnsupportedURLError,
+)
+from . import Delete, DeleteRange, Op, Put, Row, Touch, redact_url
 from .sqlite import prefix_bounds
 
 __all__ = ["RedisBackend"]
@@ -171,6 +179,51 @@ return {due, v}
 )
 
 
+#: Retries of an operation whose connection failed, with exponential backoff.
+_RETRIES = 6
+_BACKOFF_BASE, _BACKOFF_CAP = 0.05, 2.0
+
+
+def _backoff(failures: int) -> float:
+    """Seconds to wait before retry *failures* (1-based): 0.1, 0.2, 0.4, ... up to 2."""
+    return float(min(_BACKOFF_CAP, _BACKOFF_BASE * 2**failures))
+
+
+_RETRY_SECONDS = sum(_backoff(n) for n in range(1, _RETRIES + 1))
+
+
+class _RetryLog:
+    """An exponential backoff for redis-py's ``Retry`` (its ``compute``/``reset``
+    interface) that logs each retry with the redacted URL, so a server that went away is
+    visible in the logs while the client waits for it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def reset(self) -> None:
+        """Nothing to reset (the delay depends only on the failure count)."""
+
+    def compute(self, failures: int) -> float:
+        """The delay before retry *failures* (1-based), logged."""
+        delay = _backoff(failures)
+        log.warning(
+            "connection to Redis at %s failed; retry %d of %d in %.2f s",
+            self.url,
+            failures,
+            _RETRIES,
+            delay,
+        )
+        return delay
+
+
+def _refused(redis: Any, exc: BaseException) -> bool:
+    """True if *exc* says the server refused the credentials (retrying cannot help)."""
+    if isinstance(exc, redis.AuthenticationError):
+        return True
+    text = str(exc)
+    return any(word in text for word in ("NOAUTH", "WRONGPASS", "authenticat", "AUTH <user>"))
+
+
 def _num(v: bytes | None) -> float | None:
     return None if v is None else float(v)
 
@@ -184,7 +237,6 @@ class RedisBackend:
     def __init__(self, url: str, **_: Any) -> None:
         try:
             import redis
-            from redis.backoff import ExponentialBackoff
             from redis.retry import Retry
         except ImportError:
             raise TieredMemError(
@@ -193,26 +245,74 @@ class RedisBackend:
         parts = urlsplit(url)
         query = parse_qs(parts.query)
         self.prefix = query.get("prefix", ["tm:"])[0]
-        clean = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-        self.url = clean
+        secret = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        #: The URL as it may be shown: its password replaced by ``***``.
+        self.url = redact_url(secret)
+        try:
+            self._password = parts.password or ""
+        except ValueError:
+            self._password = ""
         self._redis = redis
+        options: dict[str, Any] = {"socket_timeout": 10, "health_check_interval": 30}
+        try:
+            # A client without retries of its own for the first contact (see _first_ping).
+            probe = redis.Redis.from_url(
+                secret, retry=Retry(cast(Any, _RetryLog(self.url)), 0), **options
+            )
+        except ValueError as exc:  # e.g. "Port could not be cast to integer value"
+            raise UnsupportedURLError(
+                f"malformed Redis URL {self.url}: {self._scrub(exc)}; expected "
+                "redis://[[user]:password@]host[:port][/db][?prefix=tm:]"
+            ) from None
+        try:
+            self._first_ping(probe)
+        finally:
+            probe.close()
         self._client: Any = redis.Redis.from_url(
-            clean,
-            retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 6),
+            secret,
+            retry=Retry(cast(Any, _RetryLog(self.url)), _RETRIES),
             retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-            socket_timeout=10,
-            health_check_interval=30,
+            **options,
         )
         try:
             self._client.ping()
         except redis.RedisError as exc:
-            raise TieredMemError(f"cannot reach Redis at {clean}: {exc}") from None
+            self._client.close()
+            raise self._unavailable(exc) from None
         self._write_script = self._client.register_script(_WRITE)
         self._expire_script = self._client.register_script(_EXPIRE)
         self._seen_ver: tuple[int, bytes] | None = None
         self._seen_lock = threading.Lock()
         self._closed = False
         self.foreign_change()
+
+    def _first_ping(self, probe: Any) -> None:
+        """Reach the server, retrying an unanswered connection with backoff (each retry
+        logged) whatever redis-py's version does at connect; a refused password or any
+        other answer fails at once.
+
+        :raises BackendUnavailableError: no answer after the retries, or refused.
+        """
+        redis = self._redis
+        for failures in range(_RETRIES + 1):
+            try:
+                probe.ping()
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if _refused(redis, exc) or failures == _RETRIES:
+                    raise self._unavailable(exc) from None
+                delay = _backoff(failures + 1)
+                log.warning(
+                    "cannot reach Redis at %s (%s); retry %d of %d in %.2f s",
+                    self.url,
+                    self._scrub(exc).rstrip(". "),
+                    failures + 1,
+                    _RETRIES,
+                    delay,
+                )
+                time.sleep(delay)
+            except redis.RedisError as exc:
+                raise self._unavailable(exc) from None
 
     # -- helpers ----------------------------------------------------------------------
     def _k(self, kind: str, *parts: str) -> bytes:
@@ -229,8 +329,36 @@ class RedisBackend:
         if self._closed:
             raise StoreClosedError(f"{self.url} is closed; open the store again to use it")
 
+    def _scrub(self, exc: BaseException) -> str:
+        """*exc*'s message without the password (in case a library echoed it)."""
+        text = str(exc)
+        return text.replace(self._password, "***") if self._password else text
+
+    def _unavailable(self, exc: Exception) -> BackendUnavailableError:
+        """The error of a server that cannot be reached or refused us, saying what to do."""
+        if _refused(self._redis, exc):
+            advice = (
+                "the server refused the credentials: check the password (and user) in the "
+                "URL, redis://[user]:password@host:port/db"
+            )
+        else:
+            advice = (
+                f"no answer after {_RETRIES} retries (about {_RETRY_SECONDS:.0f} s): check "
+                "that redis-server is running and that the host, port and TLS scheme "
+                "(rediss://) are right"
+            )
+        reason = self._scrub(exc).rstrip(". ")
+        return BackendUnavailableError(f"cannot use Redis at {self.url}: {reason}; {advice}")
+
     def _error(self, exc: Exception) -> TieredMemError:
-        return TieredMemError(f"Redis at {self.url}: {exc} (the operation did not complete)")
+        if isinstance(exc, (self._redis.ConnectionError, self._redis.TimeoutError)):
+            return BackendUnavailableError(
+                f"Redis at {self.url}: {self._scrub(exc)} (the operation did not complete; "
+                "check that the server is running and reachable)"
+            )
+        return TieredMemError(
+            f"Redis at {self.url}: {self._scrub(exc)} (the operation did not complete)"
+        )
 
     # -- reads -------------------------------------------------------------------------
     def get(self, ns: str, key: str) -> Row | None:

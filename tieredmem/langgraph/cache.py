@@ -20,6 +20,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from ..memory import MemorySaver
 from ..store import ColdReadError, Store
 from ._common import resolve_store
+from .serde import AllowedTypes, serializer
 
 __all__ = ["TieredCache"]
 
@@ -33,6 +34,11 @@ class TieredCache(BaseCache[ValueT], Generic[ValueT]):
         ``":memory:"``, a store URL, a :class:`tieredmem.Store` or a
         :class:`tieredmem.MemorySaver`.
     :param hot_bytes: hot-tier budget when the cache opens the store itself.
+    :param serde: LangGraph serializer; by default a
+        :class:`~tieredmem.langgraph.serde.CheckpointSerializer`, which reads only
+        allowed types (see :mod:`tieredmem.langgraph.serde`).
+    :param allowed_types: classes (or ``(module, name)`` pairs) cached values may hold
+        besides the default allow-list.
     """
 
     def __init__(
@@ -42,8 +48,9 @@ class TieredCache(BaseCache[ValueT], Generic[ValueT]):
         serde: SerializerProtocol | None = None,
         hot_bytes: int | str = "64MiB",
         clock: Any = time.time,
+        allowed_types: AllowedTypes = (),
     ) -> None:
-        super().__init__(serde=serde)
+        super().__init__(serde=serializer(serde, allowed_types))
         self.store, self._owns = resolve_store(conn, hot_bytes=hot_bytes, clock=clock)
 
     def close(self) -> None:

@@ -52,14 +52,16 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from ..backends import SEP
-from ..errors import SharingError
+from ..errors import InvalidKeyError, SharingError
 from ..history import History, open_histories
 from ..item import Stats
 from ..memory import DEFAULT_PATH, MemorySaver
+from ..names import is_text, ttl_seconds
 from ..store import ColdReadError, Store
 from ._common import config as config_for
 from ._common import resolve_store
 from .owned import GC_PAUSE, GC_PAUSE_ITEMS, owned_list
+from .serde import AllowedTypes, CheckpointSerializer, serializer
 
 __all__ = ["TieredSaver"]
 
@@ -226,9 +228,10 @@ def _vkey(channel: str, version: Any) -> str:
 
 def _label(thread_id: Any) -> str:
     label = str(thread_id)
-    if not label or any(ord(ch) < 32 for ch in label):
-        raise ValueError(
-            f"thread_id {thread_id!r} must be a non-empty string without control characters"
+    if not label or any(ord(ch) < 32 for ch in label) or not is_text(label):
+        raise InvalidKeyError(
+            f"thread_id {thread_id!r} must be a non-empty string without control characters "
+            "or lone surrogates"
         )
     return label
 
@@ -258,7 +261,13 @@ class TieredSaver(BaseCheckpointSaver[str]):
     :param max_checkpoints: keep at most this many checkpoints per thread and namespace
         (older ones are pruned; what a kept checkpoint needs to be read back is kept).
     :param ttl: seconds; threads idle longer than this are deleted by maintenance.
-    :param serde: LangGraph serializer (``JsonPlusSerializer`` by default; no pickle).
+    :param serde: LangGraph serializer; by default a
+        :class:`~tieredmem.langgraph.serde.CheckpointSerializer`: LangGraph's format, but
+        reading a checkpoint imports and calls only allowed types (no pickle).
+    :param allowed_types: classes (pydantic models, dataclasses, enums) or ``(module,
+        name)`` pairs that checkpoints may hold besides the default allow-list
+        (:data:`~tieredmem.langgraph.serde.DEFAULT_ALLOWED`); anything else raises
+        :class:`~tieredmem.CheckpointTypeError` on read.
     :param wal_bytes: when the saver opens the file itself: bound of SQLite's write-ahead
         log (1 MiB: a graph commits a few rows per step, so checkpointing the log more
         often than a plain store's 4 MiB costs nothing measurable and keeps files small).
@@ -277,11 +286,13 @@ class TieredSaver(BaseCheckpointSaver[str]):
         maintenance_interval: float = 60.0,
         wal_bytes: int | str = "1MiB",
         clock: Any = time.time,
+        allowed_types: AllowedTypes = (),
     ) -> None:
-        super().__init__(serde=serde)
-        # Only LangGraph's own serializer is known to decode "msgpack" with one plain
-        # msgpack call, so that an array of items' encodings decodes to the items.
-        self._batch_decode = type(self.serde) is JsonPlusSerializer
+        ttl = ttl_seconds(ttl)  # InvalidTTLError for nan, infinities, <= 0: before opening
+        super().__init__(serde=serializer(serde, allowed_types))
+        # Only LangGraph's own serializer (and ours) is known to decode "msgpack" with one
+        # plain msgpack call, so that an array of items' encodings decodes to the items.
+        self._batch_decode = type(self.serde) in (JsonPlusSerializer, CheckpointSerializer)
         self.store, self._owns = resolve_store(
             conn,
             hot_bytes=hot_bytes,

@@ -47,6 +47,8 @@ from langgraph.store.base import validate_op_namespace as _validate_op_namespace
 from langgraph.store.base.embed import ensure_embeddings, get_text_at_path, tokenize_path
 
 from ..backends import SEP
+from ..errors import InvalidTTLError
+from ..filters import check_page, check_query, validate_filter
 from ..memory import MemorySaver
 from ..store import ColdReadError, Store, matches
 from ..store import Item as TItem
@@ -257,7 +259,12 @@ class TieredStore(BaseStore):
     def _ttl_seconds(self, minutes: Any) -> float | None:
         if minutes is None or minutes is NotImplemented:
             return None
-        return float(minutes) * 60
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)):
+            raise InvalidTTLError(f"ttl must be a number of minutes or None, not {minutes!r}")
+        try:
+            return float(minutes) * 60  # the store refuses nan, infinities, 0 and below
+        except OverflowError:
+            raise InvalidTTLError(f"ttl {minutes!r} minutes is out of range") from None
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Run the operations; reads see the store as it was before this batch's writes,
@@ -393,6 +400,9 @@ class TieredStore(BaseStore):
 
     # -- searches -----------------------------------------------------------------------
     def _search(self, op: SearchOp) -> list[SearchItem]:
+        validate_filter(op.filter)
+        check_query(op.query)
+        check_page(op.limit, op.offset)
         if op.query and self.index_config:
             return self._vector_search(op)
         found = self.store.search(
