@@ -11,10 +11,14 @@ from .cached import cached
 from .codec import Codec
 from .errors import (
     BusyTimeoutError,
+    CannotOpenError,
     CorruptStoreError,
+    CorruptValueError,
+    DiskFullError,
     InvalidKeyError,
     InvalidNamespaceError,
     NotAStoreError,
+    ReadOnlyError,
     SchemaVersionError,
     SerializationError,
     SharingError,
@@ -34,14 +38,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BusyTimeoutError",
+    "CannotOpenError",
     "Codec",
     "CorruptStoreError",
+    "CorruptValueError",
+    "DiskFullError",
     "InvalidKeyError",
     "InvalidNamespaceError",
     "History",
     "Item",
     "MemorySaver",
     "NotAStoreError",
+    "ReadOnlyError",
     "SchemaVersionError",
     "Retention",
     "SerializationError",

@@ -46,7 +46,7 @@ import orjson
 
 from .codec import JSON_OPTIONS as _JSON_OPTIONS
 from .codec import dumps_json
-from .errors import InvalidKeyError, SharingError
+from .errors import CorruptValueError, InvalidKeyError, SharingError
 from .names import CONTROL
 from .retention import Retention
 from .shared import AlreadyOpen, SharedObjects
@@ -109,7 +109,15 @@ def chunk_payloads(data: bytes, begin: int = 0, end: int | None = None) -> list[
 def _json_loads_many(payloads: Sequence[bytes]) -> list[Any]:
     if not payloads:
         return []
-    result: list[Any] = orjson.loads(b"[" + b",".join(payloads) + b"]")
+    return _loads_array(b"[" + b",".join(payloads) + b"]")
+
+
+def _loads_array(data: bytes) -> list[Any]:
+    """Items joined as one JSON array, decoded; a damaged one is a typed error."""
+    try:
+        result: list[Any] = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:  # a chunk written before frame checksums
+        raise CorruptValueError(f"a stored history item is damaged ({exc})") from None
     return result
 
 
@@ -871,7 +879,7 @@ class History(Sequence[Any]):
             cached = self._joined
             if cached is not None and cached[0] == n and cached[1] == self._length():
                 self._budget.touch(self)
-                return orjson.loads(cached[2])  # type: ignore[no-any-return]
+                return _loads_array(cached[2])
         found = self._recent_parts(n)
         if found is None and n <= self.max_history and self._fill_window():
             found = self._recent_parts(n)
@@ -885,7 +893,7 @@ class History(Sequence[Any]):
                 if self._length() == length and self._payloads is not None:
                     self._joined = (n, length, data)
                     self._budget.charge(self, self._held + len(data))
-            return orjson.loads(data)  # type: ignore[no-any-return]
+            return _loads_array(data)
         self._budget.touch(self)
         return self._loads_many(parts)
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from .backends import SEP, Backend, Row
 from .codec import JSON, Codec
-from .errors import SerializationError
+from .errors import CorruptValueError
 from .filters import compile_filter, filter_needles, fts_query
 from .item import Item
-from .names import INTERNAL_ROOT, Namespace, match_labels
+from .names import INTERNAL_ROOT, Namespace, damaged, match_labels
 from .names import prefix as prefix_of
 
 __all__ = ["list_namespaces", "row_item", "search_rows"]
@@ -76,7 +74,10 @@ def search_rows(
         for row in rows:
             if row.expires_at is not None and row.expires_at <= now:
                 continue
-            codec, payload = unframe(row.frame)
+            try:
+                codec, payload = unframe(row.frame)
+            except CorruptValueError as exc:
+                raise damaged(row.ns, row.key, exc) from None
             if (
                 first is not None
                 and codec == JSON
@@ -86,8 +87,8 @@ def search_rows(
                 continue
             try:
                 value = load(codec, payload)
-            except orjson.JSONDecodeError as exc:
-                raise SerializationError(f"damaged JSON frame: {exc}") from None
+            except CorruptValueError as exc:
+                raise damaged(row.ns, row.key, exc) from None
             if test is not None and not test(value):
                 continue
             namespace = names.get(row.ns)
@@ -128,15 +129,15 @@ def _match_row(
     """
     if row.expires_at is not None and row.expires_at <= now:
         return None
-    codec, payload = coder.unframe(row.frame)
-    if needles and codec == JSON:
-        for needle in needles:
-            if needle not in payload:
-                return None
     try:
+        codec, payload = coder.unframe(row.frame)
+        if needles and codec == JSON:
+            for needle in needles:
+                if needle not in payload:
+                    return None
         value = coder.load_payload(codec, payload)
-    except orjson.JSONDecodeError as exc:
-        raise SerializationError(f"damaged JSON frame: {exc}") from None
+    except CorruptValueError as exc:
+        raise damaged(row.ns, row.key, exc) from None
     if test is not None and not test(value):
         return None
     namespace = names.get(row.ns)
@@ -149,7 +150,10 @@ def row_item(coder: Codec, row: Row, now: float, score: float | None = None) -> 
     """The live item of a cold-tier row (``None`` once expired)."""
     if row.expires_at is not None and row.expires_at <= now:
         return None
-    value = coder.decode(row.frame)
+    try:
+        value = coder.decode(row.frame)
+    except CorruptValueError as exc:
+        raise damaged(row.ns, row.key, exc) from None
     return Item(
         tuple(row.ns.split(SEP)),
         row.key,

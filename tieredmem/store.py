@@ -32,6 +32,7 @@ from typing import Any
 from .backends import SEP, Backend, Delete, open_backend
 from .codec import Codec
 from .engine import Clock, ColdReadError, Engine, memory_only_active
+from .errors import TieredMemError
 from .filters import matches, text_of, validate_filter
 from .item import Item, Stats
 from .names import Namespace, check_key, hot_key
@@ -345,6 +346,7 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     clock: Clock = time.time,
     metrics: Callable[[dict[str, Any]], None] | None = None,
     coherence_interval: float = 0.0,
+    readonly: bool = False,
 ) -> Store:
     """Open (or create) a store.
 
@@ -363,7 +365,16 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     :param metrics: a callable receiving event dicts (see :class:`Store`).
     :param float coherence_interval: ``0`` (default) for strict coherence; a positive
         number of seconds bounds how stale a read may be instead (see :class:`Store`).
+    :param bool readonly: open an existing store for reading only: SQLite never writes
+        the database file (it may create the empty ``-wal``/``-shm`` it coordinates
+        through, where the directory is writable), no background maintenance runs, and
+        every write raises :class:`ReadOnlyError`.  Works on a read-only file, directory
+        or mount.
     :raises NotAStoreError: the file is not a tieredmem store (it is left untouched).
+    :raises CorruptStoreError: the file is damaged; the message says how to recover.
+    :raises CannotOpenError: the file or its directory cannot be opened or created.
+    :raises ReadOnlyError: the file is read-only (use ``readonly=True``).
+    :raises DiskFullError: a new store cannot be created on a full disk.
     :raises SchemaVersionError: the file was written by a newer tieredmem.
     :raises UnsupportedURLError: unknown URL scheme.
 
@@ -381,8 +392,15 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
         busy_timeout=busy_timeout,
         text_of=text_of(codec),
         wal_bytes=wal_bytes,
+        **({"readonly": True} if readonly else {}),
+        check_frame=codec.check,
     )
     try:
+        if readonly and not getattr(backend, "readonly", False):
+            raise TieredMemError(
+                f"readonly=True is supported for SQLite stores, not {backend.url}; "
+                "open it without readonly"
+            )
         return Store(
             backend,
             hot_bytes=hot_bytes,
