@@ -212,3 +212,23 @@ def _read_until_closed(
         return
     except BaseException as exc:  # any other error fails the test
         errors.append(exc)
+
+
+@pytest.mark.parametrize("durability", ["sync", "batch"])
+def test_everything_a_store_does_works_inside_a_transaction(
+    tmp_path: Path, durability: str
+) -> None:
+    """The transaction holds SQLite's write lock: text search (which indexes), maintain,
+    sweep and ttl refreshes in the block join it instead of starting their own."""
+    with tieredmem.open(
+        str(tmp_path / "all.db"), durability=durability, maintenance_interval=0
+    ) as store:
+        store.put(("n",), "a", {"text": "green tea"}, ttl=60)
+        with store.transaction():
+            store.put(("n",), "b", {"text": "black tea"})
+            assert [i.key for i in store.search(("n",), query="green")] == ["a"]
+            assert store.get(("n",), "a", refresh_ttl=True) is not None
+            store.maintain()
+            store.sweep()
+            store.put(("n",), "c", {"text": "white tea"})
+        assert sorted(i.key for i in store.search(("n",), query="tea")) == ["a", "b", "c"]

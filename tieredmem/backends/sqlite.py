@@ -197,21 +197,27 @@ def _damaged(path: str, what: str) -> str:
 @contextmanager
 def _immediate(con: apsw.Connection) -> Iterator[None]:
     """A transaction that takes the write lock first (``BEGIN IMMEDIATE``), so every
-    statement in it that writes was cleared by the busy handler.
+    statement in it that writes was cleared by the busy handler; inside a transaction
+    already open on *con* (:meth:`SQLiteBackend.locked`, which holds the lock), a
+    savepoint of it.
 
     A statement that starts reading and then writes (``PRAGMA optimize``'s ``ANALYZE``,
     a read followed by a write in one deferred transaction) cannot wait for the lock:
     SQLite answers SQLITE_BUSY (or BUSY_SNAPSHOT, when another connection committed since
     it began reading) at once, whatever the busy timeout.
     """
-    con.execute("BEGIN IMMEDIATE")
+    nested = con.in_transaction
+    con.execute("SAVEPOINT tm_write" if nested else "BEGIN IMMEDIATE")
     try:
         yield
     except BaseException:
-        if con.in_transaction:
+        if nested:
+            con.execute("ROLLBACK TO tm_write")
+            con.execute("RELEASE tm_write")
+        elif con.in_transaction:
             con.execute("ROLLBACK")
         raise
-    con.execute("COMMIT")
+    con.execute("RELEASE tm_write" if nested else "COMMIT")
 
 
 def _create_private(path: str) -> None:
@@ -801,12 +807,17 @@ class SQLiteBackend:
                 con.execute("BEGIN IMMEDIATE")
             except apsw.Error as exc:
                 raise self._error(exc) from exc
+            # This thread's reads go through the writer meanwhile: they see what the
+            # block's own statements wrote (a full-text index it brought up to date).
+            self._local.in_write = True
             try:
                 yield
             except BaseException:
                 if con.in_transaction:
                     con.execute("ROLLBACK")
                 raise
+            finally:
+                self._local.in_write = False
             try:
                 con.execute("COMMIT")
             except apsw.Error as exc:
@@ -819,11 +830,12 @@ class SQLiteBackend:
         self._check()
         self._refuse_write()
         with self._wlock:
+            outer = getattr(self._local, "in_write", False)  # inside locked()
             self._local.in_write = True
             try:
                 yield self._writer
             finally:
-                self._local.in_write = False
+                self._local.in_write = outer
 
     def write(self, ops: Sequence[Op]) -> list[float]:
         self._check()
@@ -832,6 +844,7 @@ class SQLiteBackend:
         local = self._local
         with self._wlock:
             con = self._writer
+            outer = getattr(local, "in_write", False)  # inside locked()
             local.in_write = True
             try:
                 if len(ops) == 1 and type(ops[0]) is Put:
@@ -848,10 +861,7 @@ class SQLiteBackend:
                     )
                     created.append(self._put(con, args))
                     return created
-                # Inside locked() (this thread holds the lock): a savepoint of its transaction.
-                nested = con.in_transaction
-                con.execute("SAVEPOINT tm_write" if nested else "BEGIN IMMEDIATE")
-                try:
+                with _immediate(con):
                     for op in ops:
                         if isinstance(op, Put):
                             args = (
@@ -873,18 +883,10 @@ class SQLiteBackend:
                                 "DELETE FROM items WHERE ns = ? AND key >= ? AND key < ?",
                                 (op.ns, op.start, _TOP if op.stop is None else op.stop),
                             )
-                    con.execute("RELEASE tm_write" if nested else "COMMIT")
-                except BaseException:
-                    if nested:
-                        con.execute("ROLLBACK TO tm_write")
-                        con.execute("RELEASE tm_write")
-                    elif con.in_transaction:
-                        con.execute("ROLLBACK")
-                    raise
             except apsw.Error as exc:
                 raise self._error(exc) from exc
             finally:
-                local.in_write = False
+                local.in_write = outer
         return created
 
     def dictionaries(self) -> dict[int, bytes]:
@@ -981,17 +983,10 @@ class SQLiteBackend:
         if self.fts_enabled():
             return
         try:
-            with self._writing() as con:
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    for sql in FTS_TRIGGERS:
-                        con.execute(sql)
-                    con.execute(FTS_BACKFILL)
-                    con.execute("COMMIT")
-                except BaseException:
-                    if con.in_transaction:
-                        con.execute("ROLLBACK")
-                    raise
+            with self._writing() as con, _immediate(con):
+                for sql in FTS_TRIGGERS:
+                    con.execute(sql)
+                con.execute(FTS_BACKFILL)
         except apsw.Error as exc:
             raise self._error(exc) from exc
         self._fts = True
@@ -1015,8 +1010,7 @@ class SQLiteBackend:
                         if done >= _MERGE_AFTER:
                             self._merge_fts(con, done)
                         return done
-                    con.execute("BEGIN IMMEDIATE")
-                    try:
+                    with _immediate(con):
                         for doc_id, ns, key in stale:
                             con.execute("DELETE FROM items_fts WHERE rowid = ?", (doc_id,))
                             frame = None
@@ -1034,11 +1028,6 @@ class SQLiteBackend:
                                     (doc_id, ns.replace(SEP, " "), text),
                                 )
                             con.execute("UPDATE fts_docs SET stale = 0 WHERE id = ?", (doc_id,))
-                        con.execute("COMMIT")
-                    except BaseException:
-                        if con.in_transaction:
-                            con.execute("ROLLBACK")
-                        raise
                     done += len(stale)
         except apsw.Error as exc:
             raise self._error(exc) from exc
@@ -1116,7 +1105,7 @@ class SQLiteBackend:
                         pass  # each step frees a page: run them all
                     page = int(con.pragma("page_size"))
                     con.execute("PRAGMA optimize")
-                if not self.memory:
+                if not self.memory and not con.in_transaction:  # not inside locked()
                     con.pragma("wal_checkpoint", "PASSIVE")
         except apsw.Error as exc:
             raise self._error(exc) from exc
