@@ -220,6 +220,20 @@ def _immediate(con: apsw.Connection) -> Iterator[None]:
     con.execute("RELEASE tm_write" if nested else "COMMIT")
 
 
+def _ro_uri(path: str) -> str:
+    """The URI a ``readonly=True`` store opens: ``mode=ro``, so SQLite never writes the
+    database file.  SQLite still needs ``-wal`` and ``-shm`` to read coherently beside
+    writers: existing ones are used as they are, and where they are missing it creates
+    them (empty) if the directory is writable.  Where it is not (a read-only directory or
+    mount) and there is no ``-wal``, no process can be writing the file, so it is opened
+    ``immutable``: nothing is created and no lock is taken."""
+    uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
+    directory = os.path.dirname(path) or "."
+    if not os.path.exists(path + "-wal") and not os.access(directory, os.W_OK):
+        uri += "&immutable=1"
+    return uri
+
+
 def _create_private(path: str) -> None:
     """Create *path* empty with mode 0600 so the database is private to its owner."""
     try:
@@ -248,7 +262,7 @@ class SQLiteBackend:
     :param float busy_timeout: seconds a lock is waited for before :class:`BusyTimeoutError`.
     :param text_of: returns the text to full-text index for a stored frame (or ``None``).
     :param wal_bytes: checkpoint the WAL at about this size and truncate it back to it.
-    :param bool readonly: open an existing store for reading only (see :meth:`_ro_name`);
+    :param bool readonly: open an existing store for reading only (see :func:`_ro_uri`);
         every write raises :class:`ReadOnlyError`.
     :param check_frame: raises :class:`~tieredmem.CorruptValueError` for a damaged stored
         frame (the codec's checksum test), used by :meth:`integrity_check`.
@@ -296,6 +310,7 @@ class SQLiteBackend:
         self._seen_watch = self._seen_dv = -1
         self._shm: ShmHeader | None = None
         self._seen_head = b""
+        self._ro_uri = "" if self.memory else _ro_uri(self.path)  # one mode for every connection
         if not self.memory:
             _check_header(self.path)
             if readonly:
@@ -312,24 +327,11 @@ class SQLiteBackend:
         self._open_watch()
 
     # -- connections -----------------------------------------------------------------
-    def _ro_name(self) -> str:
-        """The URI a ``readonly=True`` store opens: ``mode=ro``, so SQLite never writes the
-        database file.  SQLite still needs ``-wal`` and ``-shm`` to read coherently beside
-        writers: existing ones are used as they are, and where they are missing it creates
-        them (empty) if the directory is writable.  Where it is not (a read-only directory
-        or mount) and there is no ``-wal``, no process can be writing the file, so it is
-        opened ``immutable``: nothing is created and no lock is taken."""
-        uri = "file:" + urllib.parse.quote(self.path) + "?mode=ro"
-        directory = os.path.dirname(self.path) or "."
-        if not os.path.exists(self.path + "-wal") and not os.access(directory, os.W_OK):
-            uri += "&immutable=1"
-        return uri
-
     def _connect(self, *, writer: bool) -> apsw.Connection:
         flags = apsw.SQLITE_OPEN_READWRITE
         name = self.path
         if self.readonly:
-            flags, name = apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI, self._ro_name()
+            flags, name = apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI, self._ro_uri
         elif writer:
             flags |= apsw.SQLITE_OPEN_CREATE
         try:
