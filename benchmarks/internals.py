@@ -226,7 +226,7 @@ def worker_checksum(opts: argparse.Namespace) -> dict[str, Any]:
 
     def per_value(work: Any, n: int) -> float | None:
         runs = []
-        for _ in range(3):
+        for _ in range(7):  # short runs on a shared machine: the median of more of them
             t0 = time.perf_counter()
             for _ in range(n):
                 work()
@@ -349,7 +349,7 @@ def main() -> None:
             )
 
     if "checksum" in results:
-        print("\nframe checksums, us a value (median of 3): with / without")
+        print("\nframe checksums, us a value (median of 7): with / without")
     for name, row in results.get("checksum", {}).items():
         if isinstance(row, dict):
             cells = []

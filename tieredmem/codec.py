@@ -34,6 +34,7 @@ b'\\x00raw'
 
 from __future__ import annotations
 
+import struct
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -71,6 +72,9 @@ _COMPRESSION = 0x30
 #: A zstd frame header's descriptor byte (after the 4-byte magic) has this bit when the
 #: frame ends with a content checksum.
 _ZSTD_CHECKSUM_FLAG = 0x04
+#: The header and CRC-32 of an uncompressed checked frame; the CRC-32 read back.
+_PLAIN_HEAD = struct.Struct("<BI").pack
+_CRC = struct.Struct("<I").unpack_from
 #: orjson options of every JSON payload (numpy arrays encode as lists).
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 #: Largest decompressed frame accepted; a header claiming more is treated as corrupt.
@@ -301,9 +305,7 @@ class Codec:
     def plain(codec: int, payload: bytes) -> bytes:
         """The uncompressed frame of a payload: the header, the payload's CRC-32, the
         payload."""
-        return b"".join(
-            (bytes((codec | CHECKED,)), zlib.crc32(payload).to_bytes(4, "little"), payload)
-        )
+        return _PLAIN_HEAD(codec | CHECKED, zlib.crc32(payload)) + payload
 
     def frame(self, codec: int, payload: bytes) -> bytes:
         """Wrap a payload in a frame, compressing it when it is large enough to pay off."""
@@ -389,7 +391,7 @@ class Codec:
             if len(frame) < 5:
                 raise CorruptValueError("truncated frame: the stored row is damaged")
             payload = frame[5:]
-            if zlib.crc32(payload) != int.from_bytes(frame[1:5], "little"):
+            if zlib.crc32(payload) != _CRC(frame, 1)[0]:
                 raise CorruptValueError("checksum mismatch: the stored value changed on disk")
             return codec, payload
         if compression == ZSTD_DICT:
