@@ -335,3 +335,27 @@ def test_bit_rot_in_histories_and_states(tmp_path: Path) -> None:
             list(memory.history("s"))
         with pytest.raises(tieredmem.CorruptValueError):
             memory.state("s")["a"]
+
+
+CRASHING_WRITER = """
+import os, sys, tieredmem
+store = tieredmem.open(sys.argv[1], wal_bytes="1GiB")
+store.put_many([(("a",), f"k{i}", {"i": i}) for i in range(100)])
+os._exit(0)  # killed: the commits stay in -wal, never checkpointed
+"""
+
+
+def test_read_only_mount_with_a_crashed_writers_wal(tmpfs: Path) -> None:
+    """A copy of a live store (or a snapshot mount) whose commits are still in -wal:
+    readonly=True reads them without writing anything."""
+    path = str(tmpfs / "store.db")
+    subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CRASHING_WRITER), path], check=True, env=_env()
+    )
+    assert os.path.getsize(path + "-wal") > 0
+    _remount(tmpfs, "ro")
+    with tieredmem.open(path, readonly=True) as store:
+        assert store.get(("a",), "k99").value == {"i": 99}
+        assert store.stats().cold_rows == 100
+    with pytest.raises(tieredmem.ReadOnlyError, match="readonly=True"):
+        tieredmem.open(path)
