@@ -236,8 +236,15 @@ class Store(EngineView):
         """Group writes so they commit together, or not at all if the block raises.
 
         Reads inside the block see its own writes; nested blocks roll back to where they
-        began.  Writes are buffered until the outermost block exits, so no lock is held
-        while your code runs.
+        began.  Serializable: the outermost block takes the write lock when it starts
+        (waiting up to ``busy_timeout``) and holds it until it commits, and its reads see
+        the latest committed state, so a read-modify-write in it never loses an update to
+        another thread, handle or process.  Other writers wait meanwhile: keep blocks
+        short, and never wait in one for another thread that writes to the store.  Writes
+        are applied when the outermost block exits (also with ``durability="batch"``).
+
+        :raises BusyTimeoutError: another connection held the lock past the busy timeout.
+        :raises ReadOnlyError: the store was opened with ``readonly=True``.
 
         >>> import tieredmem
         >>> store = tieredmem.open(":memory:")
