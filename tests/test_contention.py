@@ -97,10 +97,11 @@ def test_four_processes_mixing_writes_searches_and_maintain(tmp_path: Path, stre
 
 
 TRANSFER = """
-import random, sys, tieredmem
-path, count, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+import random, sys, time, tieredmem
+path, count, seed, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 rng = random.Random(seed)
 store = tieredmem.open(path, maintenance_interval=0)
+time.sleep(max(0.0, start - time.time()))  # all start together, whatever their start-up
 for _ in range(count):
     a, b = rng.sample(range(ACCOUNTS), 2)
     amount = rng.randrange(1, 50)
@@ -128,7 +129,8 @@ def test_transactions_are_serializable_across_processes(tmp_path: Path, stress: 
         store.put(("bank",), "transfers", 0)
     count = 2000 if stress else 150
     script = TRANSFER.replace("ACCOUNTS", str(ACCOUNTS))
-    outs = _run_all(script, [[path, str(count), str(i)] for i in range(4)], 300)
+    start = str(time.time() + 2.0)
+    outs = _run_all(script, [[path, str(count), str(i), start] for i in range(4)], 300)
     with tieredmem.open(path) as store:
         balances = [store.get(("accounts",), f"a{i}").value["balance"] for i in range(ACCOUNTS)]
         transfers = store.get(("bank",), "transfers").value
