@@ -234,3 +234,61 @@ def test_everything_a_store_does_works_inside_a_transaction(
             store.sweep()
             store.put(("n",), "c", {"text": "white tea"})
         assert sorted(i.key for i in store.search(("n",), query="tea")) == ["a", "b", "c"]
+
+
+HOLDER = """
+import sys, time, apsw
+con = apsw.Connection(sys.argv[1])
+con.execute("BEGIN IMMEDIATE")
+con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('holder', 'x')")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+con.execute("COMMIT")
+"""
+
+
+def _hold_lock(path: str, seconds: float) -> subprocess.Popen[str]:
+    """Another program holding the write lock of *path* for *seconds*."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLDER), path, str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
+    return proc
+
+
+@pytest.mark.parametrize("call", ["maintain", "put", "transaction", "sweep"])
+def test_every_writing_call_waits_for_the_lock(tmp_path: Path, call: str) -> None:
+    """Each writing call waits while another process holds the lock (then succeeds),
+    and raises BusyTimeoutError, saying the timeout elapsed, only once it has."""
+    path = str(tmp_path / "wait.db")
+    with tieredmem.open(path) as store:
+        store.put_many([(("a",), f"k{i}", {"i": i}) for i in range(500)], ttl=0.001)
+
+    def run(store: tieredmem.Store) -> None:
+        if call == "maintain":
+            store.maintain()
+        elif call == "put":
+            store.put(("a",), "new", 1)
+        elif call == "sweep":
+            store.sweep()
+        else:
+            with store.transaction():
+                store.put(("a",), "new", store.get(("a",), "k1") is None)
+
+    for timeout, seconds in ((10.0, 0.5), (0.3, 1.0)):
+        with tieredmem.open(path, busy_timeout=timeout, maintenance_interval=0) as store:
+            holder = _hold_lock(path, seconds)
+            started = time.monotonic()
+            try:
+                if timeout > seconds:
+                    run(store)  # waited for the holder
+                    assert time.monotonic() - started >= seconds * 0.5
+                else:
+                    with pytest.raises(tieredmem.BusyTimeoutError, match="busy timeout"):
+                        run(store)
+                    assert time.monotonic() - started >= timeout * 0.9
+            finally:
+                holder.wait(30)
