@@ -131,6 +131,10 @@ except Exception as exc:
 with tieredmem.open(sys.argv[1], readonly=True) as store:
     out["ro"] = store.get(("docs", "a"), "k1").value
     out["ro_search"] = len(store.search(("docs",), limit=100))
+try:
+    tieredmem.open(os.path.join(os.path.dirname(sys.argv[1]), "new.db"))
+except tieredmem.TieredMemError as exc:
+    out["new_error"] = [type(exc).__name__, str(exc)]
 print(json.dumps(out))
 """
 
@@ -172,6 +176,7 @@ def test_read_only_directory_as_another_user(shared_dir: Path) -> None:
     assert kind in ("CannotOpenError", "ReadOnlyError"), out
     assert "readonly=True" in message
     assert out["ro"] == {"i": 1, "text": "word1"} and out["ro_search"] == 51
+    assert out["new_error"][0] == "CannotOpenError", out  # type: ignore[index]
     assert sorted(os.listdir(shared_dir)) == before == ["store.db"]
 
 
