@@ -15,6 +15,10 @@ Run ``python benchmarks/internals.py`` (``--quick`` for a smoke run); JSON goes 
   ``Codec.frame`` call per value or one ``Codec.frames`` call, alone and in a thread
   beside a thread running Python (the batch committer's situation); and unframing
   (decompressing) one, which every cold read of such a value pays.
+- ``checksum``: what frame checksums cost (bit rot detection, #15), per value of 64 B to
+  256 KiB of JSON text: framing and unframing an uncompressed frame with its CRC-32 and
+  without (the frame format before checksums), and compressing and unframing a zstd frame
+  with zstd's content checksum and without, at the codec's level 3.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any
 
 from _common import ROOT, cpu_and_memory, git_state, median, require, results_path, run_worker
 
-CONFIGS = ("import-bare", "import-tieredmem", "wal-frames", "returning", "convoy")
+CONFIGS = ("import-bare", "import-tieredmem", "wal-frames", "returning", "convoy", "checksum")
 PAGE = 4096
 FRAME = PAGE + 24
 
@@ -215,6 +219,49 @@ def worker_convoy(opts: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def worker_checksum(opts: argparse.Namespace) -> dict[str, Any]:
+    import orjson
+    import zstandard
+
+    from tieredmem.codec import CHECKED, JSON, ZSTD, Codec
+
+    codec = Codec(dictionary=False)
+    text = " ".join(_words(3))
+
+    def per_value(work: Any, n: int) -> float | None:
+        runs = []
+        for _ in range(7):  # short runs on a shared machine: the median of more of them
+            t0 = time.perf_counter()
+            for _ in range(n):
+                work()
+            runs.append((time.perf_counter() - t0) / n * 1e6)
+        return median(runs, 3)
+
+    with_sum = zstandard.ZstdCompressor(level=3, write_checksum=True)
+    without = zstandard.ZstdCompressor(level=3)
+    out: dict[str, Any] = {}
+    for size in (64, 1024, 16 * 1024, 256 * 1024):
+        payload = orjson.dumps(text[: size - 2])
+        n = max(20, opts.values * 256 // max(size, 256))
+        plain_new, plain_old = Codec.plain(JSON, payload), bytes((JSON,)) + payload
+        zstd_new = bytes((JSON | ZSTD | CHECKED,)) + with_sum.compress(payload)
+        zstd_old = bytes((JSON | ZSTD,)) + without.compress(payload)
+        assert codec.unframe(zstd_new)[1] == codec.unframe(zstd_old)[1] == payload
+        row = {
+            "values": n,
+            "plain frame, crc32": per_value(lambda p=payload: Codec.plain(JSON, p), n),
+            "plain frame, none": per_value(lambda p=payload: bytes((JSON,)) + p, n),
+            "plain unframe, crc32": per_value(lambda f=plain_new: codec.unframe(f), n),
+            "plain unframe, none": per_value(lambda f=plain_old: codec.unframe(f), n),
+            "zstd compress, checksum": per_value(lambda p=payload: with_sum.compress(p), n),
+            "zstd compress, none": per_value(lambda p=payload: without.compress(p), n),
+            "zstd unframe, checksum": per_value(lambda f=zstd_new: codec.unframe(f), n),
+            "zstd unframe, none": per_value(lambda f=zstd_old: codec.unframe(f), n),
+        }
+        out[f"{size} B"] = row
+    return out
+
+
 def import_rss(module: str | None) -> dict[str, Any]:
     """Peak RSS of a fresh interpreter that imports *module* (None: nothing) and no
     benchmark helpers."""
@@ -242,6 +289,7 @@ def worker(opts: argparse.Namespace) -> None:
         "wal-frames": worker_wal_frames,
         "returning": worker_returning,
         "convoy": worker_convoy,
+        "checksum": worker_checksum,
     }[opts.worker]
     print(json.dumps(run(opts)))
 
@@ -253,6 +301,7 @@ def main() -> None:
     p.add_argument("--updates", type=int, default=20_000)
     p.add_argument("--values", type=int, default=20_000)
     p.add_argument("--out", help="JSON output (default benchmarks/results/internals.json)")
+    p.add_argument("--only", help="comma-separated configurations to run (default: all)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--dir", help=argparse.SUPPRESS)
     opts = p.parse_args()
@@ -266,7 +315,9 @@ def main() -> None:
     sizes += ["--values", str(opts.values)]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in CONFIGS:
+        for name in opts.only.split(",") if opts.only else CONFIGS:
+            if name not in CONFIGS:
+                raise SystemExit(f"unknown configuration {name!r}; choose from {CONFIGS}")
             print(f"running {name} ...", flush=True)
             if name.startswith("import-"):
                 results[name] = import_rss(None if name == "import-bare" else "tieredmem")
@@ -274,22 +325,27 @@ def main() -> None:
                 results[name] = run_worker(__file__, name, sizes, Path(tmp), 0)
     failed = [n for n, r in results.items() if "error" in r]
 
-    print("\nimport: peak RSS MB")
+    if "import-bare" in results or "import-tieredmem" in results:
+        print("\nimport: peak RSS MB")
     for name in ("import-bare", "import-tieredmem"):
-        print(f"  {name:<18} {results[name].get('peak_rss_mb')}")
-    print("\nWAL frames (4 KiB pages) a commit")
-    for name, row in results["wal-frames"].items():
+        if name in results:
+            print(f"  {name:<18} {results[name].get('peak_rss_mb')}")
+    if "wal-frames" in results:
+        print("\nWAL frames (4 KiB pages) a commit")
+    for name, row in results.get("wal-frames", {}).items():
         if isinstance(row, dict):
             print(
                 f"  {name:<55} {row['frames_per_append']:>6}  "
                 f"(~{row['checkpoints_per_30k']} checkpoints per 30,000 at 4 MiB)"
             )
-    print("\nUPSERT of an existing row, us (median of 3)")
-    for name, row in results["returning"].items():
+    if "returning" in results:
+        print("\nUPSERT of an existing row, us (median of 3)")
+    for name, row in results.get("returning", {}).items():
         if isinstance(row, dict):
             print(f"  {name:<18} {row['us_per_upsert']}")
-    print("\nframing ~0.9 KB values with a dictionary, us a value (median of 3)")
-    for name, row in results["convoy"].items():
+    if "convoy" in results:
+        print("\nframing ~0.9 KB values with a dictionary, us a value (median of 3)")
+    for name, row in results.get("convoy", {}).items():
         if isinstance(row, dict):
             beside = row.get("us_per_value_beside_python")
             print(
@@ -297,8 +353,20 @@ def main() -> None:
                 + (f"   beside a thread running Python {beside:>8}" if beside else "")
             )
 
+    if "checksum" in results:
+        print("\nframe checksums, us a value (median of 7): with / without")
+    for name, row in results.get("checksum", {}).items():
+        if isinstance(row, dict):
+            cells = []
+            for op in ("plain frame", "plain unframe", "zstd compress", "zstd unframe"):
+                new = row[f"{op}, crc32" if op.startswith("plain") else f"{op}, checksum"]
+                cells.append(f"{op} {new}/{row[f'{op}, none']}")
+            print(f"  {name:>9}  " + "   ".join(cells))
+
     cmd = "python benchmarks/internals.py" + (" --quick" if opts.quick else "")
-    out = Path(opts.out) if opts.out else results_path("internals", opts.quick)
+    cmd += f" --only {opts.only}" if opts.only else ""
+    name = "internals" + (f"_{opts.only.replace(',', '_')}" if opts.only else "")
+    out = Path(opts.out) if opts.out else results_path(name, opts.quick)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "benchmark": "internals",

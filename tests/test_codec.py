@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tieredmem.codec import JSON, RAW, ZSTD, Codec
+from tieredmem.codec import CHECKED, JSON, RAW, ZSTD, ZSTD_DICT, Codec
 from tieredmem.errors import SerializationError
 
 json_values = st.recursive(
@@ -39,10 +39,10 @@ def test_round_trip_bytes(value: bytes) -> None:
 
 def test_frame_header_names_codec_and_compression() -> None:
     codec = Codec(compress_threshold=64)
-    assert codec.encode({"a": 1})[0] == JSON
-    assert codec.encode(b"x")[0] == RAW
+    assert codec.encode({"a": 1})[0] == JSON | CHECKED
+    assert codec.encode(b"x")[0] == RAW | CHECKED
     big = codec.encode({"text": "word " * 200})
-    assert big[0] == JSON | ZSTD
+    assert big[0] == JSON | ZSTD | CHECKED
     assert len(big) < 200
 
 
@@ -56,8 +56,8 @@ def test_incompressible_payload_stored_plain() -> None:
 
     data = os.urandom(4096)
     frame = Codec(compress_threshold=16).encode(data)
-    assert frame[0] == RAW
-    assert frame[1:] == data
+    assert frame[0] == RAW | CHECKED
+    assert frame[5:] == data
 
 
 @dataclasses.dataclass
@@ -130,7 +130,7 @@ def test_dictionary_frames_are_smaller_and_round_trip() -> None:
     codec.add_dictionary(7, data)
     assert codec.dictionary_id == 7
     with_dict = [codec.encode(_similar(i)) for i in range(20_000, 20_100)]
-    assert all(f[0] & 0xF0 == 0x20 for f in with_dict)
+    assert all(f[0] & 0x30 == ZSTD_DICT for f in with_dict)
     assert sum(map(len, with_dict)) < 0.8 * sum(map(len, plain))
     assert [codec.decode(f) for f in with_dict] == [_similar(i) for i in range(20_000, 20_100)]
     assert [codec.decode(f) for f in plain] == [_similar(i) for i in range(20_000, 20_100)]
@@ -146,7 +146,7 @@ def test_frames_of_a_batch_equal_frame_of_each() -> None:
     codec.add_dictionary(5, data)
     frames = codec.frames(items)
     assert frames == [codec.frame(c, p) for c, p in items]
-    assert sum(f[0] & 0xF0 == 0x20 for f in frames) >= 40  # the batch used the dictionary
+    assert sum(f[0] & 0x30 == ZSTD_DICT for f in frames) >= 40  # the batch used the dictionary
     assert [codec.load_payload(*codec.unframe(f)) for f in frames] == [
         codec.load_payload(c, p) for c, p in items
     ]
@@ -208,7 +208,7 @@ def test_many_short_lived_threads_share_the_codec_safely(with_dictionary: bool) 
             for i in range(200):
                 value = {"t": seed, "i": i, "text": f"thread {seed} line {i} " * 20}
                 frame = codec.encode(value)
-                assert (frame[0] & 0xF0 == 0x20) == with_dictionary
+                assert (frame[0] & 0x30 == ZSTD_DICT) == with_dictionary
                 assert codec.decode(frame) == value
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
@@ -220,3 +220,51 @@ def test_many_short_lived_threads_share_the_codec_safely(with_dictionary: bool) 
         for t in threads:
             t.join()
     assert errors == []
+
+
+def _frames_of_every_kind() -> list[bytes]:
+    """A plain JSON frame, a plain raw one, a zstd one and a zstd-with-dictionary one."""
+    codec, data = _trained()
+    codec.add_dictionary(3, data)
+    return [
+        Codec().encode({"a": 1}),
+        Codec().encode(b"raw bytes"),
+        Codec(compress_threshold=16, dictionary=False).encode({"text": "word " * 200}),
+        codec.encode(_similar(1)),
+    ]
+
+
+def test_every_flipped_bit_is_detected_or_harmless() -> None:
+    """Bit rot: a frame with any one bit flipped decodes to the original value (a bit
+    zstd ignores) or raises CorruptValueError; it never decodes to another value."""
+    from tieredmem.errors import CorruptValueError
+
+    codec, data = _trained()
+    codec.add_dictionary(3, data)
+    frames = _frames_of_every_kind()
+    originals = [codec.decode(f) for f in frames]
+    for frame, original in zip(frames, originals):
+        assert frame[0] & CHECKED
+        for i in range(len(frame)):
+            for bit in range(8):
+                damaged = bytearray(frame)
+                damaged[i] ^= 1 << bit
+                try:
+                    value = codec.decode(bytes(damaged))
+                except CorruptValueError:
+                    continue
+                assert value == original, (i, bit)
+
+
+def test_frames_written_before_checksums_still_read() -> None:
+    """Frames of the first frame format (no CHECKED bit, no CRC, no zstd checksum)."""
+    import zstandard
+
+    payload = orjson.dumps({"old": "value " * 100})
+    old = [
+        bytes((JSON,)) + b'{"a":1}',
+        bytes((RAW,)) + b"raw",
+        bytes((JSON | ZSTD,)) + zstandard.ZstdCompressor(level=3).compress(payload),
+    ]
+    codec = Codec()
+    assert [codec.decode(f) for f in old] == [{"a": 1}, b"raw", orjson.loads(payload)]

@@ -361,17 +361,19 @@ class SharedFile(RuleBasedStateMachine):
     )
     def transaction(self, p, outer, inner, inner_rollback, rollback, reads, other_put) -> None:
         """``with store.transaction():`` puts and deletes, maybe a nested block, maybe
-        raising out of either; the other process meanwhile sees none of it, and may
-        commit writes of its own (the transaction's writes, applied at its exit, win)."""
+        raising out of either; the other process meanwhile sees none of it.  A write of
+        the other process just before the block is what the block reads: the block holds
+        the write lock from its start (a write of the other handle meanwhile would wait
+        for its end, here in the same thread: forever)."""
         owner, other = self.procs[p], self.procs[1 - p]
         overlay: dict[Key, object] = {}  # None: deleted in the transaction
-        owner.tx_begin()
-        self._tx_ops(owner, outer, overlay)
-        self._check_all(other)
         if other_put is not None:
             ns, key, value = other_put
             other.put(ns, key, value, None)
             self.model[(ns, key)] = (value, None)
+        owner.tx_begin()
+        self._tx_ops(owner, outer, overlay)
+        self._check_all(other)
         if inner:
             owner.tx_begin()
             inner_overlay = dict(overlay)

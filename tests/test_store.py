@@ -464,7 +464,7 @@ def test_store_trains_a_dictionary_that_every_process_reads(
             store.put(("chat",), f"m{i}", _message(i))
         store.flush()
         frame = store.backend.get("chat", "m3050").frame  # type: ignore[union-attr]
-        assert frame[0] & 0xF0 == 0x20 and int.from_bytes(frame[1:5], "little") == dict_id
+        assert frame[0] & 0x30 == 0x20 and int.from_bytes(frame[1:5], "little") == dict_id
     # The early store learns the dictionary from the file when a frame needs it.
     assert early.get(("chat",), "m3050").value == _message(3050)  # type: ignore[union-attr]
     early.close()

@@ -1,11 +1,19 @@
 """Frames: how values become bytes on disk and back.
 
 A frame is one header byte followed by a payload.  The low nibble of the header names the
-codec (:data:`JSON` for orjson, :data:`RAW` for ``bytes`` stored as they are); the high
-nibble names the compression: :data:`NONE`, :data:`ZSTD`, or :data:`ZSTD_DICT` (zstd with
-a dictionary trained on the store's own values; the frame then carries the dictionary's
+codec (:data:`JSON` for orjson, :data:`RAW` for ``bytes`` stored as they are); bits 4-5
+name the compression: :data:`NONE`, :data:`ZSTD`, or :data:`ZSTD_DICT` (zstd with a
+dictionary trained on the store's own values; the frame then carries the dictionary's
 4-byte id after the header).  Because every frame says how it was written, a file stays
 readable when the defaults (threshold, level, dictionary) change.
+
+Bits 6 and 7, :data:`CHECKED` (both set, so that no single flipped bit turns a checked
+header into an unchecked one), mark a frame that carries a checksum, which every read verifies
+(bit rot becomes :class:`~tieredmem.CorruptValueError`, never a silently changed value):
+an uncompressed one has the CRC-32 of its payload (4 bytes, little-endian) after the
+header; a compressed one is a zstd frame with zstd's content checksum (its frame header
+must say so).  Every frame written since format 2 of the frame header is checked; frames
+without the bit, written before, still read (unverified).
 
 Why dictionaries: agent data is many small, similar JSON values (messages, memories,
 preferences).  Alone, a ~1 KB value compresses to about half; with a dictionary trained
@@ -29,17 +37,20 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import struct
 import sys
 import threading
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import orjson
 import zstandard
 
-from .errors import SerializationError
+from .errors import CorruptValueError, SerializationError
 
 __all__ = [
+    "CHECKED",
     "JSON",
     "JSON_OPTIONS",
     "NONE",
@@ -57,8 +68,18 @@ RAW = 0x02
 NONE = 0x00
 ZSTD = 0x10
 ZSTD_DICT = 0x20
+#: The frame carries a checksum (a CRC-32, or zstd's content checksum).  Two bits, so a
+#: header is two bit flips away from every header of another kind of checking.
+CHECKED = 0xC0
 
 _CODECS = (JSON, RAW)
+_COMPRESSION = 0x30
+#: A zstd frame header's descriptor byte (after the 4-byte magic) has this bit when the
+#: frame ends with a content checksum.
+_ZSTD_CHECKSUM_FLAG = 0x04
+#: The header and CRC-32 of an uncompressed checked frame; the CRC-32 read back.
+_PLAIN_HEAD = struct.Struct("<BI").pack
+_CRC = struct.Struct("<I").unpack_from
 #: orjson options of every JSON payload (numpy arrays encode as lists).
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 #: Largest decompressed frame accepted; a header claiming more is treated as corrupt.
@@ -290,7 +311,7 @@ class Codec:
         if zdict is None:
             data = self._loader(dict_id) if self._loader is not None else None
             if data is None:
-                raise SerializationError(
+                raise CorruptValueError(
                     f"frame needs zstd dictionary {dict_id}, which the store does not "
                     "have: the file is damaged or was copied without its dictionaries"
                 )
@@ -307,12 +328,15 @@ class Codec:
     # ``list.pop``/``append`` are atomic.
     def _new_compressor(self, key: int) -> zstandard.ZstdCompressor:
         if key == _LARGE:
-            return zstandard.ZstdCompressor(level=self.large_level)
+            return zstandard.ZstdCompressor(level=self.large_level, write_checksum=True)
         if key:
             return zstandard.ZstdCompressor(
-                level=self.level, dict_data=self._dicts[key], write_dict_id=False
+                level=self.level,
+                dict_data=self._dicts[key],
+                write_dict_id=False,
+                write_checksum=True,
             )
-        return zstandard.ZstdCompressor(level=self.level)
+        return zstandard.ZstdCompressor(level=self.level, write_checksum=True)
 
     def _compress(self, key: int, payload: bytes | memoryview) -> bytes:
         comp = _take(self._free_c, key)
@@ -348,10 +372,22 @@ class Codec:
 
     @staticmethod
     def load_payload(codec: int, payload: bytes) -> Any:
-        """Inverse of :meth:`payload`."""
+        """Inverse of :meth:`payload`.
+
+        :raises CorruptValueError: a JSON payload does not decode.
+        """
         if codec == JSON:
-            return orjson.loads(payload)
+            try:
+                return orjson.loads(payload)
+            except orjson.JSONDecodeError as exc:
+                raise CorruptValueError(f"damaged JSON value: {exc}") from None
         return payload
+
+    @staticmethod
+    def plain(codec: int, payload: bytes) -> bytes:
+        """The uncompressed frame of a payload: the header, the payload's CRC-32, the
+        payload."""
+        return _PLAIN_HEAD(codec | CHECKED, zlib.crc32(payload)) + payload
 
     def frame(self, codec: int, payload: bytes) -> bytes:
         """Wrap a payload in a frame, compressing it when it is large enough to pay off."""
@@ -359,7 +395,7 @@ class Codec:
             packed = self._pack(codec, payload)
             if packed is not None:
                 return packed
-        return bytes((codec,)) + payload
+        return self.plain(codec, payload)
 
     def frames(self, items: Sequence[tuple[int, bytes]]) -> list[bytes]:
         """:meth:`frame` of each ``(codec, payload)``, the same bytes, for a batch commit.
@@ -380,9 +416,9 @@ class Codec:
                 for i, segment in zip(chosen, packed):
                     codec, payload = items[i]
                     if len(segment) + 4 < len(payload):
-                        out[i] = b"".join((bytes((codec | ZSTD_DICT,)), head, segment))
+                        out[i] = b"".join((bytes((codec | ZSTD_DICT | CHECKED,)), head, segment))
                     else:
-                        out[i] = bytes((codec,)) + payload
+                        out[i] = self.plain(codec, payload)
         return [f if f is not None else self.frame(*item) for f, item in zip(out, items)]
 
     def _compress_many(
@@ -409,42 +445,62 @@ class Codec:
         if dict_id is not None and size <= self.DICT_MAX_PAYLOAD:
             packed = self._compress(dict_id, payload)
             if len(packed) + 4 < size:
-                return bytes((codec | ZSTD_DICT,)) + dict_id.to_bytes(4, "little") + packed
+                head = bytes((codec | ZSTD_DICT | CHECKED,)) + dict_id.to_bytes(4, "little")
+                return head + packed
             return None
         if self._sampling and size <= self.DICT_MAX_PAYLOAD:
             self._sample(bytes(payload))
         packed = self._compress(0 if size <= self.DICT_MAX_PAYLOAD else _LARGE, payload)
         if len(packed) < size:
-            return bytes((codec | ZSTD,)) + packed
+            return bytes((codec | ZSTD | CHECKED,)) + packed
         return None
 
     def unframe(self, frame: bytes) -> tuple[int, bytes]:
-        """Return ``(codec, payload)`` from a frame.
+        """Return ``(codec, payload)`` from a frame, its checksum verified.
 
-        :raises SerializationError: the frame header is unknown or the payload is damaged.
+        :raises CorruptValueError: the header is unknown, the checksum does not match, or
+            the payload is otherwise damaged.
         """
         if not frame:
-            raise SerializationError("empty frame: the stored row is damaged")
+            raise CorruptValueError("empty frame: the stored row is damaged")
         header = frame[0]
-        codec, compression = header & 0x0F, header & 0xF0
-        if codec not in _CODECS:
+        codec, compression, checked = header & 0x0F, header & _COMPRESSION, header & CHECKED
+        if codec not in _CODECS or checked not in (0, CHECKED):
             compression = -1
         if compression == NONE:
-            return codec, frame[1:]
+            if not checked:
+                return codec, frame[1:]  # written before checksums
+            if len(frame) < 5:
+                raise CorruptValueError("truncated frame: the stored row is damaged")
+            payload = frame[5:]
+            if zlib.crc32(payload) != _CRC(frame, 1)[0]:
+                raise CorruptValueError("checksum mismatch: the stored value changed on disk")
+            return codec, payload
         if compression == ZSTD_DICT:
             dict_id, start = int.from_bytes(frame[1:5], "little"), 5
             if len(frame) < 6:
-                raise SerializationError("truncated frame: the stored row is damaged")
+                raise CorruptValueError("truncated frame: the stored row is damaged")
         elif compression == ZSTD:
             dict_id, start = 0, 1
         else:
-            raise SerializationError(
+            raise CorruptValueError(
                 f"unknown frame header 0x{header:02x}: written by a newer tieredmem or damaged"
             )
+        if checked and (len(frame) < start + 5 or not frame[start + 4] & _ZSTD_CHECKSUM_FLAG):
+            raise CorruptValueError("checksum missing: the stored frame header changed on disk")
         try:
             return codec, self._decompress(dict_id, memoryview(frame)[start:])
         except zstandard.ZstdError as exc:
-            raise SerializationError(f"damaged compressed frame: {exc}") from None
+            raise CorruptValueError(f"damaged compressed value: {exc}") from None
+        except MemoryError:  # a damaged header claiming a size that cannot be allocated
+            raise CorruptValueError("damaged compressed value: impossible size") from None
+
+    def check(self, frame: bytes) -> None:
+        """Verify *frame* as a read would (checksum, then decoding).
+
+        :raises CorruptValueError: the frame is damaged.
+        """
+        self.load_payload(*self.unframe(frame))
 
     # -- values -----------------------------------------------------------------------
     def encode(self, value: Any, *, key: str | None = None) -> bytes:
@@ -455,9 +511,8 @@ class Codec:
         return self.frame(*self.payload(value, key=key))
 
     def decode(self, frame: bytes) -> Any:
-        """Decode a frame written by :meth:`encode` (with any threshold or level)."""
-        codec, payload = self.unframe(frame)
-        try:
-            return self.load_payload(codec, payload)
-        except orjson.JSONDecodeError as exc:
-            raise SerializationError(f"damaged JSON frame: {exc}") from None
+        """Decode a frame written by :meth:`encode` (with any threshold or level).
+
+        :raises CorruptValueError: the frame is damaged.
+        """
+        return self.load_payload(*self.unframe(frame))

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -26,10 +26,10 @@ from .backends import Backend, DeleteRange, Put, Row, Touch
 from .buffer import Batch, WriteBuffer, backend_ops
 from .codec import JSON, RAW, Codec
 from .dictionaries import Dictionaries
-from .errors import StoreClosedError, ValueTooLargeError
+from .errors import CorruptValueError, ReadOnlyError, StoreClosedError, ValueTooLargeError
 from .hot import ENTRY_OVERHEAD, Entry, HotTier, parse_bytes
 from .item import Item, Stats
-from .names import Namespace, hot_key
+from .names import Namespace, damaged, hot_key
 from .names import ttl_seconds as _ttl_seconds
 from .worker import Worker, release_freed_memory, watch_forks, weak_callback
 
@@ -108,6 +108,12 @@ class Engine:
         #: The backend's lock-free "nothing was committed since the last check", if any.
         self._unchanged: Callable[[], bool] | None = getattr(backend, "unchanged", None)
         self._remote = bool(getattr(backend, "remote", False))
+        #: Opened with readonly=True: writes raise ReadOnlyError, no background worker.
+        self._readonly = bool(getattr(backend, "readonly", False))
+        #: The backend's write lock held for a block (SQLite: BEGIN IMMEDIATE), if any.
+        self._locked: Callable[[], AbstractContextManager[None]] | None = getattr(
+            backend, "locked", None
+        )
         self._metrics = metrics
         self._codec = codec or Codec()
         self._clock = clock
@@ -141,7 +147,7 @@ class Engine:
         self._tx_active = 0  # open transactions in any thread (reads then check overlays)
         self._in_flush_hooks = False  # only read and set with _write_lock held
         self._worker: Worker | None = None
-        if self.durability == "batch" or self.maintenance_interval > 0:
+        if not self._readonly and (self.durability == "batch" or self.maintenance_interval > 0):
             period = (
                 self.flush_interval if self.durability == "batch" else self.maintenance_interval
             )
@@ -247,10 +253,13 @@ class Engine:
         return Entry(codec, None, value, created, updated, expires, size, ttl)
 
     def _row_entry(self, hk: str, row: Row) -> Entry:
-        codec, payload = self._codec.unframe(row.frame)
-        return self._entry(
-            hk, codec, payload, row.created_at, row.updated_at, row.expires_at, row.ttl
-        )
+        try:
+            codec, payload = self._codec.unframe(row.frame)
+            return self._entry(
+                hk, codec, payload, row.created_at, row.updated_at, row.expires_at, row.ttl
+            )
+        except CorruptValueError as exc:
+            raise damaged(row.ns, row.key, exc) from None
 
     @staticmethod
     def absent(hk: str) -> Entry:
@@ -370,7 +379,10 @@ class Engine:
             cold_access()
             row = self._backend.get(ns, key)
             created = entry.created = row.created_at if row is not None else entry.updated
-        value = entry.value if entry.payload is None else orjson.loads(entry.payload)
+        try:
+            value = entry.value if entry.payload is None else orjson.loads(entry.payload)
+        except orjson.JSONDecodeError as exc:  # a frame written before checksums
+            raise damaged(ns, key, exc) from None
         return Item(ns_t, key, value, created, entry.updated, entry.expires)
 
     def refresh_ttl(self, items: Sequence[Item], keys: Sequence[tuple[str, str]]) -> None:
@@ -410,7 +422,7 @@ class Engine:
         elif compress:
             frame = self._codec.frame(codec, payload)
         else:
-            frame = bytes((codec,)) + payload
+            frame = self._codec.plain(codec, payload)
         size = len(frame) + defer
         if size > self._max_value:
             raise ValueTooLargeError(
@@ -439,6 +451,10 @@ class Engine:
         """
         if not ops:
             return
+        if self._readonly:
+            raise ReadOnlyError(
+                f"{self.url} was opened with readonly=True; open it without readonly to write"
+            )
         tx: _Tx | None = getattr(self._local, "tx", None)
         if tx is not None:
             for op, entry in ops:
@@ -568,7 +584,7 @@ class Engine:
         now = self._clock()
         # created_at = now: a tail row's is never read, and naming it spares the upsert
         # its RETURNING.
-        put = Put(ns, key, bytes((RAW,)) + payload, now, None, now)
+        put = Put(ns, key, self._codec.plain(RAW, payload), now, None, now)
         with self._write_lock:
             self._backend.write([put])
             with self._lock:
@@ -619,27 +635,56 @@ class Engine:
     def transaction(self) -> Iterator[None]:
         """This thread's writes in the block commit together when the outermost block
         exits, or not at all if it raises (a nested block rolls back to where it began);
-        reads in the block see them."""
+        reads in the block see them.
+
+        Serializable: the outermost block holds the write lock from its start to its
+        commit (the backend's ``locked()``: SQLite's ``BEGIN IMMEDIATE``, waited for up to
+        the busy timeout; this process's other writers wait on the store's lock), and
+        checks coherence once it has it, so what the block reads is the latest committed
+        state and stays so until it commits.  It commits when it exits, also with
+        ``durability="batch"`` (batched writes before it are committed first).
+        """
         self.check_open()
         tx: _Tx | None = getattr(self._local, "tx", None)
-        outer = tx is None
-        if tx is None:
-            tx = self._local.tx = _Tx()
-            with self._lock:
-                self._tx_active += 1
-        snapshot = dict(tx.overlay)
-        try:
-            yield
-        except BaseException:
-            tx.overlay = snapshot
-            raise
-        finally:
-            if outer:
-                self._local.tx = None
-                with self._lock:
-                    self._tx_active -= 1
-        if outer:
-            self.apply(list(tx.overlay.values()))
+        if tx is not None:  # nested: a rollback point of the outer block
+            snapshot = dict(tx.overlay)
+            try:
+                yield
+            except BaseException:
+                tx.overlay = snapshot
+                raise
+            return
+        if self._readonly:
+            raise ReadOnlyError(
+                f"{self.url} was opened with readonly=True; open it without readonly to write"
+            )
+        with self._write_lock:
+            self.flush()
+            locked = self._locked() if self._locked is not None else nullcontext()
+            committing = False
+            try:
+                with locked:
+                    self._recheck()  # no commit by anyone else from here to ours
+                    tx = self._local.tx = _Tx()
+                    with self._lock:
+                        self._tx_active += 1
+                    try:
+                        yield
+                    finally:
+                        self._local.tx = None
+                        with self._lock:
+                            self._tx_active -= 1
+                    ops = list(tx.overlay.values())
+                    if ops:
+                        # Joins the held transaction; settles the hot tier before the
+                        # final COMMIT, so a failed COMMIT drops the tier (below).
+                        committing = True
+                        self.commit([], ops, True, True)
+            except BaseException:
+                if committing:
+                    self._invalidate_all()
+                raise
+        self._dictionaries.after_write()
 
     # -- coherence and the layer API (histories, states, the LangGraph adapters) ------
     def _check_coherence(self) -> None:
@@ -665,6 +710,10 @@ class Engine:
             return
         if self._remote:
             cold_access()  # a network round trip is I/O: not on an event loop
+        self._recheck()
+
+    def _recheck(self) -> None:
+        """The full coherence check, whatever the interval or snapshot."""
         with self._coherence_lock:
             self._check_seq += 1
             try:

@@ -11,13 +11,17 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailableError",
     "BusyTimeoutError",
+    "CannotOpenError",
     "CheckpointTypeError",
     "CorruptStoreError",
+    "CorruptValueError",
+    "DiskFullError",
     "InvalidFilterError",
     "InvalidKeyError",
     "InvalidNamespaceError",
     "InvalidTTLError",
     "NotAStoreError",
+    "ReadOnlyError",
     "SchemaVersionError",
     "SerializationError",
     "SharingError",
@@ -36,6 +40,10 @@ class StoreClosedError(TieredMemError, RuntimeError):
     """The store (or the object built on it) was closed; open a new one to continue."""
 
 
+class SerializationError(TieredMemError, TypeError):
+    """A value cannot be encoded (or a stored frame cannot be decoded)."""
+
+
 class NotAStoreError(TieredMemError):
     """The file is not a tieredmem store (not SQLite, or SQLite written by something else)."""
 
@@ -45,11 +53,29 @@ class SchemaVersionError(TieredMemError):
 
 
 class CorruptStoreError(TieredMemError):
-    """SQLite reports the file as damaged; restore a backup or run ``PRAGMA integrity_check``."""
+    """The file is damaged (truncated, or SQLite reports corruption); the message says how
+    to recover (``tieredmem doctor``, a backup, or SQLite's ``.recover``)."""
 
 
-class SerializationError(TieredMemError, TypeError):
-    """A value cannot be encoded (or a stored frame cannot be decoded)."""
+class CorruptValueError(CorruptStoreError, SerializationError):
+    """One stored value is damaged (its checksum does not match, or it does not decode);
+    the message names its namespace and key.  Delete or rewrite that item, or restore a
+    backup; ``tieredmem doctor`` lists every damaged value."""
+
+
+class CannotOpenError(TieredMemError, OSError):
+    """The file (or the directory SQLite must create ``-wal``/``-shm`` in) cannot be
+    opened: check the path and its permissions, or open it with ``readonly=True``."""
+
+
+class ReadOnlyError(TieredMemError, PermissionError):
+    """The store cannot be written: it was opened with ``readonly=True``, or its file,
+    directory or mount is read-only.  Open it read-write where you may write, or only read."""
+
+
+class DiskFullError(TieredMemError, OSError):
+    """The disk (or the process's file size limit) is full; nothing of the failed call was
+    written.  Free space (``tieredmem compact`` gives deleted pages back), then retry."""
 
 
 class InvalidNamespaceError(TieredMemError, ValueError):

@@ -49,7 +49,7 @@ import orjson
 
 from .codec import JSON_OPTIONS as _JSON_OPTIONS
 from .codec import check_finite, dumps_json
-from .errors import SharingError
+from .errors import CorruptValueError, SharingError
 from .names import check_name
 from .retention import Retention
 from .shared import AlreadyOpen, SharedObjects
@@ -182,7 +182,15 @@ def encode_row(key: str, data: Mapping[str, Any]) -> bytes:
 def _json_loads_many(payloads: Sequence[bytes]) -> list[Any]:
     if not payloads:
         return []
-    result: list[Any] = orjson.loads(b"[" + b",".join(payloads) + b"]")
+    return _loads_array(b"[" + b",".join(payloads) + b"]")
+
+
+def _loads_array(data: bytes) -> list[Any]:
+    """Items joined as one JSON array, decoded; a damaged one is a typed error."""
+    try:
+        result: list[Any] = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:  # a chunk written before frame checksums
+        raise CorruptValueError(f"a stored history item is damaged ({exc})") from None
     return result
 
 
@@ -939,7 +947,7 @@ class History(Sequence[Any]):
             cached = self._joined
             if cached is not None and cached[0] == n and cached[1] == self._length():
                 self._budget.touch(self)
-                return orjson.loads(cached[2])  # type: ignore[no-any-return]
+                return _loads_array(cached[2])
         found = self._recent_parts(n)
         if found is None and n <= self.max_history and self._fill_window():
             found = self._recent_parts(n)
@@ -953,7 +961,7 @@ class History(Sequence[Any]):
                 if self._length() == length and self._payloads is not None:
                     self._joined = (n, length, data)
                     self._budget.charge(self, self._held + len(data))
-            return orjson.loads(data)  # type: ignore[no-any-return]
+            return _loads_array(data)
         self._budget.touch(self)
         return self._loads_many(parts)
 

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from .backends import SEP
-from .errors import InvalidKeyError, InvalidNamespaceError, InvalidTTLError
+from .errors import CorruptValueError, InvalidKeyError, InvalidNamespaceError, InvalidTTLError
 
 __all__ = [
     "CONTROL",
@@ -76,6 +76,16 @@ def split(ns: str) -> Namespace:
 
 
 @functools.lru_cache(maxsize=8192)
+def damaged(ns: str, key: str, exc: Exception) -> CorruptValueError:
+    """The error of the damaged stored value at joined *ns* and *key* (*exc*: what the
+    codec found), naming both and saying what to do."""
+    return CorruptValueError(
+        f"the stored value at namespace {split(ns)!r} key {key!r} is damaged ({exc}); "
+        "delete or rewrite that item, or restore a backup ('tieredmem doctor' lists every "
+        "damaged value)"
+    )
+
+
 def _join(namespace: Namespace, internal: bool) -> str:
     if not namespace:
         raise InvalidNamespaceError("a namespace needs at least one label, e.g. ('users',)")

@@ -21,7 +21,7 @@ from .codec import Codec
 from .engine import Clock, Engine, cold_access
 from .hot import Entry
 from .item import Item
-from .names import INTERNAL_ROOT, hot_key, split
+from .names import INTERNAL_ROOT, damaged, hot_key, split
 from .names import namespace as _namespace
 from .search import row_item
 
@@ -139,7 +139,9 @@ class Raw(EngineView):
         loaded in one query.  ``cache=False``: values loaded from the cold tier are not
         kept in the hot tier."""
         found = self._engine.fetch([(ns, key) for key in keys], cache=cache)
-        return [None if entry is None else _value(entry) for entry in found]
+        return [
+            None if entry is None else _value(ns, key, entry) for key, entry in zip(keys, found)
+        ]
 
     def keys(self, ns: str, start: str = "", stop: str | None = None) -> list[str]:
         """Keys of *ns* in ``[start, stop)``, without loading values."""
@@ -240,5 +242,8 @@ class Raw(EngineView):
         self._engine.write_row(ns, key, payload)
 
 
-def _value(entry: Entry) -> Any:
-    return entry.value if entry.payload is None else orjson.loads(entry.payload)
+def _value(ns: str, key: str, entry: Entry) -> Any:
+    try:
+        return entry.value if entry.payload is None else orjson.loads(entry.payload)
+    except orjson.JSONDecodeError as exc:  # a frame written before checksums
+        raise damaged(ns, key, exc) from None

@@ -10,11 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from .backends import SEP, Backend, Row
 from .codec import JSON, Codec
-from .errors import SerializationError
+from .errors import CorruptValueError
 from .filters import (
     check_depth,
     check_page,
@@ -24,7 +22,7 @@ from .filters import (
     fts_query,
 )
 from .item import Item
-from .names import INTERNAL_ROOT, Namespace, match_labels
+from .names import INTERNAL_ROOT, Namespace, damaged, match_labels
 from .names import prefix as prefix_of
 
 __all__ = ["list_namespaces", "row_item", "search_rows"]
@@ -83,7 +81,10 @@ def search_rows(
         for row in rows:
             if row.expires_at is not None and row.expires_at <= now:
                 continue
-            codec, payload = unframe(row.frame)
+            try:
+                codec, payload = unframe(row.frame)
+            except CorruptValueError as exc:
+                raise damaged(row.ns, row.key, exc) from None
             if (
                 first is not None
                 and codec == JSON
@@ -93,8 +94,8 @@ def search_rows(
                 continue
             try:
                 value = load(codec, payload)
-            except orjson.JSONDecodeError as exc:
-                raise SerializationError(f"damaged JSON frame: {exc}") from None
+            except CorruptValueError as exc:
+                raise damaged(row.ns, row.key, exc) from None
             if test is not None and not test(value):
                 continue
             namespace = names.get(row.ns)
@@ -135,15 +136,15 @@ def _match_row(
     """
     if row.expires_at is not None and row.expires_at <= now:
         return None
-    codec, payload = coder.unframe(row.frame)
-    if needles and codec == JSON:
-        for needle in needles:
-            if needle not in payload:
-                return None
     try:
+        codec, payload = coder.unframe(row.frame)
+        if needles and codec == JSON:
+            for needle in needles:
+                if needle not in payload:
+                    return None
         value = coder.load_payload(codec, payload)
-    except orjson.JSONDecodeError as exc:
-        raise SerializationError(f"damaged JSON frame: {exc}") from None
+    except CorruptValueError as exc:
+        raise damaged(row.ns, row.key, exc) from None
     if test is not None and not test(value):
         return None
     namespace = names.get(row.ns)
@@ -156,7 +157,10 @@ def row_item(coder: Codec, row: Row, now: float, score: float | None = None) -> 
     """The live item of a cold-tier row (``None`` once expired)."""
     if row.expires_at is not None and row.expires_at <= now:
         return None
-    value = coder.decode(row.frame)
+    try:
+        value = coder.decode(row.frame)
+    except CorruptValueError as exc:
+        raise damaged(row.ns, row.key, exc) from None
     return Item(
         tuple(row.ns.split(SEP)),
         row.key,

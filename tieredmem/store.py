@@ -32,6 +32,7 @@ from typing import Any
 from .backends import SEP, Backend, Delete, open_backend
 from .codec import Codec
 from .engine import Clock, ColdReadError, Engine, memory_only_active
+from .errors import TieredMemError
 from .filters import check_page, check_query, matches, text_of, validate_filter
 from .item import Item, Stats
 from .names import Namespace, check_key, hot_key
@@ -236,8 +237,15 @@ class Store(EngineView):
         """Group writes so they commit together, or not at all if the block raises.
 
         Reads inside the block see its own writes; nested blocks roll back to where they
-        began.  Writes are buffered until the outermost block exits, so no lock is held
-        while your code runs.
+        began.  Serializable: the outermost block takes the write lock when it starts
+        (waiting up to ``busy_timeout``) and holds it until it commits, and its reads see
+        the latest committed state, so a read-modify-write in it never loses an update to
+        another thread, handle or process.  Other writers wait meanwhile: keep blocks
+        short, and never wait in one for another thread that writes to the store.  Writes
+        are applied when the outermost block exits (also with ``durability="batch"``).
+
+        :raises BusyTimeoutError: another connection held the lock past the busy timeout.
+        :raises ReadOnlyError: the store was opened with ``readonly=True``.
 
         >>> import tieredmem
         >>> store = tieredmem.open(":memory:")
@@ -346,6 +354,7 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     clock: Clock = time.time,
     metrics: Callable[[dict[str, Any]], None] | None = None,
     coherence_interval: float = 0.0,
+    readonly: bool = False,
 ) -> Store:
     """Open (or create) a store.
 
@@ -364,7 +373,16 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     :param metrics: a callable receiving event dicts (see :class:`Store`).
     :param float coherence_interval: ``0`` (default) for strict coherence; a positive
         number of seconds bounds how stale a read may be instead (see :class:`Store`).
+    :param bool readonly: open an existing store for reading only: SQLite never writes
+        the database file (it may create the empty ``-wal``/``-shm`` it coordinates
+        through, where the directory is writable), no background maintenance runs, and
+        every write raises :class:`ReadOnlyError`.  Works on a read-only file, directory
+        or mount.
     :raises NotAStoreError: the file is not a tieredmem store (it is left untouched).
+    :raises CorruptStoreError: the file is damaged; the message says how to recover.
+    :raises CannotOpenError: the file or its directory cannot be opened or created.
+    :raises ReadOnlyError: the file is read-only (use ``readonly=True``).
+    :raises DiskFullError: a new store cannot be created on a full disk.
     :raises SchemaVersionError: the file was written by a newer tieredmem.
     :raises UnsupportedURLError: unknown URL scheme.
 
@@ -382,8 +400,15 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
         busy_timeout=busy_timeout,
         text_of=text_of(codec),
         wal_bytes=wal_bytes,
+        **({"readonly": True} if readonly else {}),
+        check_frame=codec.check,
     )
     try:
+        if readonly and not getattr(backend, "readonly", False):
+            raise TieredMemError(
+                f"readonly=True is supported for SQLite stores, not {backend.url}; "
+                "open it without readonly"
+            )
         return Store(
             backend,
             hot_bytes=hot_bytes,

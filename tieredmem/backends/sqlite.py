@@ -18,11 +18,13 @@ process that restarted, and programs other than tieredmem.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -31,8 +33,11 @@ import apsw
 
 from ..errors import (
     BusyTimeoutError,
+    CannotOpenError,
     CorruptStoreError,
+    DiskFullError,
     NotAStoreError,
+    ReadOnlyError,
     SchemaVersionError,
     StoreClosedError,
     TieredMemError,
@@ -153,6 +158,8 @@ def _check_header(path: str) -> None:
         return
     if not header:
         return  # an empty file becomes a new store
+    if header.startswith(_SQLITE_MAGIC) and len(header) < 100:
+        raise CorruptStoreError(_damaged(path, "it is truncated inside its header"))
     if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
         raise NotAStoreError(
             f"{path} is not a tieredmem store (not a SQLite database); "
@@ -175,6 +182,56 @@ def _check_header(path: str) -> None:
             f"{path} has format version {user_version}, newer than this tieredmem "
             f"understands ({FORMAT_VERSION}); upgrade tieredmem to open it"
         )
+
+
+def _damaged(path: str, what: str) -> str:
+    """The message of a :class:`CorruptStoreError`: what is wrong and how to recover."""
+    return (
+        f"{path} is a damaged tieredmem store ({what}). Do not write to it. Recover: "
+        f"restore a backup; or copy out what still reads with 'tieredmem export {path}' "
+        f"(or sqlite3's '.recover') into a new store; 'tieredmem doctor {path}' shows "
+        "what is affected"
+    )
+
+
+@contextmanager
+def _immediate(con: apsw.Connection) -> Iterator[None]:
+    """A transaction that takes the write lock first (``BEGIN IMMEDIATE``), so every
+    statement in it that writes was cleared by the busy handler; inside a transaction
+    already open on *con* (:meth:`SQLiteBackend.locked`, which holds the lock), a
+    savepoint of it.
+
+    A statement that starts reading and then writes (``PRAGMA optimize``'s ``ANALYZE``,
+    a read followed by a write in one deferred transaction) cannot wait for the lock:
+    SQLite answers SQLITE_BUSY (or BUSY_SNAPSHOT, when another connection committed since
+    it began reading) at once, whatever the busy timeout.
+    """
+    nested = con.in_transaction
+    con.execute("SAVEPOINT tm_write" if nested else "BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if nested:
+            con.execute("ROLLBACK TO tm_write")
+            con.execute("RELEASE tm_write")
+        elif con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    con.execute("RELEASE tm_write" if nested else "COMMIT")
+
+
+def _ro_uri(path: str) -> str:
+    """The URI a ``readonly=True`` store opens: ``mode=ro``, so SQLite never writes the
+    database file.  SQLite still needs ``-wal`` and ``-shm`` to read coherently beside
+    writers: existing ones are used as they are, and where they are missing it creates
+    them (empty) if the directory is writable.  Where it is not (a read-only directory or
+    mount) and there is no ``-wal``, no process can be writing the file, so it is opened
+    ``immutable``: nothing is created and no lock is taken."""
+    uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
+    directory = os.path.dirname(path) or "."
+    if not os.path.exists(path + "-wal") and not os.access(directory, os.W_OK):
+        uri += "&immutable=1"
+    return uri
 
 
 def _create_private(path: str) -> None:
@@ -205,6 +262,10 @@ class SQLiteBackend:
     :param float busy_timeout: seconds a lock is waited for before :class:`BusyTimeoutError`.
     :param text_of: returns the text to full-text index for a stored frame (or ``None``).
     :param wal_bytes: checkpoint the WAL at about this size and truncate it back to it.
+    :param bool readonly: open an existing store for reading only (see :func:`_ro_uri`);
+        every write raises :class:`ReadOnlyError`.
+    :param check_frame: raises :class:`~tieredmem.CorruptValueError` for a damaged stored
+        frame (the codec's checksum test), used by :meth:`integrity_check`.
     """
 
     def __init__(
@@ -215,6 +276,8 @@ class SQLiteBackend:
         busy_timeout: float = 60.0,
         text_of: Callable[[bytes], str | None] | None = None,
         wal_bytes: int | str = "4MiB",
+        readonly: bool = False,
+        check_frame: Callable[[bytes], object] | None = None,
     ) -> None:
         path = url[len("sqlite://") :] if url.startswith("sqlite://") else url
         if path.startswith("/:memory:") or path == "":
@@ -224,6 +287,10 @@ class SQLiteBackend:
         self.memory = path == ":memory:"
         self.path = path if self.memory else os.path.abspath(path)
         self.url = ":memory:" if self.memory else f"sqlite:///{self.path}"
+        if readonly and self.memory:
+            raise ValueError("readonly=True needs a store file, not ':memory:'")
+        self.readonly = readonly
+        self._check_frame = check_frame
         self._synchronous = synchronous.upper()
         self._busy_ms = int(busy_timeout * 1000)
         self._wal_bytes = parse_bytes(wal_bytes)
@@ -243,25 +310,47 @@ class SQLiteBackend:
         self._seen_watch = self._seen_dv = -1
         self._shm: ShmHeader | None = None
         self._seen_head = b""
+        self._ro_uri = "" if self.memory else _ro_uri(self.path)  # one mode for every connection
         if not self.memory:
             _check_header(self.path)
-            _create_private(self.path)
+            if readonly:
+                if not os.path.isfile(self.path):
+                    raise CannotOpenError(
+                        f"{self.path} does not exist; readonly=True opens an existing store only"
+                    )
+            else:
+                try:
+                    _create_private(self.path)
+                except OSError as exc:
+                    raise self._os_error(exc) from exc
         self._writer = self._connect(writer=True)
         self._open_watch()
 
     # -- connections -----------------------------------------------------------------
     def _connect(self, *, writer: bool) -> apsw.Connection:
         flags = apsw.SQLITE_OPEN_READWRITE
-        if writer:
+        name = self.path
+        if self.readonly:
+            flags, name = apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI, self._ro_uri
+        elif writer:
             flags |= apsw.SQLITE_OPEN_CREATE
         try:
-            con = apsw.Connection(self.path, flags=flags, statementcachesize=64)
-        except apsw.CantOpenError as exc:
-            raise TieredMemError(f"cannot open {self.path}: {exc}") from exc
+            con = apsw.Connection(name, flags=flags, statementcachesize=64)
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
         _busy_timeout(con, self._busy_ms)
         _no_double_quoted_strings(con)
         try:
-            if writer:
+            if self.readonly:
+                con.pragma("query_only", True)
+                if writer:
+                    self._vet_readonly(con)
+            elif writer and not self.memory and con.readonly("main"):
+                raise ReadOnlyError(
+                    f"{self.path} is read-only (file permissions or a read-only mount); "
+                    "open it with readonly=True to read it, or make it writable"
+                )
+            elif writer:
                 # Until the file is vetted, closing must not checkpoint a foreign WAL
                 # database into its main file (refused files are left untouched).
                 con.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
@@ -269,10 +358,28 @@ class SQLiteBackend:
                 con.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0)
             else:
                 con.pragma("query_only", True)
+        except apsw.Error as exc:
+            con.close()
+            raise self._error(exc) from exc
         except BaseException:
             con.close()
             raise
         return con
+
+    def _vet_readonly(self, con: apsw.Connection) -> None:
+        """Refuse, for ``readonly=True``, what cannot be read without writing."""
+        version, tables = self._vet(con)
+        if not tables:
+            raise NotAStoreError(
+                f"{self.path} holds no tieredmem store yet (it is empty); "
+                "readonly=True opens an existing store only"
+            )
+        if version < FORMAT_VERSION:
+            raise SchemaVersionError(
+                f"{self.path} has format version {version}, older than this tieredmem "
+                f"writes ({FORMAT_VERSION}); open it once read-write to upgrade it, "
+                "then read it with readonly=True"
+            )
 
     def _vet(self, con: apsw.Connection) -> tuple[int, bool]:
         """``(user_version, has_tables)``, read in one snapshot (in the caller's transaction,
@@ -287,9 +394,8 @@ class SQLiteBackend:
                 app_id = int(con.pragma("application_id"))
                 tables = any(con.execute("SELECT 1 FROM sqlite_schema LIMIT 1"))
         except (apsw.NotADBError, apsw.CorruptError) as exc:
-            raise NotAStoreError(
-                f"{self.path} is not a tieredmem store ({exc}); choose another path"
-            ) from exc
+            # The header was vetted (a SQLite file): the rest of it is damaged.
+            raise CorruptStoreError(_damaged(self.path, str(exc))) from exc
         if tables and app_id != APPLICATION_ID:
             raise NotAStoreError(
                 f"{self.path} is a SQLite database but not a tieredmem store; choose another path"
@@ -411,6 +517,9 @@ class SQLiteBackend:
                 return self._idle.pop()
         con = self._connect(writer=False)
         with self._readers_lock:
+            if self._closed:  # closed while this one opened
+                con.close()
+                raise self._closed_error()
             self._readers.append(con)
         return con
 
@@ -448,17 +557,48 @@ class SQLiteBackend:
         finally:
             self._release(con)
 
+    def _closed_error(self) -> StoreClosedError:
+        return StoreClosedError(f"{self.url} is closed; open the store again to use it")
+
+    def _os_error(self, exc: OSError) -> TieredMemError:
+        """Creating the file failed: say why and what to do."""
+        if exc.errno == errno.ENOSPC:
+            return DiskFullError(f"cannot create {self.path}: the disk is full; free space")
+        return CannotOpenError(
+            f"cannot create {self.path} ({exc.strerror}): check that its directory exists "
+            "and is writable, or open an existing store with readonly=True"
+        )
+
     def _error(self, exc: apsw.Error) -> TieredMemError:
+        if isinstance(exc, apsw.ReadOnlyError):
+            why = (
+                "it was opened with readonly=True"
+                if self.readonly
+                else "its file, directory or mount is read-only"
+            )
+            return ReadOnlyError(
+                f"{self.path} cannot be written: {why}; open it read-write where it may be "
+                "written, or only read it (readonly=True)"
+            )
+        if isinstance(exc, apsw.FullError):
+            return DiskFullError(
+                f"{self.path}: the disk is full (or the file size limit was reached); the "
+                "write was rolled back, nothing of it was stored. Free space (deleting items "
+                "then 'tieredmem compact' gives pages back), then retry"
+            )
+        if isinstance(exc, apsw.CantOpenError):
+            return CannotOpenError(
+                f"cannot open {self.path} ({exc}): check that it exists and that its "
+                "directory is writable (SQLite creates -wal and -shm files beside it), "
+                "or open it with readonly=True"
+            )
         if isinstance(exc, apsw.BusyError):
             return BusyTimeoutError(
                 f"{self.path}: the database stayed locked by another connection for longer "
                 f"than the busy timeout ({self._busy_ms / 1000:g}s); retry, or raise busy_timeout"
             )
         if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):
-            return CorruptStoreError(
-                f"{self.path} is damaged ({exc}); restore a backup, or run "
-                "'PRAGMA integrity_check' to see what is affected"
-            )
+            return CorruptStoreError(_damaged(self.path, str(exc)))
         if isinstance(exc, apsw.ConnectionClosedError):
             return StoreClosedError(f"{self.url} is closed; open the store again to use it")
         return TieredMemError(f"{self.path}: {exc}")
@@ -602,8 +742,15 @@ class SQLiteBackend:
     def text_search(
         self, ns_prefix: str, query: str, *, limit: int, skip_prefix: str | None = None
     ) -> list[tuple[Row, float]]:
-        self.enable_fts()
-        self.index_pending()
+        if not self.readonly:
+            self.enable_fts()
+            self.index_pending()
+        elif not self.fts_enabled():
+            raise ReadOnlyError(
+                f"full-text search on {self.path} needs its index, which the first text "
+                "search of a read-write handle builds; search it read-write once (with "
+                "readonly=True, text search reads the index as it is)"
+            )
         lo, hi = prefix_bounds(ns_prefix)
         sql = (
             "SELECT i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at, i.ttl, "
@@ -636,22 +783,70 @@ class SQLiteBackend:
         return out
 
     # -- writes ------------------------------------------------------------------------
+    def _refuse_write(self) -> None:
+        if self.readonly:
+            raise ReadOnlyError(
+                f"{self.path} was opened with readonly=True; open it without readonly to write"
+            )
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the write lock for the block (``BEGIN IMMEDIATE``), committing when it
+        ends, rolling back if it raises: no other connection commits meanwhile, and the
+        block's :meth:`write` calls join the one transaction (``store.transaction()``).
+
+        The lock is waited for (busy timeout).  ``:memory:`` has one connection, whose
+        users the store's own lock already serializes: nothing is taken here.
+        """
+        self._check()
+        self._refuse_write()
+        if self.memory:
+            yield
+            return
+        with self._wlock:
+            con = self._writer
+            try:
+                con.execute("BEGIN IMMEDIATE")
+            except apsw.Error as exc:
+                raise self._error(exc) from exc
+            # This thread's reads go through the writer meanwhile: they see what the
+            # block's own statements wrote (a full-text index it brought up to date).
+            self._local.in_write = True
+            try:
+                yield
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+            finally:
+                self._local.in_write = False
+            try:
+                con.execute("COMMIT")
+            except apsw.Error as exc:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise self._error(exc) from exc
+
     @contextmanager
     def _writing(self) -> Iterator[apsw.Connection]:
         self._check()
+        self._refuse_write()
         with self._wlock:
+            outer = getattr(self._local, "in_write", False)  # inside locked()
             self._local.in_write = True
             try:
                 yield self._writer
             finally:
-                self._local.in_write = False
+                self._local.in_write = outer
 
     def write(self, ops: Sequence[Op]) -> list[float]:
         self._check()
+        self._refuse_write()
         created: list[float] = []
         local = self._local
         with self._wlock:
             con = self._writer
+            outer = getattr(local, "in_write", False)  # inside locked()
             local.in_write = True
             try:
                 if len(ops) == 1 and type(ops[0]) is Put:
@@ -668,8 +863,7 @@ class SQLiteBackend:
                     )
                     created.append(self._put(con, args))
                     return created
-                con.execute("BEGIN IMMEDIATE")
-                try:
+                with _immediate(con):
                     for op in ops:
                         if isinstance(op, Put):
                             args = (
@@ -691,15 +885,10 @@ class SQLiteBackend:
                                 "DELETE FROM items WHERE ns = ? AND key >= ? AND key < ?",
                                 (op.ns, op.start, _TOP if op.stop is None else op.stop),
                             )
-                    con.execute("COMMIT")
-                except BaseException:
-                    if con.in_transaction:
-                        con.execute("ROLLBACK")
-                    raise
             except apsw.Error as exc:
                 raise self._error(exc) from exc
             finally:
-                local.in_write = False
+                local.in_write = outer
         return created
 
     def dictionaries(self) -> dict[int, bytes]:
@@ -796,17 +985,10 @@ class SQLiteBackend:
         if self.fts_enabled():
             return
         try:
-            with self._writing() as con:
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    for sql in FTS_TRIGGERS:
-                        con.execute(sql)
-                    con.execute(FTS_BACKFILL)
-                    con.execute("COMMIT")
-                except BaseException:
-                    if con.in_transaction:
-                        con.execute("ROLLBACK")
-                    raise
+            with self._writing() as con, _immediate(con):
+                for sql in FTS_TRIGGERS:
+                    con.execute(sql)
+                con.execute(FTS_BACKFILL)
         except apsw.Error as exc:
             raise self._error(exc) from exc
         self._fts = True
@@ -830,8 +1012,7 @@ class SQLiteBackend:
                         if done >= _MERGE_AFTER:
                             self._merge_fts(con, done)
                         return done
-                    con.execute("BEGIN IMMEDIATE")
-                    try:
+                    with _immediate(con):
                         for doc_id, ns, key in stale:
                             con.execute("DELETE FROM items_fts WHERE rowid = ?", (doc_id,))
                             frame = None
@@ -849,11 +1030,6 @@ class SQLiteBackend:
                                     (doc_id, ns.replace(SEP, " "), text),
                                 )
                             con.execute("UPDATE fts_docs SET stale = 0 WHERE id = ?", (doc_id,))
-                        con.execute("COMMIT")
-                    except BaseException:
-                        if con.in_transaction:
-                            con.execute("ROLLBACK")
-                        raise
                     done += len(stale)
         except apsw.Error as exc:
             raise self._error(exc) from exc
@@ -923,13 +1099,16 @@ class SQLiteBackend:
         indexed = self.index_pending()
         try:
             with self._writing() as con:
-                free_before = int(con.pragma("freelist_count"))
-                for _ in con.execute("PRAGMA incremental_vacuum"):
-                    pass  # each step frees a page: run them all
-                page = int(con.pragma("page_size"))
-                if not self.memory:
+                # Under the write lock, taken first: PRAGMA optimize reads, then writes
+                # (ANALYZE), which fails at once under contention when begun as a read.
+                with _immediate(con):
+                    free_before = int(con.pragma("freelist_count"))
+                    for _ in con.execute("PRAGMA incremental_vacuum"):
+                        pass  # each step frees a page: run them all
+                    page = int(con.pragma("page_size"))
+                    con.execute("PRAGMA optimize")
+                if not self.memory and not con.in_transaction:  # not inside locked()
                     con.pragma("wal_checkpoint", "PASSIVE")
-                con.execute("PRAGMA optimize")
         except apsw.Error as exc:
             raise self._error(exc) from exc
         return {"indexed": indexed, "vacuumed_bytes": free_before * page}
@@ -949,18 +1128,31 @@ class SQLiteBackend:
         page size and format version."""
         names = ("journal_mode", "synchronous", "auto_vacuum", "page_size", "user_version")
         try:
-            with self._writing() as con:
+            with self._reading() as con:
                 return {name: con.pragma(name) for name in names}
         except apsw.Error as exc:
             raise self._error(exc) from exc
 
-    def integrity_check(self) -> str:
-        """``PRAGMA integrity_check``'s answer: ``"ok"`` for a sound file."""
+    def integrity_check(self, *, limit: int = 100) -> str:
+        """``"ok"`` for a sound file; otherwise one line per problem (at most *limit*):
+        ``PRAGMA integrity_check``'s, then each stored value whose checksum does not match
+        (``check_frame``), by namespace and key."""
         try:
-            with self._writing() as con:
-                return "\n".join(str(r[0]) for r in con.execute("PRAGMA integrity_check"))
+            with self._reading() as con:
+                lines = [str(r[0]) for r in con.execute("PRAGMA integrity_check")]
+                if lines == ["ok"]:
+                    lines = []
+                if self._check_frame is not None:
+                    for ns, key, frame in con.execute("SELECT ns, key, value FROM items"):
+                        try:
+                            self._check_frame(frame)
+                        except TieredMemError as exc:
+                            lines.append(f"namespace {tuple(ns.split(SEP))!r} key {key!r}: {exc}")
+                        if len(lines) >= limit:
+                            break
         except apsw.Error as exc:
             raise self._error(exc) from exc
+        return "\n".join(lines) if lines else "ok"
 
     def stats(self) -> dict[str, Any]:
         try:
@@ -989,10 +1181,22 @@ class SQLiteBackend:
         if self._closed:
             return
         self._closed = True
-        with self._readers_lock:
-            readers, self._readers, self._idle = self._readers, [], []
-        for con in readers:
-            con.close()
+        # Reads in flight end on their own connections, closed as they are handed back
+        # (closing one under a reading thread would raise ThreadingViolationError there);
+        # new reads raise StoreClosedError.  Wait for them, at most the busy timeout.
+        deadline = time.monotonic() + self._busy_ms / 1000
+        while True:
+            with self._readers_lock:
+                idle = self._idle  # the list get() hands connections back to
+                while idle:
+                    con = idle.pop()
+                    if con in self._readers:
+                        self._readers.remove(con)
+                    con.close()
+                busy = len(self._readers)
+            if not busy or time.monotonic() > deadline:
+                break
+            time.sleep(0.001)
         with self._watch_lock:
             if self._watch is not None:
                 self._watch.close()
