@@ -28,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +124,11 @@ def test_every_python_block_runs_and_prints_what_the_page_shows(
     request: pytest.FixtureRequest,
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {"__name__": "__main__"}
+    # The page runs as a script would: as the ``__main__`` module, so what looks names up
+    # through ``sys.modules`` (typing.get_type_hints on a TypedDict state) finds them.
+    main = types.ModuleType("__main__")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    namespace = main.__dict__
     rewrites: dict[str, Callable[[str], str]] = {}
     for block in blocks(page.read_text(encoding="utf-8")):
         if block.lang != "python":

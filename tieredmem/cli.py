@@ -134,10 +134,11 @@ def _check_store_file(path: str) -> None:
 
 def _existing(path: str) -> Store:
     """Open the store file *path* for a read command (``stats``, ``inspect``, ``doctor``,
-    ``export``): every read command opens its file here, and nothing else.  A missing,
-    empty or non-store path is refused first (:func:`_check_store_file`)."""
+    ``export``): every read command opens its file here, and nothing else, read-only
+    (``readonly=True``: the file is never written).  A missing, empty or non-store path
+    is refused first (:func:`_check_store_file`)."""
     _check_store_file(path)
-    return open_store(path, maintenance_interval=0)
+    return open_store(path, readonly=True)
 
 
 def _files_size(path: str) -> int:

@@ -234,6 +234,28 @@ def _ro_uri(path: str) -> str:
     return uri
 
 
+def _remove_unused_wal(path: str) -> None:
+    """Remove the empty ``-wal`` and ``-shm`` that a ``readonly=True`` open made SQLite
+    create, leaving the directory as it was.
+
+    SQLite removes them when the last read-write connection closes, and only when it can
+    lock the database exclusively (no other connection, in any process, has it open); a
+    brief read-write connection that reads once and closes does exactly that.  The WAL had no frames
+    when the store was opened and nothing was written through it, so the database file is
+    not changed.  Where the file cannot be opened for writing they stay.
+    """
+    if not os.path.exists(path + "-wal") or not os.access(path, os.W_OK):
+        return
+    try:
+        con = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
+        try:
+            con.pragma("schema_version")  # a read: the connection opens the WAL
+        finally:
+            con.close()
+    except apsw.Error as exc:  # a read-only mount, a busy file: harmless to leave
+        log.debug("%s: left -wal and -shm in place (%s)", path, exc)
+
+
 def _create_private(path: str) -> None:
     """Create *path* empty with mode 0600 so the database is private to its owner."""
     try:
@@ -311,6 +333,9 @@ class SQLiteBackend:
         self._shm: ShmHeader | None = None
         self._seen_head = b""
         self._ro_uri = "" if self.memory else _ro_uri(self.path)  # one mode for every connection
+        # A readonly store that finds no -wal makes SQLite create -wal and -shm; close()
+        # removes them again when no other connection uses the file.
+        self._ro_tidy = readonly and not self.memory and not os.path.exists(self.path + "-wal")
         if not self.memory:
             _check_header(self.path)
             if readonly:
@@ -1206,3 +1231,5 @@ class SQLiteBackend:
         if self._shm is not None:
             self._shm.detach()  # after our connections: SQLite may have removed -shm
             self._shm = None
+        if self._ro_tidy:
+            _remove_unused_wal(self.path)
