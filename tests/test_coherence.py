@@ -206,7 +206,7 @@ def _create_at_once(args: tuple[str, int, Any]) -> str:
 def test_concurrent_creators_of_a_new_file(tmp_path: Path, stress: bool) -> None:
     """A web app's workers starting at once on a file that does not exist yet."""
     ctx = multiprocessing.get_context("spawn")
-    workers, rounds = 6, (40 if stress else 10)
+    workers, rounds = 6, (200 if stress else 10)
     failures: list[str] = []
     with ctx.Manager() as manager, ctx.Pool(workers) as pool:
         for r in range(rounds):

@@ -111,9 +111,23 @@ def _busy_timeout(con: apsw.Connection, ms: int) -> None:
     con.set_busy_timeout(ms)
 
 
-def _wal(con: apsw.Connection) -> None:
-    """WAL: readers never block the writer and the writer never blocks readers."""
-    mode = con.pragma("journal_mode", "wal")
+def _wal(con: apsw.Connection, busy_ms: int) -> None:
+    """WAL: readers never block the writer and the writer never blocks readers.
+
+    Switching a new file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY
+    at once instead of calling the busy handler when processes that create the same file
+    at the same moment race for it: retry, backing off, for up to the busy timeout."""
+    deadline = time.monotonic() + busy_ms / 1000
+    delay = 0.001
+    while True:
+        try:
+            mode = con.pragma("journal_mode", "wal")
+            break
+        except apsw.BusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
     if str(mode).lower() != "wal":  # pragma: no cover - only on VFSes without shared memory
         log.warning("journal_mode is %s, not wal", mode)
 
@@ -437,7 +451,7 @@ class SQLiteBackend:
         if not tables:
             _auto_vacuum(con)
         if not self.memory:
-            _wal(con)
+            _wal(con, self._busy_ms)
             _wal_bound(con, self._wal_bytes)
         _synchronous(con, self._synchronous)
         con.pragma("temp_store", "memory")
