@@ -17,6 +17,8 @@ from tieredmem import (
     ValueTooLargeError,
 )
 
+from tieredmem.backends._schema import FORMAT_VERSION
+
 from .conftest import FakeClock
 
 NS = ("users", "alice")
@@ -491,7 +493,8 @@ def test_format_1_file_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
         assert store.get(("a",), "k").value == {"v": 1}  # type: ignore[union-attr]
         assert store.backend.dictionaries() == {}  # type: ignore[attr-defined]
     con = apsw.Connection(path)
-    assert con.pragma("user_version") == 2
+    assert con.pragma("user_version") == FORMAT_VERSION
+    assert next(con.execute("SELECT n FROM counts"))[0] == 1
     con.close()
 
 

@@ -54,6 +54,11 @@ class EngineView:
         """True once the store is closed."""
         return self._engine.closed
 
+    @property
+    def hot_budget(self) -> int:
+        """The hot tier's budget in bytes (``hot_bytes``), read without touching the file."""
+        return self._engine.hot_budget
+
     def flush(self) -> None:
         """Commit batched writes now (a no-op with ``durability="sync"``)."""
         self._engine.flush()

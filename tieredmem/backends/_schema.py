@@ -54,6 +54,20 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     """,
+    # 3: the number of items, kept by triggers in the transaction of every write (any
+    #    connection, any statement: put, delete, range delete, expiry), so stats() reads
+    #    one row instead of counting the table.  The upgrade counts once.
+    """
+    CREATE TABLE counts (
+        name TEXT PRIMARY KEY,
+        n    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO counts (name, n) VALUES ('items', (SELECT count(*) FROM items));
+    CREATE TRIGGER items_count_insert AFTER INSERT ON items
+    BEGIN UPDATE counts SET n = n + 1 WHERE name = 'items'; END;
+    CREATE TRIGGER items_count_delete AFTER DELETE ON items
+    BEGIN UPDATE counts SET n = n - 1 WHERE name = 'items'; END;
+    """,
 )
 
 FORMAT_VERSION = len(MIGRATIONS)

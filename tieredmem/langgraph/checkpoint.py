@@ -303,7 +303,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
         # estimated _ITEM_BYTES each, to a quarter of the hot-tier budget; dropped when
         # the store's generation moves.
         self._last_lists: LRUCache[tuple[str, str, str], _Held] = LRUCache(
-            maxsize=max(_PAGE, self.store.stats().hot_budget // 4 // _ITEM_BYTES),
+            maxsize=max(_PAGE, self.store.hot_budget // 4 // _ITEM_BYTES),
             getsizeof=_held_size,
         )
         self._counts: dict[tuple[str, str], int] = {}

@@ -1,0 +1,135 @@
+"""Calls a user makes often cost O(what they return), not O(file) (issue #16).
+
+Costs are counted, not timed: the pages SQLite's connections visit (their page caches'
+hits plus misses, ``SQLITE_DBSTATUS_CACHE_HIT``/``_MISS``), so a call that walks a whole
+table shows up as pages proportional to the rows, on any machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import apsw
+import pytest
+
+import tieredmem
+from tieredmem.backends._schema import FORMAT_VERSION
+
+class PageCounter:
+    """Pages visited by every connection opened while it is hooked."""
+
+    def __init__(self) -> None:
+        self.connections: list[apsw.Connection] = []
+
+    def hook(self, con: apsw.Connection) -> None:
+        self.connections.append(con)
+
+    def pages(self) -> int:
+        total = 0
+        for con in self.connections:
+            try:
+                for op in (apsw.SQLITE_DBSTATUS_CACHE_HIT, apsw.SQLITE_DBSTATUS_CACHE_MISS):
+                    total += con.status(op)[0]
+            except apsw.ConnectionClosedError:
+                continue
+        return total
+
+    @contextmanager
+    def measure(self) -> Iterator[list[int]]:
+        before = self.pages()
+        out: list[int] = []
+        yield out
+        out.append(self.pages() - before)
+
+
+@pytest.fixture
+def steps() -> Iterator[PageCounter]:
+    counter = PageCounter()
+    apsw.connection_hooks.append(counter.hook)
+    try:
+        yield counter
+    finally:
+        apsw.connection_hooks.remove(counter.hook)
+
+
+def _fill(store: tieredmem.Store, n: int, ns: tuple[str, ...] = ("docs",)) -> None:
+    for start in range(0, n, 1000):
+        store.put_many(
+            (ns, f"k{i:06d}", {"n": i % 100, "text": "x" * 50})
+            for i in range(start, min(n, start + 1000))
+        )
+
+
+def test_stats_reads_no_table(tmp_path: Path, steps: PageCounter) -> None:
+    with tieredmem.open(tmp_path / "s.db", maintenance_interval=0) as store:
+        _fill(store, 20_000)
+        with steps.measure() as cost:
+            stats = store.stats()
+        assert stats.cold_rows == 20_000
+        # The table spans ~300 pages; reading one counter row visits a handful.
+        assert cost[0] < 20, f"stats() visited {cost[0]} pages over 20,000 rows"
+
+
+def test_item_count_follows_every_kind_of_write(tmp_path: Path) -> None:
+    with tieredmem.open(tmp_path / "c.db", maintenance_interval=0) as store:
+        _fill(store, 2_500)
+        store.put(("docs",), "k000001", {"replaced": True})  # an update: no new row
+        store.delete(("docs",), "k000002")
+        store.delete(("docs",), "absent")
+        store.put(("tmp",), "t", 1, ttl=0.001)
+        assert store.stats().cold_rows == 2_500
+        store.raw.write(ranges=[(SEP_NS, "k000100", "k000200")])
+        assert store.stats().cold_rows == 2_400
+        import time
+
+        time.sleep(0.01)
+        assert store.sweep() == 1
+        assert store.stats().cold_rows == 2_399
+    con = apsw.Connection(str(tmp_path / "c.db"))
+    assert next(con.execute("SELECT count(*) FROM items"))[0] == 2_399
+    con.close()
+
+
+SEP_NS = "docs"
+
+
+def test_format_2_file_is_counted_once_at_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    with tieredmem.open(path, maintenance_interval=0) as store:
+        _fill(store, 1_500)
+    con = apsw.Connection(str(path))
+    con.execute(
+        "DROP TRIGGER items_count_insert; DROP TRIGGER items_count_delete; DROP TABLE counts"
+    )
+    con.pragma("user_version", 2)
+    con.pragma("wal_checkpoint", "TRUNCATE")
+    con.close()
+    with tieredmem.open(path, maintenance_interval=0) as store:
+        assert store.stats().cold_rows == 1_500
+        store.put(("docs",), "new", 1)
+        assert store.stats().cold_rows == 1_501
+    con = apsw.Connection(str(path))
+    assert con.pragma("user_version") == FORMAT_VERSION
+    con.close()
+
+
+def test_opening_savers_reads_no_table(tmp_path: Path, steps: PageCounter) -> None:
+    """MemorySaver() and TieredSaver() asked stats() for the hot budget (a count of every
+    row); opening either, and a first read, must not depend on the number of items."""
+    pytest.importorskip("langgraph")
+    from tieredmem.langgraph import TieredSaver
+
+    path = tmp_path / "m.db"
+    with tieredmem.open(path, maintenance_interval=0) as store:
+        _fill(store, 20_000)
+    with steps.measure() as cost:
+        memory = tieredmem.MemorySaver(path=path, maintenance_interval=0)
+        memory.history("h").append("hi")
+        memory.close()
+        saver = TieredSaver(path, maintenance_interval=0)
+        assert saver.get_tuple({"configurable": {"thread_id": "t"}}) is None
+        saver.close()
+    # Opening a file (schema, settings, dictionaries) visits a few dozen pages.
+    assert cost[0] < 200, f"opening visited {cost[0]} pages of a 20,000-item file"
