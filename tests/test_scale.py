@@ -17,6 +17,7 @@ import pytest
 import tieredmem
 from tieredmem.backends._schema import FORMAT_VERSION
 
+
 class PageCounter:
     """Pages visited by every connection opened while it is hooked."""
 
@@ -133,3 +134,69 @@ def test_opening_savers_reads_no_table(tmp_path: Path, steps: PageCounter) -> No
     saver.close()
     # Opening a file (schema, settings, dictionaries) visits a few dozen pages.
     assert cost[0] < 200, f"opening visited {cost[0]} pages of a 20,000-item file"
+
+
+def _saver_with_threads(path: Path, threads: int, turns: int) -> None:
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from tieredmem.langgraph import TieredSaver
+
+    with TieredSaver(path, maintenance_interval=0) as saver:
+        for t in range(threads):
+            config: dict = {"configurable": {"thread_id": f"t{t:04d}", "checkpoint_ns": ""}}
+            for _ in range(turns):
+                cp = empty_checkpoint()
+                config = saver.put(config, cp, {"step": 1}, {})  # type: ignore[arg-type]
+
+
+def test_saver_list_with_limit_reads_what_it_returns(tmp_path: Path, steps: PageCounter) -> None:
+    pytest.importorskip("langgraph")
+    from tieredmem.langgraph import TieredSaver
+
+    path = tmp_path / "lg.db"
+    _saver_with_threads(path, threads=300, turns=3)
+    saver = TieredSaver(path, maintenance_interval=0, hot_bytes=0)
+    try:
+        everything = list(saver.list(None))
+        assert len(everything) == 900
+        ids = [t.config["configurable"]["checkpoint_id"] for t in everything]
+        assert ids == sorted(ids, reverse=True)
+        with steps.measure() as cost:
+            newest = list(saver.list(None, limit=5))
+        assert [t.config for t in newest] == [t.config for t in everything[:5]]
+        assert cost[0] < 100, f"list(None, limit=5) visited {cost[0]} pages for 300 threads"
+        one = {"configurable": {"thread_id": "t0007"}}
+        with steps.measure() as cost:
+            assert len(list(saver.list(one, limit=1))) == 1
+        assert cost[0] < 50, f"list(config, limit=1) visited {cost[0]} pages"
+        before = {"configurable": {"thread_id": "t0001", "checkpoint_id": ids[10]}}
+        assert [t.config for t in saver.list(None, before=before, limit=3)] == [
+            t.config for t in everything[11:14]
+        ]
+        saver.delete_thread(everything[0].config["configurable"]["thread_id"])
+        assert len(list(saver.list(None))) == 897
+        saver.copy_thread("t0002", "copy")
+        assert len(list(saver.list(None))) == 900
+        assert len(list(saver.list({"configurable": {"thread_id": "copy"}}))) == 3
+    finally:
+        saver.close()
+
+
+def test_saver_file_from_before_the_id_index_is_indexed_once(tmp_path: Path) -> None:
+    pytest.importorskip("langgraph")
+    from tieredmem.langgraph import TieredSaver
+
+    path = tmp_path / "old.db"
+    _saver_with_threads(path, threads=4, turns=2)
+    con = apsw.Connection(str(path))  # as a file written before the index existed
+    con.execute("DELETE FROM items WHERE ns = 'tieredmem' || char(31) || 'lg-ids'")
+    con.close()
+    with TieredSaver(path, maintenance_interval=0) as saver:
+        saver.put(
+            {"configurable": {"thread_id": "new", "checkpoint_ns": ""}},
+            __import__("langgraph.checkpoint.base").checkpoint.base.empty_checkpoint(),
+            {},  # type: ignore[typeddict-item]
+            {},
+        )
+        assert len(list(saver.list(None))) == 9
+        assert len(list(saver.list(None, limit=2))) == 2
