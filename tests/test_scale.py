@@ -200,3 +200,19 @@ def test_saver_file_from_before_the_id_index_is_indexed_once(tmp_path: Path) -> 
         )
         assert len(list(saver.list(None))) == 9
         assert len(list(saver.list(None, limit=2))) == 2
+
+
+def test_filtered_search_reads_about_what_it_returns(tmp_path: Path, steps: PageCounter) -> None:
+    import os
+
+    with tieredmem.open(tmp_path / "f.db", maintenance_interval=0, hot_bytes=0) as store:
+        store.put_many(
+            (("docs",), f"k{i:05d}", {"n": i % 10, "blob": os.urandom(400).hex()})
+            for i in range(3_000)
+        )
+        with steps.measure() as cost:
+            found = store.search(("docs",), filter={"n": 5}, limit=2)
+        assert [i.key for i in found] == ["k00005", "k00015"]
+        # ~1 KB rows, 3 to a page: 500 rows read for 2 matches were ~170 pages.
+        assert cost[0] < 40, f"search(limit=2) visited {cost[0]} pages"
+        assert len(store.search(("docs",), filter={"n": 5}, limit=1000)) == 300

@@ -22,6 +22,9 @@ from .names import prefix as prefix_of
 
 __all__ = ["list_namespaces", "row_item", "search_rows"]
 
+#: Rows read at most per page of a filtered scan.
+_MAX_PAGE = 512
+
 
 def search_rows(
     backend: Backend,
@@ -65,8 +68,9 @@ def search_rows(
             ask *= 4
         return found[offset:wanted]
     # Rows come in (ns, key) order: stop reading (and decoding) at the wanted-th match.
-    # Without a filter every live row matches, so the first page asks for little more.
-    page = 500 if filter else min(500, wanted + 8)
+    # Pages start small and grow, so a search whose matches come early reads few rows
+    # (without a filter every live row matches: little more than wanted).
+    page = min(_MAX_PAGE, wanted + 8 if not filter else max(32, wanted * 4))
     after: tuple[str, str] | None = None
     unframe, load = coder.unframe, coder.load_payload
     first, rest = (needles[0], needles[1:]) if needles else (None, ())
@@ -108,7 +112,7 @@ def search_rows(
         if len(rows) < page:
             return found[offset:wanted]
         after = (rows[-1].ns, rows[-1].key)
-        page = 500
+        page = min(_MAX_PAGE, page * 4)
 
 
 def _match_row(
