@@ -216,3 +216,27 @@ def test_filtered_search_reads_about_what_it_returns(tmp_path: Path, steps: Page
         # ~1 KB rows, 3 to a page: 500 rows read for 2 matches were ~170 pages.
         assert cost[0] < 40, f"search(limit=2) visited {cost[0]} pages"
         assert len(store.search(("docs",), filter={"n": 5}, limit=1000)) == 300
+
+
+def test_first_maintain_reads_no_table(tmp_path: Path, steps: PageCounter) -> None:
+    """PRAGMA optimize analyzed the whole items table on a file's first maintain()."""
+    with tieredmem.open(tmp_path / "a.db", maintenance_interval=0) as store:
+        _fill(store, 20_000)
+        with steps.measure() as cost:
+            store.maintain()
+        assert cost[0] < 100, f"the first maintain() visited {cost[0]} pages"
+        with steps.measure() as cost:
+            store.maintain()
+        assert cost[0] < 100, f"the second maintain() visited {cost[0]} pages"
+
+
+def test_maintain_vacuums_a_bounded_amount_per_call(tmp_path: Path) -> None:
+    import os
+
+    with tieredmem.open(tmp_path / "v.db", maintenance_interval=0) as store:
+        store.put_many((("big",), f"k{i}", os.urandom(4000)) for i in range(5_000))
+        store.raw.write(ranges=[("big", "", None)])
+        first = store.maintain()["vacuumed_bytes"]
+        assert 0 < first <= 2048 * 4096
+        second = store.maintain()["vacuumed_bytes"]
+        assert second > 0  # the rest, on the next round

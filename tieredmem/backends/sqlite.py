@@ -76,6 +76,10 @@ _INSERT = (
 _WINDOW = 256
 _DATA_VERSION = "PRAGMA data_version"
 _ITEM_COUNT = "SELECT n FROM counts WHERE name = 'items'"
+#: Rows an ANALYZE samples per index (PRAGMA analysis_limit).
+_ANALYSIS_ROWS = 400
+#: Free pages one maintain() gives back to the file system (8 MiB of 4 KiB pages).
+_VACUUM_PAGES = 2048
 #: Seconds a coherence check waits for this handle's own writer before assuming the worst.
 _WRITER_WAIT = 0.05
 #: Serializes a forked child's reopening of connections (reset in every child).
@@ -137,6 +141,45 @@ def _wal_bound(con: apsw.Connection, wal_bytes: int) -> None:
     # wal_bytes, so SQLite rewinds it in place instead of growing and truncating it.
     con.pragma("wal_autocheckpoint", max(16, wal_bytes // (page + 24)))
     con.pragma("journal_size_limit", wal_bytes)
+
+
+def _analysis_limit(con: apsw.Connection) -> None:
+    """Bound any ANALYZE (``PRAGMA optimize`` runs one when statistics look stale) to
+    sampling a few hundred rows per index, instead of reading every row of the file."""
+    con.pragma("analysis_limit", _ANALYSIS_ROWS)
+
+
+def _keep_item_stats(con: apsw.Connection) -> None:
+    """Keep ``sqlite_stat1``'s row for ``items`` from the item count (format 3's
+    ``counts``), so that ``PRAGMA optimize`` never analyzes the largest table: even a
+    sampled ``ANALYZE items`` walks the b-tree (benchmarks/scale.py measures
+    ``maintain()``).  Rewritten when the count moved by more than 2x."""
+    ((rows,),) = con.execute(_ITEM_COUNT).fetchall()
+    rows = max(1, int(cast(int, rows)))
+    if not any(con.execute("SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'")):
+        con.execute("ANALYZE sqlite_schema")  # creates sqlite_stat1, analyzes nothing
+    known = con.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = 'items' AND idx = 'items'")
+    for (stat,) in known:
+        before = int(str(stat).split()[0] or 0)
+        if rows / 2 <= before <= rows * 2:
+            return
+    con.execute("DELETE FROM sqlite_stat1 WHERE tbl = 'items'")
+    # Every index of items (the table itself, keyed by namespace and key, included): the
+    # row count, then rows per distinct prefix of its key columns.  Lookups are by key,
+    # so only the row count matters to the planner.
+    indexes = [(str(r[1]), r[3] == "pk") for r in con.execute("PRAGMA index_list('items')")]
+    for index, primary in indexes:
+        keys = con.execute("SELECT count(*) FROM pragma_index_xinfo(?) WHERE key", (index,))
+        ((columns,),) = keys.fetchall()
+        con.execute(
+            "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('items', ?, ?)",
+            # SQLite names the primary key of a WITHOUT ROWID table after the table.
+            (
+                "items" if primary else index,
+                " ".join([str(rows)] + ["1"] * int(cast(int, columns))),
+            ),
+        )
+    con.execute("ANALYZE sqlite_schema")  # load the statistics just written
 
 
 def _no_double_quoted_strings(con: apsw.Connection) -> None:
@@ -311,6 +354,7 @@ class SQLiteBackend:
             _wal_bound(con, self._wal_bytes)
         _synchronous(con, self._synchronous)
         con.pragma("temp_store", "memory")
+        _analysis_limit(con)
         self._migrate(con)
 
     def _migrate(self, con: apsw.Connection) -> None:
@@ -925,15 +969,18 @@ class SQLiteBackend:
         try:
             with self._writing() as con:
                 free_before = int(con.pragma("freelist_count"))
-                for _ in con.execute("PRAGMA incremental_vacuum"):
-                    pass  # each step frees a page: run them all
+                # Bounded per call: the worker's next round frees the next pages.
+                for _ in con.execute(f"PRAGMA incremental_vacuum({_VACUUM_PAGES})"):
+                    pass  # each step frees a page
+                freed = free_before - int(con.pragma("freelist_count"))
                 page = int(con.pragma("page_size"))
                 if not self.memory:
                     con.pragma("wal_checkpoint", "PASSIVE")
+                _keep_item_stats(con)
                 con.execute("PRAGMA optimize")
         except apsw.Error as exc:
             raise self._error(exc) from exc
-        return {"indexed": indexed, "vacuumed_bytes": free_before * page}
+        return {"indexed": indexed, "vacuumed_bytes": freed * page}
 
     def checkpoint(self, mode: str = "TRUNCATE") -> None:
         """Copy the WAL into the main file (``TRUNCATE`` also empties the WAL)."""
