@@ -1,7 +1,7 @@
 """Builds the stores benchmarks/scale.py measures (not a benchmark: the runner skips ``_*``).
 
 One file per size *N* (items of ~1 KB): ``N // 1,000`` namespaces ``("docs", "nsNNNNN")``
-of 1,000 items each (``{"n": j % 100, "user": {"lang": ...}, "text": <880 chars>}``),
+of 1,000 items each (``{"n": j % 10, "user": {"lang": ...}, "text": <880 chars>}``),
 ``max(2, N // 10,000)`` histories of 1,000 messages (``MemorySaver`` on the same store) and
 ``max(4, N // 5,000)`` LangGraph threads of 20 turns (``TieredSaver`` on the same store, a
 one-node ``MessagesState`` graph).  At 10,000,000 items: 10,000 namespaces, 1,000 histories
@@ -28,7 +28,7 @@ ITEMS_PER_NS = 1000
 HISTORY_LEN = 1000
 TURNS = 20
 LANGS = ("en", "fr", "de", "es", "ja")
-SHAPE_VERSION = 1
+SHAPE_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -66,7 +66,7 @@ def built(items: int) -> bool:
 
 def _value(rng: random.Random, j: int) -> dict[str, Any]:
     return {
-        "n": j % 100,
+        "n": j % 10,
         "user": {"lang": LANGS[j % len(LANGS)]},
         "text": base64.b64encode(rng.randbytes(660)).decode(),
     }
