@@ -240,3 +240,65 @@ def test_maintain_vacuums_a_bounded_amount_per_call(tmp_path: Path) -> None:
         assert 0 < first <= 2048 * 4096
         second = store.maintain()["vacuumed_bytes"]
         assert second > 0  # the rest, on the next round
+
+
+class _WatchVFS(apsw.VFS):
+    """A pass-through VFS (the default one underneath) noting which thread writes to a
+    main database file: a WAL commit writes only the -wal file; a checkpoint writes the
+    database file."""
+
+    def __init__(self) -> None:
+        self.main_writes: list[int] = []
+        self.base = apsw.vfs_names()[0]  # the default VFS ("unix")
+        super().__init__("tieredmem-test-watch", self.base, makedefault=True)
+
+    def xOpen(self, name, flags):  # type: ignore[no-untyped-def]
+        return _WatchFile(self, name, flags)
+
+
+class _WatchFile(apsw.VFSFile):
+    def __init__(self, vfs: _WatchVFS, name, flags) -> None:  # type: ignore[no-untyped-def]
+        self._vfs = vfs
+        self._main = bool(flags[0] & apsw.SQLITE_OPEN_MAIN_DB)
+        super().__init__(vfs.base, name, flags)
+
+    def xWrite(self, data, offset):  # type: ignore[no-untyped-def]
+        if self._main:
+            import threading
+
+            self._vfs.main_writes.append(threading.get_ident())
+        super().xWrite(data, offset)
+
+
+def test_sync_puts_never_checkpoint_in_the_callers_thread(tmp_path: Path) -> None:
+    """A put whose commit filled the WAL used to copy the whole WAL into the database
+    file before returning; the checkpoint now runs in a thread of its own."""
+    import os
+    import threading
+    import time
+
+    vfs = _WatchVFS()
+    try:
+        store = tieredmem.open(tmp_path / "w.db", maintenance_interval=0, wal_bytes="512KiB")
+        try:
+            del vfs.main_writes[:]  # creating the file wrote it
+            me = threading.get_ident()
+            # 512 KiB: a checkpoint is due from 127 WAL pages; a put here writes 2-3
+            # pages, so 60 puts pass the bound without reaching the writer's own cap (222).
+            for round_ in range(10):
+                for i in range(60):
+                    value = {"i": i, "text": os.urandom(400).hex()}
+                    store.put(("docs",), f"k{round_:02d}{i:02d}", value)
+                assert me not in vfs.main_writes, "a put checkpointed the WAL itself"
+                deadline = time.monotonic() + 10
+                while len(vfs.main_writes) < round_ + 1 and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                assert vfs.main_writes, "no checkpoint ran"
+                time.sleep(0.02)  # the background checkpoint's end
+            wal = Path(str(tmp_path / "w.db") + "-wal").stat().st_size
+            assert wal <= 2 * 512 * 1024, f"the WAL grew to {wal} bytes"
+            assert store.stats().cold_rows == 600
+        finally:
+            store.close()
+    finally:
+        vfs.unregister()

@@ -39,6 +39,7 @@ from ..errors import (
 )
 from ..hot import parse_bytes
 from . import SEP, Delete, Op, Put, Row, Touch
+from ._checkpoint import Checkpointer
 from ._schema import APPLICATION_ID, FORMAT_VERSION, FTS_BACKFILL, FTS_TRIGGERS, MIGRATIONS
 from ._shm import ShmHeader
 
@@ -130,7 +131,7 @@ def _auto_vacuum(con: apsw.Connection) -> None:
     con.pragma("auto_vacuum", "incremental")
 
 
-def _wal_bound(con: apsw.Connection, wal_bytes: int) -> None:
+def _wal_bound(con: apsw.Connection, wal_bytes: int) -> int:
     """Checkpoint once the WAL holds about *wal_bytes* (SQLite's default is 1,000 pages,
     ~4 MiB) and truncate it back to that size afterwards, so the WAL stays bounded.
 
@@ -141,8 +142,22 @@ def _wal_bound(con: apsw.Connection, wal_bytes: int) -> None:
     page = int(con.pragma("page_size")) or 4096
     # A WAL frame is a page plus a 24-byte header: checkpoint before the log outgrows
     # wal_bytes, so SQLite rewinds it in place instead of growing and truncating it.
-    con.pragma("wal_autocheckpoint", max(16, wal_bytes // (page + 24)))
+    pages = max(16, wal_bytes // (page + 24))
+    con.pragma("wal_autocheckpoint", pages)
     con.pragma("journal_size_limit", wal_bytes)
+    return pages
+
+
+def _checkpoint_connection(path: str, busy_ms: int) -> Callable[[], apsw.Connection]:
+    """Opens the connection background checkpoints run on (no reference to the backend,
+    so a backend nobody uses is still collected)."""
+
+    def connect() -> apsw.Connection:
+        con = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
+        _busy_timeout(con, busy_ms)
+        return con
+
+    return connect
 
 
 def _analysis_limit(con: apsw.Connection) -> None:
@@ -289,6 +304,7 @@ class SQLiteBackend:
         self._seen_watch = self._seen_dv = -1
         self._shm: ShmHeader | None = None
         self._seen_head = b""
+        self._checkpointer: Checkpointer | None = None
         if not self.memory:
             _check_header(self.path)
             _create_private(self.path)
@@ -313,6 +329,8 @@ class SQLiteBackend:
                 con.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
                 self._setup(con)
                 con.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0)
+                if not self.memory:
+                    self._checkpoint_in_background(con)
             else:
                 con.pragma("query_only", True)
         except BaseException:
@@ -353,7 +371,7 @@ class SQLiteBackend:
             _auto_vacuum(con)
         if not self.memory:
             _wal(con)
-            _wal_bound(con, self._wal_bytes)
+            self._wal_pages = _wal_bound(con, self._wal_bytes)
         _synchronous(con, self._synchronous)
         con.pragma("temp_store", "memory")
         _analysis_limit(con)
@@ -393,6 +411,20 @@ class SQLiteBackend:
             # the next open can vet the file without SQLite.
             con.pragma("wal_checkpoint", "TRUNCATE")
 
+    def _checkpoint_in_background(self, con: apsw.Connection) -> None:
+        """Replace the writer's automatic checkpoint (inside the commit that fills the
+        WAL) by one in a thread (see :mod:`tieredmem.backends._checkpoint`)."""
+        self._checkpointer = Checkpointer(
+            _checkpoint_connection(self.path, self._busy_ms), self._wal_pages
+        )
+        con.set_wal_hook(self._checkpointer.hook)
+
+    def _after_commit(self, con: apsw.Connection) -> None:
+        """With the write lock held: checkpoint here if the background one fell behind."""
+        checkpointer = self._checkpointer
+        if checkpointer is not None and checkpointer.overdue:
+            checkpointer.catch_up(con)
+
     def _open_watch(self) -> None:
         """Open the watch connection and take the current versions as seen."""
         if self.memory:
@@ -421,6 +453,8 @@ class SQLiteBackend:
         then remove the WAL under the child).  Closing them releases nothing of the
         parent's: POSIX locks are not inherited.
         """
+        if self._checkpointer is not None:
+            self._checkpointer.forget()
         inherited = [self._writer, self._watch, *self._readers]
         for con in inherited:
             if con is None:
@@ -690,6 +724,7 @@ class SQLiteBackend:
             self._local.in_write = True
             try:
                 yield self._writer
+                self._after_commit(self._writer)
             finally:
                 self._local.in_write = False
 
@@ -714,6 +749,7 @@ class SQLiteBackend:
                         put.ttl,
                     )
                     created.append(self._put(con, args))
+                    self._after_commit(con)
                     return created
                 con.execute("BEGIN IMMEDIATE")
                 try:
@@ -743,6 +779,7 @@ class SQLiteBackend:
                     if con.in_transaction:
                         con.execute("ROLLBACK")
                     raise
+                self._after_commit(con)
             except apsw.Error as exc:
                 raise self._error(exc) from exc
             finally:
@@ -1066,6 +1103,8 @@ class SQLiteBackend:
             if self._watch is not None:
                 self._watch.close()
                 self._watch = None
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._wlock:
             self._writer.close()
         if self._shm is not None:
