@@ -102,7 +102,8 @@ def test_format_2_file_is_counted_once_at_upgrade(tmp_path: Path) -> None:
         _fill(store, 1_500)
     con = apsw.Connection(str(path))
     con.execute(
-        "DROP TRIGGER items_count_insert; DROP TRIGGER items_count_delete; DROP TABLE counts"
+        "DROP TRIGGER items_count_insert; DROP TRIGGER items_count_delete; DROP TABLE counts;"
+        "DROP TABLE fields"
     )
     con.pragma("user_version", 2)
     con.pragma("wal_checkpoint", "TRUNCATE")
@@ -302,3 +303,129 @@ def test_sync_puts_never_checkpoint_in_the_callers_thread(tmp_path: Path) -> Non
             store.close()
     finally:
         vfs.unregister()
+
+
+_FILTERS = [
+    {"n": 5},
+    {"n": 5.0},
+    {"n": True},
+    {"n": {"$gte": 3, "$lt": 6}},
+    {"n": {"$gt": 7}},
+    {"n": {"$ne": 5}},
+    {"n": None},
+    {"n": "5"},
+    {"user.lang": "fr"},
+    {"user.lang": {"$gt": "en"}},
+    {"user.lang": "fr", "n": {"$lte": 2}},
+    {"n": 1, "flag": True},
+    {"big": (2**63 + 5)},
+]
+
+
+def _value(i: int) -> object:
+    if i % 17 == 0:
+        return ["not", "a", "dict"]
+    value: dict = {"n": i % 10, "user": {"lang": ("en", "fr", "de")[i % 3]}, "flag": i % 2 == 0}
+    if i % 11 == 0:
+        value["n"] = str(i % 10)  # a string where others have numbers
+    if i % 13 == 0:
+        value["n"] = True
+    if i % 19 == 0:
+        del value["n"]
+    if i % 23 == 0:
+        value["big"] = 2**63 + 5
+    return value
+
+
+@pytest.mark.parametrize("limit", [3, 1000])
+def test_indexed_search_returns_what_unindexed_search_does(tmp_path: Path, limit: int) -> None:
+    plain = tieredmem.open(tmp_path / "p.db", maintenance_interval=0)
+    indexed = tieredmem.open(tmp_path / "i.db", maintenance_interval=0, index=["n", "user.lang"])
+    try:
+        for store in (plain, indexed):
+            store.put_many(((f"g{i % 4}", "x"), f"k{i:04d}", _value(i)) for i in range(600))
+            store.delete(("g1", "x"), "k0001")
+            store.put(("g2", "x"), "k0002", {"n": 5, "user": {"lang": "fr"}})  # changed
+        assert indexed.backend.indexed_fields() == ("n", "user.lang")  # type: ignore[attr-defined]
+        for prefix in [(), ("g2",), ("g2", "x")]:
+            for f in _FILTERS:
+                want = plain.search(prefix, filter=f, limit=limit)
+                got = indexed.search(prefix, filter=f, limit=limit)
+                assert [(i.namespace, i.key, i.value) for i in got] == [
+                    (i.namespace, i.key, i.value) for i in want
+                ], (prefix, f)
+    finally:
+        plain.close()
+        indexed.close()
+
+
+def test_indexed_search_reads_only_candidates(tmp_path: Path, steps: PageCounter) -> None:
+    import os
+
+    path = tmp_path / "x.db"
+    with tieredmem.open(path, maintenance_interval=0, hot_bytes=0, index=["n"]) as store:
+        store.put_many(
+            (
+                ("docs",),
+                f"k{i:05d}",
+                {"n": 7 if i >= 2990 else i % 5, "blob": os.urandom(400).hex()},
+            )
+            for i in range(3_000)
+        )
+        with steps.measure() as cost:
+            found = store.search(("docs",), filter={"n": 7}, limit=2)
+        assert [i.key for i in found] == ["k02990", "k02991"]
+        # Without the index: 2,990 rows of ~1 KB decoded, ~1,000 pages.
+        assert cost[0] < 40, f"an indexed search visited {cost[0]} pages"
+
+
+def test_declared_fields_are_kept_by_every_writer(tmp_path: Path, clock) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "d.db"
+    first = tieredmem.open(path, maintenance_interval=0, clock=clock)
+    other = tieredmem.open(path, maintenance_interval=0, clock=clock)  # no index= given
+    try:
+        first.put(("a",), "old", {"n": 1})
+        other.put(("a",), "before", {"n": 1})
+        # Declared by a third handle: existing items are indexed, and 'other' (open
+        # already, never told) keeps the index from its next write on.
+        with tieredmem.open(path, maintenance_interval=0, index=["n"]) as third:
+            assert [i.key for i in third.search(("a",), filter={"n": 1})] == ["before", "old"]
+        other.put(("a",), "after", {"n": 1})
+        other.put(("a",), "before", {"n": 2})  # changed: leaves n == 1
+        other.put(("a",), "ttl", {"n": 1}, ttl=10)
+        assert [i.key for i in first.search(("a",), filter={"n": 1})] == ["after", "old", "ttl"]
+        clock.tick(11)
+        assert other.sweep() == 1
+        other.raw.write(ranges=[("a", "a", "b")])  # deletes 'after'
+        first.delete(("a",), "old")
+        assert first.search(("a",), filter={"n": 1}) == []
+        assert [i.key for i in first.search(("a",), filter={"n": 2})] == ["before"]
+    finally:
+        first.close()
+        other.close()
+    con = apsw.Connection(str(path))
+    assert list(con.execute("SELECT field, ns, value, key FROM fields")) == [
+        ("n", "a", 2, "before")
+    ]
+    con.close()
+
+
+def test_langgraph_store_filter_index(tmp_path: Path, steps: PageCounter) -> None:
+    pytest.importorskip("langgraph")
+    from tieredmem.langgraph import TieredStore
+
+    import os
+
+    path = tmp_path / "lg.db"
+    with TieredStore(path, filter_index=["kind"]) as lg:
+        lg.batch([])  # the store is usable at once
+        for i in range(500):
+            kind = "rare" if i == 499 else "common"
+            lg.put(("docs",), f"k{i:03d}", {"kind": kind, "blob": os.urandom(500).hex()})
+        with steps.measure() as cost:
+            found = lg.search(("docs",), filter={"kind": "rare"})
+        assert [i.key for i in found] == ["k499"]
+        assert cost[0] < 40, f"an indexed filter visited {cost[0]} pages"
+    con = apsw.Connection(str(path))
+    assert next(con.execute("SELECT value FROM meta WHERE key = 'index'"))[0] == '["kind"]'
+    con.close()

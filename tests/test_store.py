@@ -486,7 +486,7 @@ def test_format_1_file_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
     con = apsw.Connection(path)
     con.execute("DROP TABLE zstd_dicts")
     con.execute("DROP TRIGGER items_count_insert; DROP TRIGGER items_count_delete")
-    con.execute("DROP TABLE counts")  # format 3
+    con.execute("DROP TABLE counts; DROP TABLE fields")  # format 3
     con.pragma("user_version", 1)
     con.pragma("wal_checkpoint", "TRUNCATE")
     con.close()

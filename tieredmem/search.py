@@ -8,6 +8,7 @@ the size of the file.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import orjson
@@ -15,6 +16,7 @@ import orjson
 from .backends import SEP, Backend, Row
 from .codec import JSON, Codec
 from .errors import SerializationError
+from .fieldindex import conditions
 from .filters import compile_filter, filter_needles, fts_query
 from .item import Item
 from .names import INTERNAL_ROOT, Namespace, match_labels
@@ -71,11 +73,19 @@ def search_rows(
     # Pages start small and grow, so a search whose matches come early reads few rows
     # (without a filter every live row matches: little more than wanted).
     page = min(_MAX_PAGE, wanted + 8 if not filter else max(32, wanted * 4))
+    # A filter on declared fields reads only the index's candidates (the filter below
+    # still decides each one).
+    scan: Callable[..., list[Row]] = backend.scan
+    indexed = getattr(backend, "indexed_fields", None)
+    if filter and indexed is not None:
+        conds = conditions(filter, indexed())
+        if conds:
+            scan = partial(backend.field_scan, conditions=conds)  # type: ignore[attr-defined]
     after: tuple[str, str] | None = None
     unframe, load = coder.unframe, coder.load_payload
     first, rest = (needles[0], needles[1:]) if needles else (None, ())
     while True:
-        rows = backend.scan(prefix, after=after, limit=page, skip_prefix=skip)
+        rows = scan(prefix, after=after, limit=page, skip_prefix=skip)
         # _match_row, inlined: this loop runs for every row under the prefix.
         for row in rows:
             if row.expires_at is not None and row.expires_at <= now:

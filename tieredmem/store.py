@@ -32,6 +32,7 @@ from typing import Any
 from .backends import SEP, Backend, Delete, open_backend
 from .codec import Codec
 from .engine import Clock, ColdReadError, Engine, memory_only_active
+from .fieldindex import fields_of
 from .filters import matches, text_of, validate_filter
 from .item import Item, Stats
 from .names import Namespace, check_key, hot_key
@@ -314,6 +315,16 @@ class Store(EngineView):
             offset=offset,
         )
 
+    def declare_index(self, fields: Sequence[str]) -> None:
+        """Index these fields of dict values for search filters, from now on and for the
+        items already stored (see ``tieredmem.open(..., index=...)``); a no-op on backends
+        without field indexes."""
+        self._engine.check_open()
+        declare = getattr(self._engine.backend, "declare_index", None)
+        if declare is not None:
+            self._engine.flush()
+            declare(list(fields))
+
     # -- maintenance -------------------------------------------------------------------
     def maintain(self) -> dict[str, Any]:
         """Expire, apply retention, index, vacuum and checkpoint now; return what was done."""
@@ -345,6 +356,7 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     clock: Clock = time.time,
     metrics: Callable[[dict[str, Any]], None] | None = None,
     coherence_interval: float = 0.0,
+    index: Sequence[str] | None = None,
 ) -> Store:
     """Open (or create) a store.
 
@@ -363,6 +375,12 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     :param metrics: a callable receiving event dicts (see :class:`Store`).
     :param float coherence_interval: ``0`` (default) for strict coherence; a positive
         number of seconds bounds how stale a read may be instead (see :class:`Store`).
+    :param index: fields of dict values to index, dotted for nested ones (``["n",
+        "user.lang"]``): a search filter on them (exact match or a range on a number or a
+        string) reads only the matching items through SQL instead of decoding every item
+        under the prefix.  Declared in the file from then on (every later writer keeps it);
+        declaring a field indexes the items already stored, once.  SQLite files; other
+        backends ignore it (filters still work, by reading the items).
     :raises NotAStoreError: the file is not a tieredmem store (it is left untouched).
     :raises SchemaVersionError: the file was written by a newer tieredmem.
     :raises UnsupportedURLError: unknown URL scheme.
@@ -380,6 +398,8 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
         synchronous=synchronous,
         busy_timeout=busy_timeout,
         text_of=text_of(codec),
+        fields_of=fields_of(codec),
+        index=index,
         wal_bytes=wal_bytes,
     )
     try:

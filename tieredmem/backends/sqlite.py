@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 import apsw
+import orjson
 
 from ..errors import (
     BusyTimeoutError,
@@ -38,9 +39,17 @@ from ..errors import (
     TieredMemError,
 )
 from ..hot import parse_bytes
+from ..names import INTERNAL_ROOT
 from . import SEP, Delete, Op, Put, Row, Touch
 from ._checkpoint import Checkpointer
-from ._schema import APPLICATION_ID, FORMAT_VERSION, FTS_BACKFILL, FTS_TRIGGERS, MIGRATIONS
+from ._schema import (
+    APPLICATION_ID,
+    FIELDS_TRIGGER,
+    FORMAT_VERSION,
+    FTS_BACKFILL,
+    FTS_TRIGGERS,
+    MIGRATIONS,
+)
 from ._shm import ShmHeader
 
 __all__ = ["SQLiteBackend"]
@@ -103,6 +112,21 @@ def _reset_fork_lock() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_fork_lock)
 _DELETE = "DELETE FROM items WHERE ns = ? AND key = ?"
+_DELETE_FIELDS = "DELETE FROM fields WHERE ns = ? AND key = ?"
+_INSERT_FIELD = "INSERT OR REPLACE INTO fields (field, ns, value, key) VALUES (?, ?, ?, ?)"
+_FIELD_OPS = frozenset(("=", ">", ">=", "<", "<="))
+#: Rows read per transaction when a newly declared field index indexes existing items.
+_BACKFILL_ROWS = 5000
+#: Moves the schema version without changing anything (how other connections see that
+#: the declared fields changed): a no-op table created and dropped.
+_BUMP_SCHEMA = "CREATE TABLE IF NOT EXISTS index_changed (x); DROP TABLE index_changed"
+_INTERNAL_PREFIX = INTERNAL_ROOT + SEP
+
+
+def _internal(ns: str) -> bool:
+    return ns == INTERNAL_ROOT or ns.startswith(_INTERNAL_PREFIX)
+
+
 _TOUCH = "UPDATE items SET expires_at = ?3 + ttl WHERE ns = ?1 AND key = ?2 AND ttl IS NOT NULL"
 #: A Row from a result tuple of the _COLS columns, without the Python-level __new__.
 _row = functools.partial(tuple.__new__, Row)
@@ -266,6 +290,9 @@ class SQLiteBackend:
     :param float busy_timeout: seconds a lock is waited for before :class:`BusyTimeoutError`.
     :param text_of: returns the text to full-text index for a stored frame (or ``None``).
     :param wal_bytes: checkpoint the WAL at about this size and truncate it back to it.
+    :param fields_of: returns the declared fields' values of a stored frame (see
+        :mod:`tieredmem.fieldindex`); needed to keep field indexes.
+    :param index: fields to index (added to those the file already declares).
     """
 
     def __init__(
@@ -275,6 +302,8 @@ class SQLiteBackend:
         synchronous: str = "NORMAL",
         busy_timeout: float = 60.0,
         text_of: Callable[[bytes], str | None] | None = None,
+        fields_of: Callable[[bytes, Sequence[str]], list[tuple[str, Any]]] | None = None,
+        index: Sequence[str] | None = None,
         wal_bytes: int | str = "4MiB",
     ) -> None:
         path = url[len("sqlite://") :] if url.startswith("sqlite://") else url
@@ -291,6 +320,11 @@ class SQLiteBackend:
         self._insert_first = True
         self._attempts = self._conflicts = self._upserts_left = 0
         self._text_of = text_of
+        self._fields_of = fields_of
+        # The file's declared fields, as of schema version _fields_schema (declaring one
+        # creates a trigger, so every connection sees a declaration by the schema moving).
+        self._fields: tuple[str, ...] = ()
+        self._fields_schema = -1
         self._wlock = threading.RLock()
         self._local = threading.local()
         self._readers: list[apsw.Connection] = []
@@ -310,6 +344,8 @@ class SQLiteBackend:
             _create_private(self.path)
         self._writer = self._connect(writer=True)
         self._open_watch()
+        if index:
+            self.declare_index(index)
 
     # -- connections -----------------------------------------------------------------
     def _connect(self, *, writer: bool) -> apsw.Connection:
@@ -736,7 +772,8 @@ class SQLiteBackend:
             con = self._writer
             local.in_write = True
             try:
-                if len(ops) == 1 and type(ops[0]) is Put:
+                fields = self._indexed(con) if self._fields_of is not None else ()
+                if len(ops) == 1 and type(ops[0]) is Put and not fields:
                     # One autocommit statement: SQLite retries the lock itself.
                     put = ops[0]
                     args = (
@@ -765,6 +802,8 @@ class SQLiteBackend:
                                 op.ttl,
                             )
                             created.append(self._put(con, args))
+                            if fields and not _internal(op.ns):
+                                self._put_fields(con, op.ns, op.key, op.frame, fields)
                         elif isinstance(op, Delete):
                             con.execute(_DELETE, op)
                         elif isinstance(op, Touch):
@@ -785,6 +824,133 @@ class SQLiteBackend:
             finally:
                 local.in_write = False
         return created
+
+    # -- declared field indexes (see tieredmem.fieldindex) ---------------------------------
+    def _indexed(self, con: apsw.Connection) -> tuple[str, ...]:
+        """The declared fields (re-read when the schema moved: another connection may
+        have declared one)."""
+        ((version,),) = con.execute("PRAGMA schema_version").fetchall()
+        if version != self._fields_schema:
+            fields: tuple[str, ...] = ()
+            for (value,) in con.execute("SELECT value FROM meta WHERE key = 'index'"):
+                fields = tuple(orjson.loads(value))
+            self._fields, self._fields_schema = fields, int(cast(int, version))
+        return self._fields
+
+    def indexed_fields(self) -> tuple[str, ...]:
+        """Fields whose values this file indexes (``tieredmem.open(..., index=...)``)."""
+        try:
+            with self._reading() as con:
+                return self._indexed(con)
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
+    def _put_fields(
+        self, con: apsw.Connection, ns: str, key: str, frame: bytes, fields: Sequence[str]
+    ) -> None:
+        assert self._fields_of is not None
+        con.execute(_DELETE_FIELDS, (ns, key))
+        for field, value in self._fields_of(frame, fields):
+            con.execute(_INSERT_FIELD, (field, ns, value, key))
+
+    def declare_index(self, fields: Sequence[str]) -> None:
+        """Index *fields* from now on (with those declared before), and the items already
+        stored: once per field and file, in batches of their own transactions (a write
+        made meanwhile by any connection indexes itself)."""
+        if self._fields_of is None:
+            raise TieredMemError("declaring a field index needs fields_of (tieredmem.open)")
+        wanted = [f for f in dict.fromkeys(fields) if isinstance(f, str) and f]
+        if len(wanted) != len(list(fields)):
+            raise ValueError(f"index must list distinct non-empty field names, not {fields!r}")
+        try:
+            with self._writing() as con:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    known = self._indexed(con)
+                    new = [f for f in wanted if f not in known]
+                    if new:
+                        con.execute(
+                            "INSERT OR REPLACE INTO meta (key, value) VALUES ('index', ?)",
+                            (orjson.dumps([*known, *new]).decode(),),
+                        )
+                        con.execute(FIELDS_TRIGGER)
+                        con.execute(_BUMP_SCHEMA)
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+            if new:
+                self._backfill_fields(new)
+                log.info("%s: indexed fields %s", self.path, ", ".join(new))
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
+    def _backfill_fields(self, fields: Sequence[str]) -> None:
+        assert self._fields_of is not None
+        after: tuple[str, str] = ("", "")
+        while True:
+            with self._writing() as con:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    rows = con.execute(
+                        "SELECT ns, key, value FROM items WHERE (ns, key) > (?, ?) "
+                        f"ORDER BY ns, key LIMIT {_BACKFILL_ROWS}",
+                        after,
+                    ).fetchall()
+                    for ns, key, frame in rows:
+                        if not _internal(str(ns)):
+                            for field, value in self._fields_of(cast(bytes, frame), fields):
+                                con.execute(_INSERT_FIELD, (field, ns, value, key))
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+            if len(rows) < _BACKFILL_ROWS:
+                return
+            after = (str(rows[-1][0]), str(rows[-1][1]))
+
+    def field_scan(
+        self,
+        ns_prefix: str,
+        conditions: Sequence[tuple[str, str, Any]],
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int = 1000,
+        skip_prefix: str | None = None,
+    ) -> list[Row]:
+        """:meth:`scan` narrowed to the items whose indexed fields satisfy *conditions*
+        (``(field, op, value)``, op one of ``= > >= < <=``; see
+        :func:`tieredmem.fieldindex.conditions`), in (ns, key) order."""
+        (field, op, value), rest = conditions[0], conditions[1:]
+        if op not in _FIELD_OPS or any(c[1] not in _FIELD_OPS for c in rest):
+            raise ValueError(f"unknown field condition in {conditions!r}")
+        lo, hi = prefix_bounds(ns_prefix)
+        where = f"f.field = ? AND f.ns >= ? AND f.ns < ? AND f.value {op} ?"
+        args: list[Any] = [field, lo, hi, value]
+        if after is not None:
+            where += " AND (f.ns, f.key) > (?, ?)"
+            args += list(after)
+        if skip_prefix:
+            where += " AND NOT (f.ns >= ? AND f.ns < ?)"
+            args += list(prefix_bounds(skip_prefix))
+        for other, other_op, other_value in rest:
+            where += (
+                " AND EXISTS (SELECT 1 FROM fields g WHERE g.ns = f.ns AND g.key = f.key "
+                f"AND g.field = ? AND g.value {other_op} ?)"
+            )
+            args += [other, other_value]
+        sql = (
+            "SELECT i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at, i.ttl "
+            "FROM fields f JOIN items i ON i.ns = f.ns AND i.key = f.key "
+            f"WHERE {where} ORDER BY f.ns, f.key LIMIT {int(limit)}"
+        )
+        try:
+            with self._reading() as con:
+                return list(map(_row, con.execute(sql, args)))
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
 
     def dictionaries(self) -> dict[int, bytes]:
         try:
