@@ -412,9 +412,9 @@ def test_declared_fields_are_kept_by_every_writer(tmp_path: Path, clock) -> None
 
 def test_langgraph_store_filter_index(tmp_path: Path, steps: PageCounter) -> None:
     pytest.importorskip("langgraph")
-    from tieredmem.langgraph import TieredStore
-
     import os
+
+    from tieredmem.langgraph import TieredStore
 
     path = tmp_path / "lg.db"
     with TieredStore(path, filter_index=["kind"]) as lg:
