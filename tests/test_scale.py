@@ -429,3 +429,24 @@ def test_langgraph_store_filter_index(tmp_path: Path, steps: PageCounter) -> Non
     con = apsw.Connection(str(path))
     assert next(con.execute("SELECT value FROM meta WHERE key = 'index'"))[0] == '["kind"]'
     con.close()
+
+
+def test_maintain_indexes_a_text_backlog_within_its_time_budget(tmp_path: Path) -> None:
+    """The first text search's backlog (every item) is indexed by maintenance in rounds of
+    about a second each, not in one call that takes as long as the store is large."""
+    import tieredmem.backends.sqlite as sqlite_backend
+
+    with tieredmem.open(tmp_path / "t.db", maintenance_interval=0) as store:
+        _fill(store, 6_000)
+        store.backend.enable_fts()  # type: ignore[attr-defined]
+        budget, sqlite_backend._MAINTAIN_INDEX_SECONDS = (
+            sqlite_backend._MAINTAIN_INDEX_SECONDS,
+            0.0,  # one batch per round
+        )
+        try:
+            first = store.maintain()["indexed"]
+        finally:
+            sqlite_backend._MAINTAIN_INDEX_SECONDS = budget
+        assert first == 0  # a zero budget: nothing this round
+        assert store.maintain()["indexed"] == 6_000
+        assert len(store.search(("docs",), query="x" * 50, limit=3)) == 3

@@ -90,6 +90,8 @@ _ITEM_COUNT = "SELECT n FROM counts WHERE name = 'items'"
 _PROGRESS_STEPS = 100_000
 #: Rows an ANALYZE samples per index (PRAGMA analysis_limit).
 _ANALYSIS_ROWS = 400
+#: Seconds one maintain() spends at most on the full-text backlog (past one batch).
+_MAINTAIN_INDEX_SECONDS = 1.0
 #: Free pages one maintain() gives back to the file system (8 MiB of 4 KiB pages).
 _VACUUM_PAGES = 2048
 #: Seconds a coherence check waits for this handle's own writer before assuming the worst.
@@ -1062,14 +1064,16 @@ class SQLiteBackend:
         self._fts = True
         log.info("%s: full-text index enabled", self.path)
 
-    def index_pending(self, batch: int = 2000) -> int:
-        """Bring the full-text index up to date; return the number of rows (re)indexed."""
+    def index_pending(self, batch: int = 2000, seconds: float | None = None) -> int:
+        """Bring the full-text index up to date (or stop after the batch that ends past
+        *seconds*); return the number of rows (re)indexed."""
         if not self.fts_enabled():
             return 0
         done = 0
         text_of = self._text_of
+        deadline = None if seconds is None else time.monotonic() + seconds
         try:
-            while True:
+            while deadline is None or time.monotonic() < deadline:
                 with self._writing() as con:
                     stale = list(
                         con.execute(
@@ -1105,6 +1109,7 @@ class SQLiteBackend:
                             con.execute("ROLLBACK")
                         raise
                     done += len(stale)
+            return done  # out of time: the next round goes on
         except apsw.Error as exc:
             raise self._error(exc) from exc
 
@@ -1170,7 +1175,9 @@ class SQLiteBackend:
             raise self._error(exc) from exc
 
     def maintain(self) -> dict[str, Any]:
-        indexed = self.index_pending()
+        # Bounded per call: a large backlog (a first text search on a big store) is
+        # indexed over several rounds; a text search still brings it up to date first.
+        indexed = self.index_pending(seconds=_MAINTAIN_INDEX_SECONDS)
         try:
             with self._writing() as con:
                 free_before = int(con.pragma("freelist_count"))

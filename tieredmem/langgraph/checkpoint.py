@@ -72,6 +72,8 @@ _ITEM_BYTES = 2048  # estimated memory of one decoded message (a ~500 B text)
 _MSGPACK = b"msgpack\x00"  # a log item's prefix: the serializer's type tag, NUL
 _TOUCHED = "touched"
 _PAGE = 64
+#: Threads whose checkpoint count the saver keeps in memory at most.
+_TRACKED = 4096
 #: Key of the marker row in the id index: every checkpoint of the file has its index row.
 _IDS_BUILT = "~built"
 #: The id index's keys sort before this (checkpoint ids are hex digits and dashes).
@@ -333,7 +335,10 @@ class TieredSaver(BaseCheckpointSaver[str]):
         self._ids_fresh = not self._ids_ready and not any(
             True for _ in self.store.raw.iter_rows(self.store.raw.internal_ns("lg"), page=1)
         )
-        self._counts: dict[tuple[str, str], int] = {}
+        # Checkpoints per (thread, ns) for max_checkpoints: bounded, so what the saver
+        # holds does not grow with the threads it has seen (a count forgotten is read
+        # again).  Threads' last uses (ttl) are written, and forgotten, at each maintenance.
+        self._counts: LRUCache[tuple[str, str], int] = LRUCache(maxsize=_TRACKED)
         self._counts_generation = self.store.generation()
         self._touched: dict[str, float] = {}
         self.store.raw.add_maintenance_hook(self._maintenance_hook)
@@ -1049,8 +1054,9 @@ class TieredSaver(BaseCheckpointSaver[str]):
         if self.ttl is not None:
             now = self.store.clock()
             if self._touched:
+                touched, self._touched = self._touched, {}
                 self.store.raw.write(
-                    [(self._thread_ns(t), _TOUCHED, _pack(ts)) for t, ts in self._touched.items()]
+                    [(self._thread_ns(t), _TOUCHED, _pack(ts)) for t, ts in touched.items()]
                 )
             threads = {t for t, _ in self._namespaces(None)}
             for thread in threads:
