@@ -8,8 +8,8 @@ Before the first measurement each file is opened once by this tieredmem (which u
 file of an older format, counting its items once), the field ``user.lang`` is declared
 indexed (``store.declare_index(["user.lang"])``: every item is read once) and its
 checkpoints are listed once (which builds the saver's id index of a file written before it
-existed); each is timed and reported as ``upgrade``.  From then on every write to the file also keeps the index of
-``user.lang`` (the put figures include it).
+existed); each is timed and reported as ``upgrade``.  From then on every write to the
+file also keeps the index of ``user.lang`` (the put figures include it).
 
 Every call below is measured in a fresh process (this script re-runs itself with
 ``--worker``); repeats are interleaved over sizes and calls, and the median is reported:
