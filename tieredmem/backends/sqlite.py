@@ -326,6 +326,7 @@ class SQLiteBackend:
         # The file's declared fields, as of schema version _fields_schema (declaring one
         # creates a trigger, so every connection sees a declaration by the schema moving).
         self._fields: tuple[str, ...] = ()
+        self._ready: tuple[str, ...] = ()  # those whose earlier items are indexed too
         self._fields_schema = -1
         self._wlock = threading.RLock()
         self._local = threading.local()
@@ -829,23 +830,36 @@ class SQLiteBackend:
 
     # -- declared field indexes (see tieredmem.fieldindex) ---------------------------------
     def _indexed(self, con: apsw.Connection) -> tuple[str, ...]:
-        """The declared fields (re-read when the schema moved: another connection may
-        have declared one)."""
+        """The declared fields, which every write keeps (re-read when the schema moved:
+        another connection may have declared one)."""
         ((version,),) = con.execute("PRAGMA schema_version").fetchall()
         if version != self._fields_schema:
-            fields: tuple[str, ...] = ()
-            for (value,) in con.execute("SELECT value FROM meta WHERE key = 'index'"):
-                fields = tuple(orjson.loads(value))
-            self._fields, self._fields_schema = fields, int(cast(int, version))
+            found = {"index": (), "index_ready": ()}
+            for key, value in con.execute(
+                "SELECT key, value FROM meta WHERE key IN ('index', 'index_ready')"
+            ):
+                found[str(key)] = tuple(orjson.loads(cast(str, value)))
+            self._fields, self._ready = found["index"], found["index_ready"]
+            self._fields_schema = int(cast(int, version))
         return self._fields
 
     def indexed_fields(self) -> tuple[str, ...]:
-        """Fields whose values this file indexes (``tieredmem.open(..., index=...)``)."""
+        """Fields whose index is complete (declared, and the items stored before the
+        declaration indexed), which searches may use (``tieredmem.open(..., index=...)``)."""
         try:
             with self._reading() as con:
-                return self._indexed(con)
+                self._indexed(con)
+                return self._ready
         except apsw.Error as exc:
             raise self._error(exc) from exc
+
+    def _set_meta(self, con: apsw.Connection, key: str, fields: Sequence[str]) -> None:
+        """Within a transaction: store a list of fields, and let every connection know."""
+        con.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            (key, orjson.dumps(list(fields)).decode()),
+        )
+        con.execute(_BUMP_SCHEMA)
 
     def _put_fields(
         self, con: apsw.Connection, ns: str, key: str, frame: bytes, fields: Sequence[str]
@@ -865,26 +879,38 @@ class SQLiteBackend:
         if len(wanted) != len(list(fields)):
             raise ValueError(f"index must list distinct non-empty field names, not {fields!r}")
         try:
+            # 1. Declared: from this commit on, every write keeps the fields.
             with self._writing() as con:
                 con.execute("BEGIN IMMEDIATE")
                 try:
                     known = self._indexed(con)
                     new = [f for f in wanted if f not in known]
                     if new:
-                        con.execute(
-                            "INSERT OR REPLACE INTO meta (key, value) VALUES ('index', ?)",
-                            (orjson.dumps([*known, *new]).decode(),),
-                        )
                         con.execute(FIELDS_TRIGGER)
-                        con.execute(_BUMP_SCHEMA)
+                        self._set_meta(con, "index", [*known, *new])
                     con.execute("COMMIT")
                 except BaseException:
                     if con.in_transaction:
                         con.execute("ROLLBACK")
                     raise
-            if new:
-                self._backfill_fields(new)
-                log.info("%s: indexed fields %s", self.path, ", ".join(new))
+                pending = [f for f in wanted if f not in self._ready]
+            if not pending:
+                return
+            # 2. The items stored before (again, if an earlier declaration was cut short).
+            self._backfill_fields(pending)
+            # 3. Complete: searches may use them.
+            with self._writing() as con:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    self._indexed(con)
+                    ready = [*self._ready, *(f for f in pending if f not in self._ready)]
+                    self._set_meta(con, "index_ready", ready)
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+            log.info("%s: indexed fields %s", self.path, ", ".join(pending))
         except apsw.Error as exc:
             raise self._error(exc) from exc
 
