@@ -192,35 +192,31 @@ def _analysis_limit(con: apsw.Connection) -> None:
     con.pragma("analysis_limit", _ANALYSIS_ROWS)
 
 
-def _keep_item_stats(con: apsw.Connection) -> None:
-    """Keep ``sqlite_stat1``'s row for ``items`` from the item count (format 3's
-    ``counts``), so that ``PRAGMA optimize`` never analyzes the largest table: even a
-    sampled ``ANALYZE items`` walks the b-tree (benchmarks/scale.py measures
-    ``maintain()``).  Rewritten when the count moved by more than 2x."""
-    ((rows,),) = con.execute(_ITEM_COUNT).fetchall()
-    rows = max(1, int(cast(int, rows)))
+def _keep_stats(con: apsw.Connection, table: str, rows: int) -> None:
+    """Keep ``sqlite_stat1``'s rows for *table* (``items``, ``fields``) from a row count
+    this store keeps (format 3's ``counts``), so that ``PRAGMA optimize`` never analyzes
+    the largest tables: even a sampled ``ANALYZE`` walks their b-trees (~0.2 s each on
+    benchmarks/scale.py's 10,000,000 items).  Rewritten when the count moved by 2x."""
+    rows = max(1, rows)
     if not any(con.execute("SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'")):
         con.execute("ANALYZE sqlite_schema")  # creates sqlite_stat1, analyzes nothing
-    known = con.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = 'items' AND idx = 'items'")
+    known = con.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = ? AND idx = ?", (table, table))
     for (stat,) in known:
         before = int(str(stat).split()[0] or 0)
         if rows / 2 <= before <= rows * 2:
             return
-    con.execute("DELETE FROM sqlite_stat1 WHERE tbl = 'items'")
-    # Every index of items (the table itself, keyed by namespace and key, included): the
-    # row count, then rows per distinct prefix of its key columns.  Lookups are by key,
-    # so only the row count matters to the planner.
-    indexes = [(str(r[1]), r[3] == "pk") for r in con.execute("PRAGMA index_list('items')")]
+    con.execute("DELETE FROM sqlite_stat1 WHERE tbl = ?", (table,))
+    # Every index of the table (its primary key, which SQLite names after a WITHOUT ROWID
+    # table, included): the row count, then rows per distinct prefix of its key columns.
+    # Lookups are by key, so only the row count matters to the planner.
+    indexes = [(str(r[1]), r[3] == "pk") for r in con.execute(f"PRAGMA index_list('{table}')")]
     for index, primary in indexes:
         keys = con.execute("SELECT count(*) FROM pragma_index_xinfo(?) WHERE key", (index,))
         ((columns,),) = keys.fetchall()
+        stat = " ".join([str(rows)] + ["1"] * int(cast(int, columns)))
         con.execute(
-            "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('items', ?, ?)",
-            # SQLite names the primary key of a WITHOUT ROWID table after the table.
-            (
-                "items" if primary else index,
-                " ".join([str(rows)] + ["1"] * int(cast(int, columns))),
-            ),
+            "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)",
+            (table, table if primary else index, stat),
         )
     con.execute("ANALYZE sqlite_schema")  # load the statistics just written
 
@@ -1214,7 +1210,11 @@ class SQLiteBackend:
                 page = int(con.pragma("page_size"))
                 if not self.memory:
                     con.pragma("wal_checkpoint", "PASSIVE")
-                _keep_item_stats(con)
+                ((items,),) = con.execute(_ITEM_COUNT).fetchall()
+                _keep_stats(con, "items", int(cast(int, items)))
+                fields = self._indexed(con)
+                if fields:  # at most a row per item and declared field
+                    _keep_stats(con, "fields", int(cast(int, items)) * len(fields))
                 con.execute("PRAGMA optimize")
         except apsw.Error as exc:
             raise self._error(exc) from exc
