@@ -231,10 +231,12 @@ def test_first_maintain_reads_no_table(tmp_path: Path, steps: PageCounter) -> No
         _fill(store, 20_000)
         with steps.measure() as cost:
             store.maintain()
-        assert cost[0] < 100, f"the first maintain() visited {cost[0]} pages"
+        # Writing and loading statistics of small tables: ~110 pages whatever the size
+        # (analyzing the 20,000 items visited ~700 more).
+        assert cost[0] < 200, f"the first maintain() visited {cost[0]} pages"
         with steps.measure() as cost:
             store.maintain()
-        assert cost[0] < 100, f"the second maintain() visited {cost[0]} pages"
+        assert cost[0] < 200, f"the second maintain() visited {cost[0]} pages"
 
 
 def test_maintain_vacuums_a_bounded_amount_per_call(tmp_path: Path) -> None:
