@@ -31,6 +31,7 @@ Every call below is measured in a fresh process (this script re-runs itself with
 ``put_p99``         p99 (and p50) of 2,000 sync ``store.put`` of new random keys (~1 KB)
 ``saver_rss``       peak RSS after ``get_state`` of every thread of the file (20 at 100,000
                     items, 2,000 at 10,000,000): the memory a saver holds per thread seen
+``saver_rss_16mib`` the same with ``TieredSaver(path, hot_bytes="16MiB")``
 
 Run from the repository root::
 
@@ -86,6 +87,7 @@ CALLS = (
     "doctor",
     "put_p99",
     "saver_rss",
+    "saver_rss_16mib",
 )
 #: Targets of issue #16 (LARGE / SMALL, or an absolute bound in seconds).
 TARGETS: dict[str, tuple[str, float]] = {
@@ -94,7 +96,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "search_indexed": ("ratio", 1.5),
     "put_p99": ("ratio", 2.0),
 }
-UNITS = {"put_p99": "ms", "saver_rss": "MB"}
+UNITS = {"put_p99": "ms", "saver_rss": "MB", "saver_rss_16mib": "MB"}
 
 
 def _ms(seconds: float) -> float:
@@ -127,12 +129,20 @@ def worker(call: str, path: str, items: int) -> dict[str, Any]:
         seconds, memory = _timed(lambda: tieredmem.MemorySaver(path=path, maintenance_interval=0))
         memory.close()
         out["ms"] = _ms(seconds)
-    elif call in ("saver_open", "get_state", "list_none", "list_thread", "saver_rss"):
+    elif call in (
+        "saver_open",
+        "get_state",
+        "list_none",
+        "list_thread",
+        "saver_rss",
+        "saver_rss_16mib",
+    ):
         from _scale_build import _graph
 
         from tieredmem.langgraph import TieredSaver
 
-        seconds, saver = _timed(lambda: TieredSaver(path, maintenance_interval=0))
+        hot = "16MiB" if call == "saver_rss_16mib" else "64MiB"
+        seconds, saver = _timed(lambda: TieredSaver(path, maintenance_interval=0, hot_bytes=hot))
         thread = rng.randrange(sh["threads"])
         config = {"configurable": {"thread_id": f"t{thread:05d}"}}
         try:
@@ -251,7 +261,7 @@ def plot(summary: dict[str, dict[int, Any]], sizes: dict[int, int], out: Path) -
 
     fig, ax = plt.subplots(figsize=(9, 6))
     for call, by_size in summary.items():
-        if call == "saver_rss":
+        if call.startswith("saver_rss"):
             continue
         xs = [sizes[n] / 1e9 for n in sorted(by_size) if by_size[n] is not None]
         ys = [by_size[n] for n in sorted(by_size) if by_size[n] is not None]
