@@ -260,13 +260,15 @@ def plot(summary: dict[str, dict[int, Any]], sizes: dict[int, int], out: Path) -
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 6))
-    for call, by_size in summary.items():
+    colors = plt.get_cmap("tab20").colors
+    for i, (call, by_size) in enumerate(summary.items()):
         if call.startswith("saver_rss"):
             continue
         xs = [sizes[n] / 1e9 for n in sorted(by_size) if by_size[n] is not None]
         ys = [by_size[n] for n in sorted(by_size) if by_size[n] is not None]
         if xs:
-            ax.plot(xs, ys, marker="o", label=call)
+            style = "--" if i % 2 else "-"
+            ax.plot(xs, ys, style, marker="o", color=colors[i % len(colors)], label=call)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("file size (GB)")
@@ -284,12 +286,24 @@ def main() -> int:
     parser.add_argument("--sizes", help="comma-separated item counts (three for the plot)")
     parser.add_argument("--repeat", type=int, default=None)
     parser.add_argument("--only", help="comma-separated calls")
+    parser.add_argument(
+        "--replot", action="store_true", help="redraw the plot from the saved JSON only"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--items", type=int, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.worker:
         print(json.dumps(worker(opts.worker, opts.path, opts.items)))
+        return 0
+    if opts.replot:
+        name = "scale_quick" if opts.quick else "scale"
+        saved = json.loads((HERE / "results" / f"{name}.json").read_text())
+        summary_of = {
+            call: {int(n): v for n, v in by.items()} for call, by in saved["summary"].items()
+        }
+        sizes_of = {int(n): info["bytes"] for n, info in saved["sizes"].items()}
+        plot(summary_of, sizes_of, HERE / "results" / f"{name}.png")
         return 0
     if opts.sizes:
         counts = [int(s) for s in opts.sizes.split(",")]
