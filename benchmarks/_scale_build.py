@@ -7,8 +7,8 @@ of 1,000 items each (``{"n": j % 10, "user": {"lang": ...}, "text": <880 chars>}
 one-node ``MessagesState`` graph).  At 10,000,000 items: 10,000 namespaces, 1,000 histories
 and 2,000 threads, the shape of issue #16.
 
-Files are cached under ``$TIEREDMEM_SCALE_CACHE`` (default ``/work/scale-cache`` when it
-exists, else ``~/.cache/tieredmem-scale``): a file is built into ``<name>.building`` and
+Files are cached under ``$TIEREDMEM_SCALE_CACHE`` (default ``/work/scale-cache`` on a
+machine with ``/work``, else ``~/.cache/tieredmem-scale``): a file is built into ``<name>.building`` and
 renamed when complete, with a JSON description beside it, so an interrupted build never
 passes for a finished one.
 """
@@ -35,7 +35,7 @@ def cache_dir() -> Path:
     env = os.environ.get("TIEREDMEM_SCALE_CACHE")
     if env:
         path = Path(env)
-    elif Path("/work/scale-cache").exists() or Path("/work").is_dir():
+    elif Path("/work").is_dir():
         path = Path("/work/scale-cache")
     else:
         path = Path.home() / ".cache" / "tieredmem-scale"
