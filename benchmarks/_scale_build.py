@@ -8,9 +8,9 @@ one-node ``MessagesState`` graph).  At 10,000,000 items: 10,000 namespaces, 1,00
 and 2,000 threads, the shape of issue #16.
 
 Files are cached under ``$TIEREDMEM_SCALE_CACHE`` (default ``/work/scale-cache`` on a
-machine with ``/work``, else ``~/.cache/tieredmem-scale``): a file is built into ``<name>.building`` and
-renamed when complete, with a JSON description beside it, so an interrupted build never
-passes for a finished one.
+machine with ``/work``, else ``~/.cache/tieredmem-scale``): a file is built into
+``<name>.building`` and renamed when complete, with a JSON description beside it, so an
+interrupted build never passes for a finished one.
 """
 
 from __future__ import annotations
