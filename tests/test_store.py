@@ -16,6 +16,7 @@ from tieredmem import (
     UnsupportedURLError,
     ValueTooLargeError,
 )
+from tieredmem.backends._schema import FORMAT_VERSION
 
 from .conftest import FakeClock
 
@@ -484,6 +485,8 @@ def test_format_1_file_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
         store.put(("a",), "k", {"v": 1})
     con = apsw.Connection(path)
     con.execute("DROP TABLE zstd_dicts")
+    con.execute("DROP TRIGGER items_count_insert; DROP TRIGGER items_count_delete")
+    con.execute("DROP TABLE counts; DROP TABLE fields")  # format 3
     con.pragma("user_version", 1)
     con.pragma("wal_checkpoint", "TRUNCATE")
     con.close()
@@ -491,7 +494,8 @@ def test_format_1_file_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
         assert store.get(("a",), "k").value == {"v": 1}  # type: ignore[union-attr]
         assert store.backend.dictionaries() == {}  # type: ignore[attr-defined]
     con = apsw.Connection(path)
-    assert con.pragma("user_version") == 2
+    assert con.pragma("user_version") == FORMAT_VERSION
+    assert next(con.execute("SELECT n FROM counts"))[0] == 1
     con.close()
 
 

@@ -188,6 +188,11 @@ class Engine:
         return self._clock
 
     @property
+    def hot_budget(self) -> int:
+        """The hot tier's budget in bytes."""
+        return int(self._hot.maxsize)
+
+    @property
     def max_pending_bytes(self) -> int:
         """With ``durability="batch"``: bytes of buffered writes that start a commit."""
         return self._buffer.max_bytes

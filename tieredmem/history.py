@@ -302,7 +302,7 @@ def default_budget(store: Store) -> TailBudget:
     with _budgets_lock:
         budget = _budgets.get(store)
         if budget is None:
-            budget = _budgets[store] = TailBudget(store.stats().hot_budget // 8)
+            budget = _budgets[store] = TailBudget(store.hot_budget // 8)
         return budget
 
 

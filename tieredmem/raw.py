@@ -54,6 +54,11 @@ class EngineView:
         """True once the store is closed."""
         return self._engine.closed
 
+    @property
+    def hot_budget(self) -> int:
+        """The hot tier's budget in bytes (``hot_bytes``), read without touching the file."""
+        return self._engine.hot_budget
+
     def flush(self) -> None:
         """Commit batched writes now (a no-op with ``durability="sync"``)."""
         self._engine.flush()
@@ -151,14 +156,24 @@ class Raw(EngineView):
         engine.flush()
         return engine.backend.keys(ns, start, stop)
 
-    def rows(self, ns: str, start: str = "", stop: str | None = None) -> list[Item]:
-        """Live items of *ns* in key range ``[start, stop)``, in key order."""
+    def rows(
+        self,
+        ns: str,
+        start: str = "",
+        stop: str | None = None,
+        *,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> list[Item]:
+        """Live items of *ns* in key range ``[start, stop)``, in key order (descending
+        with *reverse*), at most *limit* rows read."""
         engine = self._engine
         engine.check_open()
         cold_access()
         engine.flush()
         now = engine.clock()
-        found = (row_item(engine.codec, row, now) for row in engine.backend.range(ns, start, stop))
+        rows = engine.backend.range(ns, start, stop, limit=limit, reverse=reverse)
+        found = (row_item(engine.codec, row, now) for row in rows)
         return [item for item in found if item is not None]
 
     def iter_rows(self, ns_prefix: str, page: int = 500) -> Iterator[Item]:

@@ -8,11 +8,13 @@ the size of the file.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from .backends import SEP, Backend, Row
 from .codec import JSON, Codec
 from .errors import CorruptValueError
+from .fieldindex import conditions
 from .filters import (
     check_depth,
     check_page,
@@ -26,6 +28,9 @@ from .names import INTERNAL_ROOT, Namespace, damaged, match_labels
 from .names import prefix as prefix_of
 
 __all__ = ["list_namespaces", "row_item", "search_rows"]
+
+#: Rows read at most per page of a filtered scan.
+_MAX_PAGE = 512
 
 
 def search_rows(
@@ -70,13 +75,22 @@ def search_rows(
             ask *= 4
         return found[offset:wanted]
     # Rows come in (ns, key) order: stop reading (and decoding) at the wanted-th match.
-    # Without a filter every live row matches, so the first page asks for little more.
-    page = 500 if filter else min(500, wanted + 8)
+    # Pages start small and grow, so a search whose matches come early reads few rows
+    # (without a filter every live row matches: little more than wanted).
+    page = min(_MAX_PAGE, wanted + 8 if not filter else max(32, wanted * 4))
+    # A filter on declared fields reads only the index's candidates (the filter below
+    # still decides each one).
+    scan: Callable[..., list[Row]] = backend.scan
+    indexed = getattr(backend, "indexed_fields", None)
+    if filter and indexed is not None:
+        conds = conditions(filter, indexed())
+        if conds:
+            scan = partial(backend.field_scan, conditions=conds)  # type: ignore[attr-defined]
     after: tuple[str, str] | None = None
     unframe, load = coder.unframe, coder.load_payload
     first, rest = (needles[0], needles[1:]) if needles else (None, ())
     while True:
-        rows = backend.scan(prefix, after=after, limit=page, skip_prefix=skip)
+        rows = scan(prefix, after=after, limit=page, skip_prefix=skip)
         # _match_row, inlined: this loop runs for every row under the prefix.
         for row in rows:
             if row.expires_at is not None and row.expires_at <= now:
@@ -116,7 +130,7 @@ def search_rows(
         if len(rows) < page:
             return found[offset:wanted]
         after = (rows[-1].ns, rows[-1].key)
-        page = 500
+        page = min(_MAX_PAGE, page * 4)
 
 
 def _match_row(

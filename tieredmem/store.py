@@ -33,6 +33,7 @@ from .backends import SEP, Backend, Delete, open_backend
 from .codec import Codec
 from .engine import Clock, ColdReadError, Engine, memory_only_active
 from .errors import TieredMemError
+from .fieldindex import fields_of
 from .filters import check_page, check_query, matches, text_of, validate_filter
 from .item import Item, Stats
 from .names import Namespace, check_key, hot_key
@@ -323,6 +324,16 @@ class Store(EngineView):
             offset=offset,
         )
 
+    def declare_index(self, fields: Sequence[str]) -> None:
+        """Index these fields of dict values for search filters, from now on and for the
+        items already stored (see ``tieredmem.open(..., index=...)``); a no-op on backends
+        without field indexes."""
+        self._engine.check_open()
+        declare = getattr(self._engine.backend, "declare_index", None)
+        if declare is not None:
+            self._engine.flush()
+            declare(list(fields))
+
     # -- maintenance -------------------------------------------------------------------
     def maintain(self) -> dict[str, Any]:
         """Expire, apply retention, index, vacuum and checkpoint now; return what was done."""
@@ -355,6 +366,7 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     metrics: Callable[[dict[str, Any]], None] | None = None,
     coherence_interval: float = 0.0,
     readonly: bool = False,
+    index: Sequence[str] | None = None,
 ) -> Store:
     """Open (or create) a store.
 
@@ -375,9 +387,15 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
         number of seconds bounds how stale a read may be instead (see :class:`Store`).
     :param bool readonly: open an existing store for reading only: SQLite never writes
         the database file (it may create the empty ``-wal``/``-shm`` it coordinates
-        through, where the directory is writable), no background maintenance runs, and
-        every write raises :class:`ReadOnlyError`.  Works on a read-only file, directory
-        or mount.
+        through, where the directory is writable, and removes them on close when no other
+        connection uses the file), no background maintenance runs, and every write raises
+        :class:`ReadOnlyError`.  Works on a read-only file, directory or mount.
+    :param index: fields of dict values to index, dotted for nested ones (``["n",
+        "user.lang"]``): a search filter on them (exact match or a range on a number or a
+        string) reads only the matching items through SQL instead of decoding every item
+        under the prefix.  Declared in the file from then on (every later writer keeps it);
+        declaring a field indexes the items already stored, once.  SQLite files; other
+        backends ignore it (filters still work, by reading the items).
     :raises NotAStoreError: the file is not a tieredmem store (it is left untouched).
     :raises CorruptStoreError: the file is damaged; the message says how to recover.
     :raises CannotOpenError: the file or its directory cannot be opened or created.
@@ -399,6 +417,8 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
         synchronous=synchronous,
         busy_timeout=busy_timeout,
         text_of=text_of(codec),
+        fields_of=fields_of(codec),
+        index=index,
         wal_bytes=wal_bytes,
         **({"readonly": True} if readonly else {}),
         check_frame=codec.check,

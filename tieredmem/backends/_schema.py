@@ -54,6 +54,31 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     """,
+    # 3: the number of items, kept by triggers in the transaction of every write (any
+    #    connection, any statement: put, delete, range delete, expiry), so stats() reads
+    #    one row instead of counting the table.  The upgrade counts once.
+    """
+    CREATE TABLE counts (
+        name TEXT PRIMARY KEY,
+        n    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO counts (name, n) VALUES ('items', (SELECT count(*) FROM items));
+    CREATE TRIGGER items_count_insert AFTER INSERT ON items
+    BEGIN UPDATE counts SET n = n + 1 WHERE name = 'items'; END;
+    CREATE TRIGGER items_count_delete AFTER DELETE ON items
+    BEGIN UPDATE counts SET n = n - 1 WHERE name = 'items'; END;
+    -- Declared field indexes (tieredmem.open(..., index=[...]), listed in meta 'index'):
+    -- a row per item and declared field whose value is a number, a string or a bool, so
+    -- filters on them are answered in SQL.  'value' has no type: SQLite keeps each as is.
+    CREATE TABLE fields (
+        field TEXT NOT NULL,
+        ns    TEXT NOT NULL,
+        value NOT NULL,
+        key   TEXT NOT NULL,
+        PRIMARY KEY (field, ns, value, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX fields_item ON fields (ns, key, field);
+    """,
 )
 
 FORMAT_VERSION = len(MIGRATIONS)
@@ -77,6 +102,13 @@ FTS_TRIGGERS: tuple[str, ...] = tuple(
         ("items_fts_update", "UPDATE OF value", "new"),
         ("items_fts_delete", "DELETE", "old"),
     )
+)
+#: Created when a field index is first declared: a deleted item takes its field rows along
+#: (whatever deletes it: a delete, a range delete, expiry, another program).
+FIELDS_TRIGGER = (
+    "CREATE TRIGGER IF NOT EXISTS items_fields_delete AFTER DELETE ON items "
+    f"WHEN {_NOT_INTERNAL.format(row='old')} "
+    "BEGIN DELETE FROM fields WHERE ns = old.ns AND key = old.key; END"
 )
 #: Queue every existing (non-internal) item for indexing when full-text search is enabled.
 FTS_BACKFILL = (

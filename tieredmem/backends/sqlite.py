@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 import apsw
+import orjson
 
 from ..errors import (
     BusyTimeoutError,
@@ -43,8 +44,17 @@ from ..errors import (
     TieredMemError,
 )
 from ..hot import parse_bytes
+from ..names import INTERNAL_ROOT
 from . import SEP, Delete, Op, Put, Row, Touch
-from ._schema import APPLICATION_ID, FORMAT_VERSION, FTS_BACKFILL, FTS_TRIGGERS, MIGRATIONS
+from ._checkpoint import Checkpointer
+from ._schema import (
+    APPLICATION_ID,
+    FIELDS_TRIGGER,
+    FORMAT_VERSION,
+    FTS_BACKFILL,
+    FTS_TRIGGERS,
+    MIGRATIONS,
+)
 from ._shm import ShmHeader
 
 __all__ = ["SQLiteBackend"]
@@ -80,6 +90,15 @@ _INSERT = (
 #: Writes per window of the insert-first heuristic (see SQLiteBackend._put).
 _WINDOW = 256
 _DATA_VERSION = "PRAGMA data_version"
+_ITEM_COUNT = "SELECT n FROM counts WHERE name = 'items'"
+#: SQLite VM steps between two progress reports of integrity_check().
+_PROGRESS_STEPS = 100_000
+#: Rows an ANALYZE samples per index (PRAGMA analysis_limit).
+_ANALYSIS_ROWS = 400
+#: Seconds one maintain() spends at most on the full-text backlog (past one batch).
+_MAINTAIN_INDEX_SECONDS = 1.0
+#: Free pages one maintain() gives back to the file system (8 MiB of 4 KiB pages).
+_VACUUM_PAGES = 2048
 #: Seconds a coherence check waits for this handle's own writer before assuming the worst.
 _WRITER_WAIT = 0.05
 #: Serializes a forked child's reopening of connections (reset in every child).
@@ -100,6 +119,21 @@ def _reset_fork_lock() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_fork_lock)
 _DELETE = "DELETE FROM items WHERE ns = ? AND key = ?"
+_DELETE_FIELDS = "DELETE FROM fields WHERE ns = ? AND key = ?"
+_INSERT_FIELD = "INSERT OR REPLACE INTO fields (field, ns, value, key) VALUES (?, ?, ?, ?)"
+_FIELD_OPS = frozenset(("=", ">", ">=", "<", "<="))
+#: Rows read per transaction when a newly declared field index indexes existing items.
+_BACKFILL_ROWS = 5000
+#: Moves the schema version without changing anything (how other connections see that
+#: the declared fields changed): a no-op table created and dropped.
+_BUMP_SCHEMA = "CREATE TABLE IF NOT EXISTS index_changed (x); DROP TABLE index_changed"
+_INTERNAL_PREFIX = INTERNAL_ROOT + SEP
+
+
+def _internal(ns: str) -> bool:
+    return ns == INTERNAL_ROOT or ns.startswith(_INTERNAL_PREFIX)
+
+
 _TOUCH = "UPDATE items SET expires_at = ?3 + ttl WHERE ns = ?1 AND key = ?2 AND ttl IS NOT NULL"
 #: A Row from a result tuple of the _COLS columns, without the Python-level __new__.
 _row = functools.partial(tuple.__new__, Row)
@@ -142,7 +176,7 @@ def _auto_vacuum(con: apsw.Connection) -> None:
     con.pragma("auto_vacuum", "incremental")
 
 
-def _wal_bound(con: apsw.Connection, wal_bytes: int) -> None:
+def _wal_bound(con: apsw.Connection, wal_bytes: int) -> int:
     """Checkpoint once the WAL holds about *wal_bytes* (SQLite's default is 1,000 pages,
     ~4 MiB) and truncate it back to that size afterwards, so the WAL stays bounded.
 
@@ -153,8 +187,57 @@ def _wal_bound(con: apsw.Connection, wal_bytes: int) -> None:
     page = int(con.pragma("page_size")) or 4096
     # A WAL frame is a page plus a 24-byte header: checkpoint before the log outgrows
     # wal_bytes, so SQLite rewinds it in place instead of growing and truncating it.
-    con.pragma("wal_autocheckpoint", max(16, wal_bytes // (page + 24)))
+    pages = max(16, wal_bytes // (page + 24))
+    con.pragma("wal_autocheckpoint", pages)
     con.pragma("journal_size_limit", wal_bytes)
+    return pages
+
+
+def _checkpoint_connection(path: str, busy_ms: int) -> Callable[[], apsw.Connection]:
+    """Opens the connection background checkpoints run on (no reference to the backend,
+    so a backend nobody uses is still collected)."""
+
+    def connect() -> apsw.Connection:
+        con = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
+        _busy_timeout(con, busy_ms)
+        return con
+
+    return connect
+
+
+def _analysis_limit(con: apsw.Connection) -> None:
+    """Bound any ANALYZE (``PRAGMA optimize`` runs one when statistics look stale) to
+    sampling a few hundred rows per index, instead of reading every row of the file."""
+    con.pragma("analysis_limit", _ANALYSIS_ROWS)
+
+
+def _keep_stats(con: apsw.Connection, table: str, rows: int) -> None:
+    """Keep ``sqlite_stat1``'s rows for *table* (``items``, ``fields``) from a row count
+    this store keeps (format 3's ``counts``), so that ``PRAGMA optimize`` never analyzes
+    the largest tables: even a sampled ``ANALYZE`` walks their b-trees (~0.2 s each on
+    benchmarks/scale.py's 10,000,000 items).  Rewritten when the count moved by 2x."""
+    rows = max(1, rows)
+    if not any(con.execute("SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'")):
+        con.execute("ANALYZE sqlite_schema")  # creates sqlite_stat1, analyzes nothing
+    known = con.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = ? AND idx = ?", (table, table))
+    for (stat,) in known:
+        before = int(str(stat).split()[0] or 0)
+        if rows / 2 <= before <= rows * 2:
+            return
+    con.execute("DELETE FROM sqlite_stat1 WHERE tbl = ?", (table,))
+    # Every index of the table (its primary key, which SQLite names after a WITHOUT ROWID
+    # table, included): the row count, then rows per distinct prefix of its key columns.
+    # Lookups are by key, so only the row count matters to the planner.
+    indexes = [(str(r[1]), r[3] == "pk") for r in con.execute(f"PRAGMA index_list('{table}')")]
+    for index, primary in indexes:
+        keys = con.execute("SELECT count(*) FROM pragma_index_xinfo(?) WHERE key", (index,))
+        ((columns,),) = keys.fetchall()
+        stat = " ".join([str(rows)] + ["1"] * int(cast(int, columns)))
+        con.execute(
+            "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)",
+            (table, table if primary else index, stat),
+        )
+    con.execute("ANALYZE sqlite_schema")  # load the statistics just written
 
 
 def _no_double_quoted_strings(con: apsw.Connection) -> None:
@@ -302,6 +385,9 @@ class SQLiteBackend:
         every write raises :class:`ReadOnlyError`.
     :param check_frame: raises :class:`~tieredmem.CorruptValueError` for a damaged stored
         frame (the codec's checksum test), used by :meth:`integrity_check`.
+    :param fields_of: returns the declared fields' values of a stored frame (see
+        :mod:`tieredmem.fieldindex`); needed to keep field indexes.
+    :param index: fields to index (added to those the file already declares).
     """
 
     def __init__(
@@ -311,6 +397,8 @@ class SQLiteBackend:
         synchronous: str = "NORMAL",
         busy_timeout: float = 60.0,
         text_of: Callable[[bytes], str | None] | None = None,
+        fields_of: Callable[[bytes, Sequence[str]], list[tuple[str, Any]]] | None = None,
+        index: Sequence[str] | None = None,
         wal_bytes: int | str = "4MiB",
         readonly: bool = False,
         check_frame: Callable[[bytes], object] | None = None,
@@ -333,6 +421,12 @@ class SQLiteBackend:
         self._insert_first = True
         self._attempts = self._conflicts = self._upserts_left = 0
         self._text_of = text_of
+        self._fields_of = fields_of
+        # The file's declared fields, as of schema version _fields_schema (declaring one
+        # creates a trigger, so every connection sees a declaration by the schema moving).
+        self._fields: tuple[str, ...] = ()
+        self._ready: tuple[str, ...] = ()  # those whose earlier items are indexed too
+        self._fields_schema = -1
         self._wlock = threading.RLock()
         self._local = threading.local()
         self._readers: list[apsw.Connection] = []
@@ -350,6 +444,7 @@ class SQLiteBackend:
         # A readonly store that finds no -wal makes SQLite create -wal and -shm; close()
         # removes them again when no other connection uses the file.
         self._ro_tidy = readonly and not self.memory and not os.path.exists(self.path + "-wal")
+        self._checkpointer: Checkpointer | None = None
         if not self.memory:
             _check_header(self.path)
             if readonly:
@@ -364,6 +459,8 @@ class SQLiteBackend:
                     raise self._os_error(exc) from exc
         self._writer = self._connect(writer=True)
         self._open_watch()
+        if index:
+            self.declare_index(index)
 
     # -- connections -----------------------------------------------------------------
     def _connect(self, *, writer: bool) -> apsw.Connection:
@@ -395,6 +492,8 @@ class SQLiteBackend:
                 con.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
                 self._setup(con)
                 con.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0)
+                if not self.memory:
+                    self._checkpoint_in_background(con)
             else:
                 con.pragma("query_only", True)
         except apsw.Error as exc:
@@ -452,9 +551,10 @@ class SQLiteBackend:
             _auto_vacuum(con)
         if not self.memory:
             _wal(con, self._busy_ms)
-            _wal_bound(con, self._wal_bytes)
+            self._wal_pages = _wal_bound(con, self._wal_bytes)
         _synchronous(con, self._synchronous)
         con.pragma("temp_store", "memory")
+        _analysis_limit(con)
         self._migrate(con)
 
     def _migrate(self, con: apsw.Connection) -> None:
@@ -491,6 +591,21 @@ class SQLiteBackend:
             # the next open can vet the file without SQLite.
             con.pragma("wal_checkpoint", "TRUNCATE")
 
+    def _checkpoint_in_background(self, con: apsw.Connection) -> None:
+        """Replace the writer's automatic checkpoint (inside the commit that fills the
+        WAL) by one in a thread (see :mod:`tieredmem.backends._checkpoint`)."""
+        self._checkpointer = Checkpointer(
+            _checkpoint_connection(self.path, self._busy_ms), self._wal_pages
+        )
+        con.set_wal_hook(self._checkpointer.hook)
+
+    def _after_commit(self, con: apsw.Connection) -> None:
+        """With the write lock held: checkpoint here if the background one fell behind
+        (not inside a transaction held open by :meth:`locked`: its commit comes later)."""
+        checkpointer = self._checkpointer
+        if checkpointer is not None and checkpointer.overdue and not con.in_transaction:
+            checkpointer.catch_up(con)
+
     def _open_watch(self) -> None:
         """Open the watch connection and take the current versions as seen."""
         if self.memory:
@@ -519,6 +634,8 @@ class SQLiteBackend:
         then remove the WAL under the child).  Closing them releases nothing of the
         parent's: POSIX locks are not inherited.
         """
+        if self._checkpointer is not None:
+            self._checkpointer.forget()
         inherited = [self._writer, self._watch, *self._readers]
         for con in inherited:
             if con is None:
@@ -875,6 +992,7 @@ class SQLiteBackend:
             self._local.in_write = True
             try:
                 yield self._writer
+                self._after_commit(self._writer)
             finally:
                 self._local.in_write = outer
 
@@ -888,7 +1006,8 @@ class SQLiteBackend:
             outer = getattr(local, "in_write", False)  # inside locked()
             local.in_write = True
             try:
-                if len(ops) == 1 and type(ops[0]) is Put:
+                fields = self._indexed(con) if self._fields_of is not None else ()
+                if len(ops) == 1 and type(ops[0]) is Put and not fields:
                     # One autocommit statement: SQLite retries the lock itself.
                     put = ops[0]
                     args = (
@@ -901,6 +1020,7 @@ class SQLiteBackend:
                         put.ttl,
                     )
                     created.append(self._put(con, args))
+                    self._after_commit(con)
                     return created
                 with _immediate(con):
                     for op in ops:
@@ -915,6 +1035,8 @@ class SQLiteBackend:
                                 op.ttl,
                             )
                             created.append(self._put(con, args))
+                            if fields and not _internal(op.ns):
+                                self._put_fields(con, op.ns, op.key, op.frame, fields)
                         elif isinstance(op, Delete):
                             con.execute(_DELETE, op)
                         elif isinstance(op, Touch):
@@ -924,11 +1046,164 @@ class SQLiteBackend:
                                 "DELETE FROM items WHERE ns = ? AND key >= ? AND key < ?",
                                 (op.ns, op.start, _TOP if op.stop is None else op.stop),
                             )
+                self._after_commit(con)
             except apsw.Error as exc:
                 raise self._error(exc) from exc
             finally:
                 local.in_write = outer
         return created
+
+    # -- declared field indexes (see tieredmem.fieldindex) ---------------------------------
+    def _indexed(self, con: apsw.Connection) -> tuple[str, ...]:
+        """The declared fields, which every write keeps (re-read when the schema moved:
+        another connection may have declared one)."""
+        ((version,),) = con.execute("PRAGMA schema_version").fetchall()
+        if version != self._fields_schema:
+            found = {"index": (), "index_ready": ()}
+            for key, value in con.execute(
+                "SELECT key, value FROM meta WHERE key IN ('index', 'index_ready')"
+            ):
+                found[str(key)] = tuple(orjson.loads(cast(str, value)))
+            self._fields, self._ready = found["index"], found["index_ready"]
+            self._fields_schema = int(cast(int, version))
+        return self._fields
+
+    def indexed_fields(self) -> tuple[str, ...]:
+        """Fields whose index is complete (declared, and the items stored before the
+        declaration indexed), which searches may use (``tieredmem.open(..., index=...)``)."""
+        try:
+            with self._reading() as con:
+                self._indexed(con)
+                return self._ready
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
+    def _set_meta(self, con: apsw.Connection, key: str, fields: Sequence[str]) -> None:
+        """Within a transaction: store a list of fields, and let every connection know."""
+        con.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            (key, orjson.dumps(list(fields)).decode()),
+        )
+        con.execute(_BUMP_SCHEMA)
+
+    def _put_fields(
+        self, con: apsw.Connection, ns: str, key: str, frame: bytes, fields: Sequence[str]
+    ) -> None:
+        assert self._fields_of is not None
+        con.execute(_DELETE_FIELDS, (ns, key))
+        for field, value in self._fields_of(frame, fields):
+            con.execute(_INSERT_FIELD, (field, ns, value, key))
+
+    def declare_index(self, fields: Sequence[str]) -> None:
+        """Index *fields* from now on (with those declared before), and the items already
+        stored: once per field and file, in batches of their own transactions (a write
+        made meanwhile by any connection indexes itself)."""
+        if self._fields_of is None:
+            raise TieredMemError("declaring a field index needs fields_of (tieredmem.open)")
+        wanted = [f for f in dict.fromkeys(fields) if isinstance(f, str) and f]
+        if len(wanted) != len(list(fields)):
+            raise ValueError(f"index must list distinct non-empty field names, not {fields!r}")
+        try:
+            # 1. Declared: from this commit on, every write keeps the fields.
+            with self._writing() as con:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    known = self._indexed(con)
+                    new = [f for f in wanted if f not in known]
+                    if new:
+                        con.execute(FIELDS_TRIGGER)
+                        self._set_meta(con, "index", [*known, *new])
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+                pending = [f for f in wanted if f not in self._ready]
+            if not pending:
+                return
+            # 2. The items stored before (again, if an earlier declaration was cut short).
+            self._backfill_fields(pending)
+            # 3. Complete: searches may use them.
+            with self._writing() as con:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    self._indexed(con)
+                    ready = [*self._ready, *(f for f in pending if f not in self._ready)]
+                    self._set_meta(con, "index_ready", ready)
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+            log.info("%s: indexed fields %s", self.path, ", ".join(pending))
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
+    def _backfill_fields(self, fields: Sequence[str]) -> None:
+        assert self._fields_of is not None
+        after: tuple[str, str] = ("", "")
+        while True:
+            with self._writing() as con:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    rows = con.execute(
+                        "SELECT ns, key, value FROM items WHERE (ns, key) > (?, ?) "
+                        f"ORDER BY ns, key LIMIT {_BACKFILL_ROWS}",
+                        after,
+                    ).fetchall()
+                    for ns, key, frame in rows:
+                        if not _internal(str(ns)):
+                            for field, value in self._fields_of(cast(bytes, frame), fields):
+                                con.execute(_INSERT_FIELD, (field, ns, value, key))
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+            if len(rows) < _BACKFILL_ROWS:
+                return
+            after = (str(rows[-1][0]), str(rows[-1][1]))
+
+    def field_scan(
+        self,
+        ns_prefix: str,
+        conditions: Sequence[tuple[str, str, Any]],
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int = 1000,
+        skip_prefix: str | None = None,
+    ) -> list[Row]:
+        """:meth:`scan` narrowed to the items whose indexed fields satisfy *conditions*
+        (``(field, op, value)``, op one of ``= > >= < <=``; see
+        :func:`tieredmem.fieldindex.conditions`), in (ns, key) order."""
+        (field, op, value), rest = conditions[0], conditions[1:]
+        if op not in _FIELD_OPS or any(c[1] not in _FIELD_OPS for c in rest):
+            raise ValueError(f"unknown field condition in {conditions!r}")
+        lo, hi = prefix_bounds(ns_prefix)
+        where = f"f.field = ? AND f.ns >= ? AND f.ns < ? AND f.value {op} ?"
+        args: list[Any] = [field, lo, hi, value]
+        if after is not None:
+            where += " AND (f.ns, f.key) > (?, ?)"
+            args += list(after)
+        if skip_prefix:
+            where += " AND NOT (f.ns >= ? AND f.ns < ?)"
+            args += list(prefix_bounds(skip_prefix))
+        for other, other_op, other_value in rest:
+            where += (
+                " AND EXISTS (SELECT 1 FROM fields g WHERE g.ns = f.ns AND g.key = f.key "
+                f"AND g.field = ? AND g.value {other_op} ?)"
+            )
+            args += [other, other_value]
+        sql = (
+            "SELECT i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at, i.ttl "
+            "FROM fields f JOIN items i ON i.ns = f.ns AND i.key = f.key "
+            f"WHERE {where} ORDER BY f.ns, f.key LIMIT {int(limit)}"
+        )
+        try:
+            with self._reading() as con:
+                return list(map(_row, con.execute(sql, args)))
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
 
     def dictionaries(self) -> dict[int, bytes]:
         try:
@@ -1033,14 +1308,16 @@ class SQLiteBackend:
         self._fts = True
         log.info("%s: full-text index enabled", self.path)
 
-    def index_pending(self, batch: int = 2000) -> int:
-        """Bring the full-text index up to date; return the number of rows (re)indexed."""
+    def index_pending(self, batch: int = 2000, seconds: float | None = None) -> int:
+        """Bring the full-text index up to date (or stop after the batch that ends past
+        *seconds*); return the number of rows (re)indexed."""
         if not self.fts_enabled():
             return 0
         done = 0
         text_of = self._text_of
+        deadline = None if seconds is None else time.monotonic() + seconds
         try:
-            while True:
+            while deadline is None or time.monotonic() < deadline:
                 with self._writing() as con:
                     stale = list(
                         con.execute(
@@ -1070,6 +1347,7 @@ class SQLiteBackend:
                                 )
                             con.execute("UPDATE fts_docs SET stale = 0 WHERE id = ?", (doc_id,))
                     done += len(stale)
+            return done  # out of time: the next round goes on
         except apsw.Error as exc:
             raise self._error(exc) from exc
 
@@ -1135,22 +1413,31 @@ class SQLiteBackend:
             raise self._error(exc) from exc
 
     def maintain(self) -> dict[str, Any]:
-        indexed = self.index_pending()
+        # Bounded per call: a large backlog (a first text search on a big store) is
+        # indexed over several rounds; a text search still brings it up to date first.
+        indexed = self.index_pending(seconds=_MAINTAIN_INDEX_SECONDS)
         try:
             with self._writing() as con:
                 # Under the write lock, taken first: PRAGMA optimize reads, then writes
                 # (ANALYZE), which fails at once under contention when begun as a read.
                 with _immediate(con):
                     free_before = int(con.pragma("freelist_count"))
-                    for _ in con.execute("PRAGMA incremental_vacuum"):
-                        pass  # each step frees a page: run them all
+                    # Bounded per call: the worker's next round frees the next pages.
+                    for _ in con.execute(f"PRAGMA incremental_vacuum({_VACUUM_PAGES})"):
+                        pass  # each step frees a page
+                    freed = free_before - int(con.pragma("freelist_count"))
                     page = int(con.pragma("page_size"))
+                    ((items,),) = con.execute(_ITEM_COUNT).fetchall()
+                    _keep_stats(con, "items", int(cast(int, items)))
+                    fields = self._indexed(con)
+                    if fields:  # at most a row per item and declared field
+                        _keep_stats(con, "fields", int(cast(int, items)) * len(fields))
                     con.execute("PRAGMA optimize")
                 if not self.memory and not con.in_transaction:  # not inside locked()
                     con.pragma("wal_checkpoint", "PASSIVE")
         except apsw.Error as exc:
             raise self._error(exc) from exc
-        return {"indexed": indexed, "vacuumed_bytes": free_before * page}
+        return {"indexed": indexed, "vacuumed_bytes": freed * page}
 
     def checkpoint(self, mode: str = "TRUNCATE") -> None:
         """Copy the WAL into the main file (``TRUNCATE`` also empties the WAL)."""
@@ -1172,23 +1459,47 @@ class SQLiteBackend:
         except apsw.Error as exc:
             raise self._error(exc) from exc
 
-    def integrity_check(self, *, limit: int = 100) -> str:
-        """``"ok"`` for a sound file; otherwise one line per problem (at most *limit*):
-        ``PRAGMA integrity_check``'s, then each stored value whose checksum does not match
-        (``check_frame``), by namespace and key."""
+    def integrity_check(
+        self,
+        *,
+        full: bool = False,
+        progress: Callable[[], None] | None = None,
+        limit: int = 100,
+    ) -> str:
+        """``"ok"`` for a sound file; otherwise one line per problem (at most *limit*).
+
+        ``PRAGMA quick_check`` reads every page once; with *full*, ``integrity_check``
+        also compares every index with its table, and then every stored value's checksum
+        is verified (``check_frame``), each damaged one named by namespace and key.  Runs
+        in a read transaction (writers go on); *progress* is called every ~100,000
+        SQLite VM steps."""
+        pragma = "integrity_check" if full else "quick_check"
+
+        def tick() -> bool:
+            if progress is not None:
+                progress()
+            return False  # go on
+
         try:
             with self._reading() as con:
-                lines = [str(r[0]) for r in con.execute("PRAGMA integrity_check")]
-                if lines == ["ok"]:
-                    lines = []
-                if self._check_frame is not None:
-                    for ns, key, frame in con.execute("SELECT ns, key, value FROM items"):
-                        try:
-                            self._check_frame(frame)
-                        except TieredMemError as exc:
-                            lines.append(f"namespace {tuple(ns.split(SEP))!r} key {key!r}: {exc}")
-                        if len(lines) >= limit:
-                            break
+                con.set_progress_handler(tick, _PROGRESS_STEPS)
+                try:
+                    lines = [str(r[0]) for r in con.execute(f"PRAGMA {pragma}")]
+                    if lines == ["ok"]:
+                        lines = []
+                    if full and self._check_frame is not None:
+                        for ns, key, frame in con.execute("SELECT ns, key, value FROM items"):
+                            try:
+                                self._check_frame(frame)
+                            except TieredMemError as exc:
+                                where = f"namespace {tuple(ns.split(SEP))!r} key {key!r}"
+                                lines.append(f"{where}: {exc}")
+                            if len(lines) >= limit:
+                                break
+                finally:
+                    con.set_progress_handler(None)
+        except (apsw.CorruptError, apsw.NotADBError) as exc:
+            return f"damaged: {exc}"
         except apsw.Error as exc:
             raise self._error(exc) from exc
         return "\n".join(lines) if lines else "ok"
@@ -1199,7 +1510,8 @@ class SQLiteBackend:
                 page = int(con.pragma("page_size"))
                 pages = int(con.pragma("page_count"))
                 free = int(con.pragma("freelist_count"))
-                rows = int(next(iter(con.execute("SELECT count(*) FROM items")))[0])
+                # Kept by triggers (format 3): one row, whatever the size of the file.
+                rows = int(next(iter(con.execute(_ITEM_COUNT)))[0])
         except apsw.Error as exc:
             raise self._error(exc) from exc
         wal = 0
@@ -1240,6 +1552,8 @@ class SQLiteBackend:
             if self._watch is not None:
                 self._watch.close()
                 self._watch = None
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._wlock:
             self._writer.close()
         if self._shm is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import operator
 import os
@@ -73,6 +74,25 @@ _ITEM_BYTES = 2048  # estimated memory of one decoded message (a ~500 B text)
 _MSGPACK = b"msgpack\x00"  # a log item's prefix: the serializer's type tag, NUL
 _TOUCHED = "touched"
 _PAGE = 64
+#: Threads whose checkpoint count the saver keeps in memory at most.
+_TRACKED = 4096
+#: Key of the marker row in the id index: every checkpoint of the file has its index row.
+_IDS_BUILT = "~built"
+#: The id index's keys sort before this (checkpoint ids are hex digits and dashes).
+_IDS_END = "~"
+
+
+def _id_key(cid: str, thread: str, cns: str) -> str:
+    """Key of a checkpoint's row in the id index: newest first is reverse key order."""
+    return f"{cid}{SEP}{thread}{SEP}{cns}"
+
+
+def _pages(first: int) -> Iterator[int]:
+    """Page sizes of a listing: *first*, then growing to a bound."""
+    size = max(1, min(first, _PAGE))
+    while True:
+        yield size
+        size = min(size * 4, 8 * _PAGE)
 
 
 def _pack(obj: Any) -> bytes:
@@ -318,10 +338,22 @@ class TieredSaver(BaseCheckpointSaver[str]):
         # estimated _ITEM_BYTES each, to a quarter of the hot-tier budget; dropped when
         # the store's generation moves.
         self._last_lists: LRUCache[tuple[str, str, str], _Held] = LRUCache(
-            maxsize=max(_PAGE, self.store.stats().hot_budget // 4 // _ITEM_BYTES),
+            maxsize=max(_PAGE, self.store.hot_budget // 4 // _ITEM_BYTES),
             getsizeof=_held_size,
         )
-        self._counts: dict[tuple[str, str], int] = {}
+        # Every checkpoint of the file by id, across threads (a row each, written with the
+        # checkpoint): list(None, limit=N) reads N rows of it, newest first.
+        self._ids = self.store.raw.internal_ns("lg-ids")
+        self._ids_ready = self.store.raw.read(self._ids, _IDS_BUILT) is not None
+        # No checkpoint yet: the first put marks the index complete.  (A file with older
+        # checkpoints is indexed once, by the first list(None).)
+        self._ids_fresh = not self._ids_ready and not any(
+            True for _ in self.store.raw.iter_rows(self.store.raw.internal_ns("lg"), page=1)
+        )
+        # Checkpoints per (thread, ns) for max_checkpoints: bounded, so what the saver
+        # holds does not grow with the threads it has seen (a count forgotten is read
+        # again).  Threads' last uses (ttl) are written, and forgotten, at each maintenance.
+        self._counts: LRUCache[tuple[str, str], int] = LRUCache(maxsize=_TRACKED)
         self._counts_generation = self.store.generation()
         self._touched: dict[str, float] = {}
         self.store.raw.add_maintenance_hook(self._maintenance_hook)
@@ -620,29 +652,35 @@ class TieredSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        """Checkpoints newest first.  Reads a page at a time and holds no lock while the
-        caller iterates; each page costs three batched reads, not one per checkpoint."""
+        """Checkpoints newest first, read a page at a time through an index (``limit=N``
+        reads about N checkpoints, whatever the number of threads); no lock is held while
+        the caller iterates, and each page costs two batched reads."""
         conf = (config or {}).get("configurable", {})
         thread = _label(conf["thread_id"]) if conf.get("thread_id") is not None else None
         cns = conf.get("checkpoint_ns")
         only_id = conf.get("checkpoint_id")
         before_id = get_checkpoint_id(before) if before else None
-        spaces = self._namespaces(thread)
-        if cns is not None:
-            spaces = [s for s in spaces if s[1] == cns]
-        ids: list[tuple[str, str, str]] = []
-        for t, n in spaces:
-            for key in self.store.raw.keys(self._ns(t, n), "c", "d"):
-                cid = key[1:]
-                if only_id and cid != only_id:
-                    continue
-                if before_id and cid >= before_id:
-                    continue
-                ids.append((cid, t, n))
-        ids.sort(reverse=True)
+        first = limit if limit is not None and not filter else _PAGE
+        if thread is None:
+            source = self._all_ids(before_id, first)
+        else:
+            spaces = [s for s in self._namespaces(thread) if cns is None or s[1] == cns]
+            source = heapq.merge(
+                *(self._thread_ids(t, n, before_id, first) for t, n in spaces), reverse=True
+            )
         remaining = limit
-        for start in range(0, len(ids), _PAGE):
-            page = ids[start : start + _PAGE]
+        sizes = _pages(first)
+        while True:
+            page: list[tuple[str, str, str]] = []
+            size = next(sizes)
+            for cid, t, n in source:
+                if (only_id and cid != only_id) or (cns is not None and n != cns):
+                    continue
+                page.append((cid, t, n))
+                if len(page) >= size:
+                    break
+            if not page:
+                return
             rows = self.store.raw.read_many([(self._ns(t, n), "c" + cid) for cid, t, n in page])
             for (cid, t, n), item in zip(page, rows):
                 if item is None:
@@ -657,6 +695,55 @@ class TieredSaver(BaseCheckpointSaver[str]):
                     remaining -= 1
                     if remaining <= 0:
                         return
+
+    def _thread_ids(
+        self, thread: str, cns: str, before_id: str | None, first: int
+    ) -> Iterator[tuple[str, str, str]]:
+        """``(id, thread, ns)`` of one namespace's checkpoints, newest first, by pages."""
+        ns = self._ns(thread, cns)
+        stop = "c" + before_id if before_id else "d"
+        for size in _pages(first):
+            keys = [i.key for i in self.store.raw.rows(ns, "c", stop, limit=size, reverse=True)]
+            for key in keys:
+                yield key[1:], thread, cns
+            if len(keys) < size:
+                return
+            stop = keys[-1]
+
+    def _all_ids(self, before_id: str | None, first: int) -> Iterator[tuple[str, str, str]]:
+        """``(id, thread, ns)`` of every checkpoint, newest first, from the id index."""
+        self._build_id_index()
+        stop = before_id or _IDS_END
+        for size in _pages(first):
+            keys = [
+                i.key for i in self.store.raw.rows(self._ids, "", stop, limit=size, reverse=True)
+            ]
+            for key in keys:
+                cid, thread, cns = key.split(SEP, 2)
+                yield cid, thread, cns
+            if len(keys) < size:
+                return
+            stop = keys[-1]
+
+    def _build_id_index(self) -> None:
+        """Index the checkpoints of a file written before the id index existed (once per
+        file: the marker row says every checkpoint has its index row)."""
+        if self._ids_ready or self.store.raw.read(self._ids, _IDS_BUILT) is not None:
+            self._ids_ready = True
+            return
+        with self._lock:
+            if self.store.raw.read(self._ids, _IDS_BUILT) is not None:
+                return
+            puts: list[tuple[str, str, Any]] = []
+            for t, n in self._namespaces(None):
+                for key in self.store.raw.keys(self._ns(t, n), "c", "d"):
+                    puts.append((self._ids, _id_key(key[1:], t, n), b""))
+                    if len(puts) >= 500:
+                        self.store.raw.write(puts, cache_puts=False)
+                        puts = []
+            puts.append((self._ids, _IDS_BUILT, b""))
+            self.store.raw.write(puts, cache_puts=False)
+            self._ids_ready = True
 
     def put(
         self,
@@ -700,6 +787,10 @@ class TieredSaver(BaseCheckpointSaver[str]):
             mt, md = self.serde.dumps_typed(get_checkpoint_metadata(config, metadata))
             row = {"p": parent, "ct": ct, "cd": cd, "mt": mt, "md": md}
             puts.append((ns, "c" + checkpoint["id"], _pack(row)))
+            puts.append((self._ids, _id_key(checkpoint["id"], thread, cns), b""))
+            if not self._ids_ready and self._ids_fresh:
+                puts.append((self._ids, _IDS_BUILT, b""))
+                self._ids_ready = True
             latest = self._get(ns, _LATEST)
             if latest is None or checkpoint["id"] >= latest:
                 puts.append((ns, _LATEST, _pack(checkpoint["id"])))
@@ -771,7 +862,12 @@ class TieredSaver(BaseCheckpointSaver[str]):
         with self._lock:
             spaces = self.store.raw.namespaces_under(root)
             if spaces:
-                self.store.raw.write(ranges=[(ns, "", None) for ns in spaces])
+                ids = [
+                    (self._ids, _id_key(key[1:], t, n))
+                    for t, n in self._namespaces(thread)
+                    for key in self.store.raw.keys(self._ns(t, n), "c", "d")
+                ]
+                self.store.raw.write(deletes=ids, ranges=[(ns, "", None) for ns in spaces])
             self._forget(thread)
 
     def _forget(self, thread: str) -> None:
@@ -812,6 +908,13 @@ class TieredSaver(BaseCheckpointSaver[str]):
             for ns in self.store.raw.namespaces_under(src_root):
                 target = dst_root + ns[len(src_root) :]
                 puts = [(target, item.key, item.value) for item in self.store.raw.rows(ns)]
+                labels = target.split(SEP)
+                if len(labels) == 4 and labels[3].startswith("~"):
+                    puts += [
+                        (self._ids, _id_key(key[1:], dst, labels[3][1:]), b"")
+                        for _, key, _ in list(puts)
+                        if key.startswith("c")
+                    ]
                 for i in range(0, len(puts), 500):
                     self.store.raw.write(puts[i : i + 500])
             self._invalidate_logs(dst_root + SEP)
@@ -875,6 +978,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
         ns = self._ns(thread, cns)
         with self._lock:
             deletes = [(ns, "c" + cid) for cid in ids] + [(ns, "w" + cid) for cid in ids]
+            deletes += [(self._ids, _id_key(cid, thread, cns)) for cid in ids]
             for i in range(0, len(deletes), 500):
                 self.store.raw.write(deletes=deletes[i : i + 500])
             remaining = [k[1:] for k in self.store.raw.keys(ns, "c", "d")]
@@ -965,8 +1069,9 @@ class TieredSaver(BaseCheckpointSaver[str]):
         if self.ttl is not None:
             now = self.store.clock()
             if self._touched:
+                touched, self._touched = self._touched, {}
                 self.store.raw.write(
-                    [(self._thread_ns(t), _TOUCHED, _pack(ts)) for t, ts in self._touched.items()]
+                    [(self._thread_ns(t), _TOUCHED, _pack(ts)) for t, ts in touched.items()]
                 )
             threads = {t for t, _ in self._namespaces(None)}
             for thread in threads:

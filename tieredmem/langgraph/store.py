@@ -152,6 +152,10 @@ class TieredStore(BaseStore):
     :param index: ``{"dims": d, "embed": fn, "fields": [...]}`` for semantic search.
     :param ttl: LangGraph's ``TTLConfig`` (minutes); ``sweep_interval_minutes`` starts a
         background sweeper.
+    :param filter_index: fields of item values (dotted for nested ones) that ``search``
+        filters are answered for in SQL, through an index kept in the file (see
+        ``tieredmem.open(..., index=...)``).  Not ``index["fields"]``: those are what
+        semantic search embeds.
     """
 
     supports_ttl = True
@@ -164,8 +168,11 @@ class TieredStore(BaseStore):
         ttl: TTLConfig | None = None,
         hot_bytes: int | str = "64MiB",
         clock: Any = time.time,
+        filter_index: Sequence[str] | None = None,
     ) -> None:
         self.store, self._owns = resolve_store(conn, hot_bytes=hot_bytes, clock=clock)
+        if filter_index:
+            self.store.declare_index(filter_index)
         self.ttl_config = ttl
         self.index_config: dict[str, Any] | None = None
         self.embeddings: Any = None
