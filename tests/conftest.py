@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,21 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A private PostgreSQL server for the session (see tests/pg_server.py)."""
+    pytest.importorskip("psycopg")
+    from .pg_server import MISSING, PgServer, find_binaries
+
+    bindir = find_binaries()
+    if bindir is None:
+        if os.environ.get("CI"):
+            raise RuntimeError(MISSING)
+        pytest.skip(MISSING)
+    server = PgServer(bindir)
+    try:
+        yield server
+    finally:
+        server.remove()

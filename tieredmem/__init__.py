@@ -10,6 +10,7 @@ from __future__ import annotations
 from .cached import cached
 from .codec import Codec
 from .errors import (
+    BackendUnavailableError,
     BusyTimeoutError,
     CorruptStoreError,
     InvalidKeyError,
@@ -33,6 +34,7 @@ from .store import Item, Stats, Store, open  # noqa: A004
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendUnavailableError",
     "BusyTimeoutError",
     "Codec",
     "CorruptStoreError",

@@ -9,6 +9,7 @@ derives from it, so callers written against the standard types keep working.
 from __future__ import annotations
 
 __all__ = [
+    "BackendUnavailableError",
     "BusyTimeoutError",
     "CorruptStoreError",
     "InvalidKeyError",
@@ -72,3 +73,8 @@ class SharingError(TieredMemError, ValueError):
     """A second object was asked for a history or state that is open on the store (get
     the open one with ``History.shared`` / ``State.shared``, or through a
     ``MemorySaver``), or it was asked for with another encoding."""
+
+
+class BackendUnavailableError(TieredMemError, ConnectionError):
+    """The database server could not be reached or dropped the connection; the operation
+    was not acknowledged: retry once the server is back (the store reconnects by itself)."""

@@ -205,8 +205,16 @@ def _redis_factory(url: str, **options: Any) -> Backend:
     return RedisBackend(url, **options)
 
 
+def _postgres_factory(url: str, **options: Any) -> Backend:
+    from .postgres import PostgresBackend
+
+    return PostgresBackend(url, **options)
+
+
 register("sqlite", _sqlite_factory)
 register("redis", _redis_factory)
+register("postgresql", _postgres_factory)
+register("postgres", _postgres_factory)
 
 
 def available_schemes() -> list[str]:

@@ -1,0 +1,668 @@
+"""The PostgreSQL backend: the cold tier on a PostgreSQL server, through psycopg 3.
+
+``tieredmem.open("postgresql://user:pw@host:5432/db")`` (or ``postgres://``), extra
+``tieredmem[postgres]``.  URL parameters of ours (the rest go to libpq):
+
+- ``schema`` (default ``public``) and ``table_prefix`` (default ``tieredmem_``): several
+  applications share one database, each with its own tables;
+- ``coherence``: ``strict`` (default) or ``notify`` (see below);
+- ``notify_bound``: seconds, the notify mode's staleness bound (default 1);
+- ``prepare_threshold``: ``none`` for PgBouncer in transaction mode (no server-side
+  prepared statements), or psycopg's threshold (default 5);
+- ``pool_max`` (default 8) connections; ``pool_timeout`` (default 30) seconds a call waits
+  for a connection (when the server is down: then the call raises).
+
+Every write batch is one transaction.  It also bumps the one row of ``<prefix>version``
+(a counter and a random id) and sends ``pg_notify``; both commit with the batch.
+
+Coherence (``strict``): before a read trusts the hot tier, one round trip reads the
+version row; it moved (beyond this client's own batches) means another client committed,
+and the hot tier is dropped.  The version row is updated in the same transaction as the
+data, so a reader that sees the old version reads no row of the new batch from the hot
+tier, and a reader that sees the new one drops what it held.  A write acknowledged by one
+client is therefore seen by every other client's next read.  ``notify`` skips that round
+trip while a LISTEN connection reports nothing new (see
+:mod:`tieredmem.backends._pg_notify` for its guarantee).
+
+Full-text search uses a ``tsvector`` column with a GIN index, ranked by ``ts_rank``;
+documents are computed lazily (a search or :meth:`PostgresBackend.maintain` indexes what is
+pending), so a write never pays for them.  Passwords never appear in ``url``, errors,
+logs or :meth:`PostgresBackend.stats`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..errors import (
+    BackendUnavailableError,
+    BusyTimeoutError,
+    InvalidKeyError,
+    NotAStoreError,
+    SchemaVersionError,
+    StoreClosedError,
+    TieredMemError,
+)
+from . import Delete, DeleteRange, Op, Put, Row, Touch
+from ._pg_notify import Listener
+from ._pg_schema import FORMAT_VERSION, PENDING, TABLES, identifier, statements
+from .sqlite import prefix_bounds
+
+__all__ = ["PostgresBackend"]
+
+log = logging.getLogger(__name__)
+
+_TOP = "\U0010ffff"
+_OURS = ("schema", "table_prefix", "coherence", "notify_bound", "prepare_threshold",
+         "pool_max", "pool_timeout")  # fmt: skip
+_COLS = "ns, key, value, created_at, updated_at, expires_at, ttl"
+#: Rows of full-text documents computed per transaction.
+_INDEX_BATCH = 500
+T = TypeVar("T")
+
+
+def redact(url: str) -> str:
+    """*url* with its password (if any) replaced by ``***`` and the query dropped."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class PostgresBackend:
+    """Cold tier on PostgreSQL.  See the module documentation for the URL parameters.
+
+    :param str url: ``postgresql://[user[:password]@]host[:port]/db[?params]``.
+    :param text_of: returns the text to full-text index for a stored frame (or ``None``).
+    :param prepare_threshold: overrides the URL's (``None``: no prepared statements).
+    """
+
+    #: Every call is a network round trip (the store keeps them off event loops).
+    remote = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        text_of: Callable[[bytes], str | None] | None = None,
+        prepare_threshold: int | None | str = "url",
+        **_: Any,
+    ) -> None:
+        try:
+            import psycopg
+            import psycopg_pool
+        except ImportError:
+            raise TieredMemError(
+                "the PostgreSQL backend needs psycopg 3 and psycopg_pool: "
+                "pip install 'tieredmem[postgres]'"
+            ) from None
+        self._psycopg = psycopg
+        self._pool_mod = psycopg_pool
+        parts = urlsplit(url)
+        self._password = parts.password or ""
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        ours = {k: query.pop(k) for k in _OURS if k in query}
+        self.url = redact(url)
+        self.schema = identifier(ours.get("schema", "public"), "schema")
+        self.prefix = identifier(ours.get("table_prefix", "tieredmem_"), "table_prefix")
+        mode = ours.get("coherence", "strict")
+        if mode not in ("strict", "notify"):
+            raise ValueError(f"coherence must be 'strict' or 'notify', not {mode!r}")
+        self.coherence = mode
+        if prepare_threshold == "url":
+            raw = ours.get("prepare_threshold", "5")
+            prepare_threshold = None if raw.lower() in ("none", "") else int(raw)
+        self._conninfo = urlunsplit(
+            ("postgresql", parts.netloc, parts.path, urlencode(query), "")
+        )
+        self._kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "prepare_threshold": prepare_threshold,
+        }
+        self._pool_max = max(2, int(ours.get("pool_max", "8")))
+        self._pool_timeout = float(ours.get("pool_timeout", "30"))
+        self._text_of = text_of
+        s, p = f'"{self.schema}"', self.prefix
+        self._items = f'{s}."{p}items"'
+        self._meta = f'{s}."{p}meta"'
+        self._dicts = f'{s}."{p}dicts"'
+        self._version = f'{s}."{p}version"'
+        self._channel = f"{p}changes"
+        self._client_id = secrets.token_hex(8)
+        self._closed = False
+        self._seen: tuple[int, int] | None = None
+        self._seen_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._listener: Listener | None = None
+        self._pool = self._open_pool()
+        try:
+            self._run(self._setup, write=True)
+            self.foreign_change()
+            if mode == "notify":
+                bound = float(ours.get("notify_bound", "1"))
+                self._listener = Listener(self._connect, self._channel, self._client_id, bound=bound)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connections and errors ------------------------------------------------------
+    def _connect(self) -> Any:
+        return self._psycopg.Connection.connect(self._conninfo, **self._kwargs)
+
+    def _open_pool(self) -> Any:
+        pool = self._pool_mod.ConnectionPool(
+            self._conninfo,
+            min_size=1,
+            max_size=self._pool_max,
+            kwargs=self._kwargs,
+            timeout=self._pool_timeout,
+            open=False,
+            name=f"tieredmem-{self.prefix}",
+        )
+        try:
+            pool.open(wait=True, timeout=self._pool_timeout)
+        except self._pool_mod.PoolTimeout:
+            pool.close()
+            raise BackendUnavailableError(
+                f"cannot connect to PostgreSQL at {self.url} within {self._pool_timeout:g}s; "
+                "check that the server runs and the URL (host, port, user, password) is right"
+            ) from None
+        return pool
+
+    def _check(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{self.url} is closed; open the store again to use it")
+        if os.getpid() != self._pid:
+            # A connection must not cross fork(): the child gets a pool of its own (the
+            # parent's is left alone, not closed: its sockets are the parent's).
+            self._pid = os.getpid()
+            self._pool = self._open_pool()
+
+    def _scrub(self, text: str) -> str:
+        if self._password:
+            text = text.replace(self._password, "***")
+        return text
+
+    def _error(self, exc: BaseException) -> TieredMemError:
+        psycopg = self._psycopg
+        message = self._scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        if isinstance(exc, self._pool_mod.PoolTimeout):
+            return BackendUnavailableError(
+                f"PostgreSQL at {self.url}: no connection within {self._pool_timeout:g}s "
+                "(the server is down or unreachable, or every connection is busy); the "
+                "operation was not done: retry when the server is back"
+            )
+        if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
+            return BusyTimeoutError(f"PostgreSQL at {self.url}: {message}; retry")
+        if isinstance(exc, psycopg.errors.UntranslatableCharacter) or "NUL" in message:
+            return InvalidKeyError(
+                f"PostgreSQL cannot store NUL characters in namespaces or keys ({message})"
+            )
+        if isinstance(exc, psycopg.errors.UndefinedTable):
+            return NotAStoreError(
+                f"PostgreSQL at {self.url}: the tieredmem tables under "
+                f"{self.schema}.{self.prefix}* are gone ({message}); open the store again"
+            )
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            return BackendUnavailableError(
+                f"PostgreSQL at {self.url}: the connection failed ({message}); the operation "
+                "was not acknowledged: retry when the server is back"
+            )
+        return TieredMemError(f"PostgreSQL at {self.url}: {message}")
+
+    def _run(self, fn: Callable[[Any], T], *, write: bool = False) -> T:
+        """Run ``fn(connection)``; on a connection that turns out dead (the server
+        restarted), drop the pool's dead connections and try once more if nothing can
+        have been done yet (a read, or a write whose ``BEGIN`` had not gone through)."""
+        self._check()
+        psycopg = self._psycopg
+        for attempt in (0, 1):
+            try:
+                conn = self._pool.getconn()
+            except self._pool_mod.PoolTimeout as exc:
+                raise self._error(exc) from None
+            except self._pool_mod.PoolClosed:
+                raise StoreClosedError(
+                    f"{self.url} is closed; open the store again to use it"
+                ) from None
+            try:
+                return fn(conn)
+            except psycopg.Error as exc:
+                broken = conn.broken or conn.closed
+                begun = getattr(conn, "_tieredmem_begun", False)
+                if not (broken and attempt == 0 and (not write or not begun)):
+                    raise self._error(exc) from None
+                log.info("%s: connection lost (%s); retrying", self.url, self._scrub(str(exc)))
+                self._pool.check()  # drop the other dead idle connections too
+            finally:
+                conn._tieredmem_begun = False
+                self._pool.putconn(conn)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- schema ----------------------------------------------------------------------
+    def _setup(self, conn: Any) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.url + self._items,))
+            found = {
+                name
+                for (name,) in conn.execute(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s)",
+                    (self.schema, [self.prefix + t for t in TABLES]),
+                )
+            }
+            version = 0
+            if found:
+                where = f"{self.schema}.{self.prefix}*"
+                if self.prefix + "meta" not in found:
+                    raise NotAStoreError(
+                        f"PostgreSQL at {self.url}: tables named {where} exist but are not "
+                        "a tieredmem store; choose another ?table_prefix= or ?schema="
+                    )
+                meta = dict(conn.execute(f"SELECT key, value FROM {self._meta}").fetchall())
+                if meta.get("format") != "tieredmem":
+                    raise NotAStoreError(
+                        f"PostgreSQL at {self.url}: {where} is not a tieredmem store; "
+                        "choose another ?table_prefix= or ?schema="
+                    )
+                version = int(meta.get("format_version", "0"))
+                if version > FORMAT_VERSION:
+                    raise SchemaVersionError(
+                        f"PostgreSQL at {self.url}: {where} has format version {version}, "
+                        f"newer than this tieredmem understands ({FORMAT_VERSION}); "
+                        "upgrade tieredmem to open it"
+                    )
+            if version == FORMAT_VERSION:
+                return
+            if self.schema != "public":
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            for number in range(version, FORMAT_VERSION):
+                for sql in statements(number, self.schema, self.prefix):
+                    conn.execute(sql)
+                log.info("%s: applied migration %d", self.url, number + 1)
+            conn.execute(
+                f"INSERT INTO {self._meta} (key, value) VALUES ('format', 'tieredmem'), "
+                "('format_version', %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(FORMAT_VERSION),),
+            )
+
+    # -- reads -------------------------------------------------------------------------
+    def get(self, ns: str, key: str) -> Row | None:
+        sql = (
+            f"SELECT value, created_at, updated_at, expires_at, ttl FROM {self._items} "
+            "WHERE ns = %s AND key = %s"
+        )
+
+        def run(conn: Any) -> Row | None:
+            found = conn.execute(sql, (ns, key), binary=True).fetchone()
+            return None if found is None else Row(ns, key, *found)
+
+        return self._run(run)
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Row | None]:
+        if not keys:
+            return []
+        sql = (
+            f"SELECT k.i, {', '.join('t.' + c for c in _COLS.split(', '))} "
+            "FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS k(ns, key, i) "
+            f'JOIN {self._items} t ON t.ns = k.ns COLLATE "C" AND t.key = k.key COLLATE "C"'
+        )
+        out: list[Row | None] = [None] * len(keys)
+
+        def run(conn: Any) -> list[Row | None]:
+            rows = conn.execute(sql, ([k[0] for k in keys], [k[1] for k in keys]), binary=True)
+            for i, *cols in rows:
+                out[i - 1] = Row(*cols)
+            return out
+
+        return self._run(run)
+
+    def range(
+        self,
+        ns: str,
+        start: str | None = None,
+        stop: str | None = None,
+        *,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> list[Row]:
+        sql = (
+            f"SELECT {_COLS} FROM {self._items} WHERE ns = %s AND key >= %s AND key < %s "
+            f"ORDER BY key{' DESC' if reverse else ''}"
+        )
+        args: tuple[Any, ...] = (ns, start or "", _TOP if stop is None else stop)
+        if limit is not None:
+            sql += " LIMIT %s"
+            args += (limit,)
+        return self._run(lambda conn: [Row(*r) for r in conn.execute(sql, args, binary=True)])
+
+    def keys(self, ns: str, start: str = "", stop: str | None = None) -> list[str]:
+        sql = f"SELECT key FROM {self._items} WHERE ns = %s AND key >= %s AND key < %s ORDER BY key"
+        args = (ns, start, _TOP if stop is None else stop)
+        return self._run(lambda conn: [r[0] for r in conn.execute(sql, args)])
+
+    def _ranges(self, ns_prefix: str, skip_prefix: str | None) -> list[tuple[str, str]]:
+        """The namespace ranges under *ns_prefix* minus those under *skip_prefix*, so a
+        skipped subtree (internal rows, most of a store) is never walked."""
+        lo, hi = prefix_bounds(ns_prefix)
+        if not skip_prefix:
+            return [(lo, hi)]
+        s_lo, s_hi = prefix_bounds(skip_prefix)
+        return [(a, b) for a, b in ((lo, min(hi, s_lo)), (max(lo, s_hi), hi)) if a < b]
+
+    def scan(
+        self,
+        ns_prefix: str,
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int = 1000,
+        skip_prefix: str | None = None,
+    ) -> list[Row]:
+        parts, args = [], []
+        for lo, hi in self._ranges(ns_prefix, skip_prefix):
+            where = "ns >= %s AND ns < %s"
+            args += [lo, hi]
+            if after is not None:
+                where += " AND (ns, key) > (%s, %s)"
+                args += list(after)
+            parts.append(
+                f"(SELECT {_COLS} FROM {self._items} WHERE {where} ORDER BY ns, key LIMIT %s)"
+            )
+            args.append(limit)
+        if not parts:
+            return []
+        sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) u ORDER BY ns, key LIMIT %s"
+        args.append(limit)
+        return self._run(lambda conn: [Row(*r) for r in conn.execute(sql, args, binary=True)])
+
+    def namespaces(
+        self,
+        ns_prefix: str,
+        *,
+        after: str | None = None,
+        limit: int = 1000,
+        skip_prefix: str | None = None,
+    ) -> list[str]:
+        # A skip-scan (a recursive query: one index seek per distinct namespace), in each
+        # range left once the skipped subtree is cut out.
+        out: list[str] = []
+        for lo, hi in self._ranges(ns_prefix, skip_prefix):
+            if after is not None and after >= hi:
+                continue
+            first_op, start = (">", after) if after is not None and after >= lo else (">=", lo)
+            sql = (
+                "WITH RECURSIVE t(ns) AS ("
+                f" SELECT (SELECT ns FROM {self._items} WHERE ns {first_op} %(start)s"
+                "  AND ns < %(hi)s ORDER BY ns LIMIT 1)"
+                " UNION ALL"
+                f" SELECT (SELECT i.ns FROM {self._items} i WHERE i.ns > t.ns"
+                "  AND i.ns < %(hi)s ORDER BY i.ns LIMIT 1) FROM t WHERE t.ns IS NOT NULL"
+                ") SELECT ns FROM t WHERE ns IS NOT NULL LIMIT %(limit)s"
+            )
+            args = {"start": start, "hi": hi, "limit": limit - len(out)}
+            out += self._run(lambda conn, a=args, q=sql: [r[0] for r in conn.execute(q, a)])
+            if len(out) >= limit:
+                break
+        return out[:limit]
+
+    def text_search(
+        self, ns_prefix: str, query: str, *, limit: int, skip_prefix: str | None = None
+    ) -> list[tuple[Row, float]]:
+        self.index_pending()
+        # The query comes as FTS5 syntax from tieredmem.filters.fts_query: quoted words
+        # joined by OR.  Each word becomes a lexeme of PostgreSQL's 'simple' configuration
+        # (no stemming, like the SQLite backend's unicode61 tokenizer).
+        words = [w.replace('""', '"') for w in re.findall(r'"((?:[^"]|"")*)"', query)]
+        words = [w for w in words if w.strip()]
+        if not words:
+            return []
+        parts, args = [], []
+        for lo, hi in self._ranges(ns_prefix, skip_prefix):
+            parts.append(
+                f"SELECT {_COLS}, ts_rank(tsv, q) AS score FROM {self._items}, "
+                "to_tsquery('simple', %s) q WHERE tsv @@ q AND ns >= %s AND ns < %s"
+            )
+            args += [" | ".join(_lexeme(w) for w in words), lo, hi]
+        if not parts:
+            return []
+        sql = " UNION ALL ".join(parts) + " ORDER BY score DESC, ns, key LIMIT %s"
+        args.append(limit)
+        rows = self._run(lambda conn: conn.execute(sql, args, binary=True).fetchall())
+        return [(Row(*r[:7]), float(r[7])) for r in rows]
+
+    def index_pending(self) -> int:
+        """Compute the full-text documents of rows written since the last search; return
+        how many.  Safe beside other clients: a row changed meanwhile is left pending."""
+        text_of = self._text_of
+        done = 0
+        select = (
+            f"SELECT ns, key, value, xmin::text FROM {self._items} WHERE {PENDING} "
+            "ORDER BY ns, key LIMIT %s"
+        )
+        update = (
+            f"UPDATE {self._items} SET tsv = to_tsvector('simple', %s) "
+            f"WHERE ns = %s AND key = %s AND xmin::text = %s AND {PENDING}"
+        )
+        while True:
+            rows = self._run(lambda conn: conn.execute(select, (_INDEX_BATCH,), binary=True).fetchall())
+            if not rows:
+                return done
+            docs = []
+            for ns, key, frame, xmin in rows:
+                text = text_of(bytes(frame)) if text_of is not None else None
+                docs.append(((text or "").replace("\x00", " "), ns, key, xmin))
+
+            def store(conn: Any, docs: list[tuple[str, str, str, str]] = docs) -> int:
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.executemany(update, docs)
+                    return int(cur.rowcount)
+
+            changed = self._run(store, write=True)
+            done += len(rows)
+            if changed == 0 and len(rows) == _INDEX_BATCH:
+                time.sleep(0.01)  # every row changed under us: another client is writing
+            if len(rows) < _INDEX_BATCH:
+                return done
+
+    # -- writes ------------------------------------------------------------------------
+    def write(self, ops: Sequence[Op]) -> list[float]:
+        items = self._items
+        upsert = (
+            f"INSERT INTO {items} AS t (ns, key, value, created_at, updated_at, expires_at, ttl) "
+            "VALUES (%s, %s, %s, coalesce(%s::float8, %s), %s, %s, %s) "
+            "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
+            "created_at = coalesce(%s::float8, t.created_at), updated_at = excluded.updated_at, "
+            "expires_at = excluded.expires_at, ttl = excluded.ttl, tsv = NULL "
+            "RETURNING created_at"
+        )
+        vid = secrets.randbits(63)
+
+        def run(conn: Any) -> tuple[list[float], tuple[int, int], tuple[int, int]]:
+            results: list[Any] = []
+            with conn.transaction():
+                conn._tieredmem_begun = True
+                with conn.pipeline():
+                    for op in ops:
+                        if isinstance(op, Put):
+                            results.append(
+                                conn.execute(
+                                    upsert,
+                                    (op.ns, op.key, op.frame, op.created, op.now, op.now,
+                                     op.expires_at, op.ttl, op.created),  # fmt: skip
+                                )
+                            )
+                        elif isinstance(op, Delete):
+                            conn.execute(f"DELETE FROM {items} WHERE ns = %s AND key = %s", op)
+                        elif isinstance(op, Touch):
+                            conn.execute(
+                                f"UPDATE {items} SET expires_at = %s + ttl "
+                                "WHERE ns = %s AND key = %s AND ttl IS NOT NULL",
+                                (op.now, op.ns, op.key),
+                            )
+                        elif isinstance(op, DeleteRange):
+                            conn.execute(
+                                f"DELETE FROM {items} WHERE ns = %s AND key >= %s AND key < %s",
+                                (op.ns, op.start, _TOP if op.stop is None else op.stop),
+                            )
+                    prev, new = self._bump(conn, vid)
+            return [float(c.fetchone()[0]) for c in results], prev, new
+
+        created, prev, new = self._run(run, write=True)
+        with self._seen_lock:
+            if prev == self._seen:
+                self._seen = new  # only our batch since we last looked
+        return created
+
+    def _bump(self, conn: Any, vid: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Bump the version row and notify listeners, in the caller's transaction (last,
+        so the row lock that serializes writers is held only until the commit)."""
+        old = conn.execute(f"SELECT v, vid FROM {self._version} WHERE id = 1 FOR UPDATE")
+        conn.execute(f"UPDATE {self._version} SET v = v + 1, vid = %s WHERE id = 1", (vid,))
+        conn.execute("SELECT pg_notify(%s, %s)", (self._channel, self._client_id))
+        v, old_vid = old.fetchone()
+        return (int(v), int(old_vid)), (int(v) + 1, vid)
+
+    def expire(self, now: float, *, limit: int = 10_000) -> list[tuple[str, str]]:
+        sql = (
+            f"DELETE FROM {self._items} WHERE (ns, key) IN (SELECT ns, key FROM {self._items} "
+            "WHERE expires_at IS NOT NULL AND expires_at <= %s ORDER BY expires_at LIMIT %s "
+            "FOR UPDATE SKIP LOCKED) RETURNING ns, key"
+        )
+
+        def run(conn: Any) -> list[tuple[str, str]]:
+            with conn.transaction():
+                conn._tieredmem_begun = True
+                keys = [(ns, key) for ns, key in conn.execute(sql, (now, limit))]
+                if keys:
+                    # Not taken as seen: a sweep drops this client's hot tier too.
+                    self._bump(conn, secrets.randbits(63))
+                return keys
+
+        return self._run(run, write=True)
+
+    # -- zstd dictionaries -------------------------------------------------------------
+    def dictionaries(self) -> dict[int, bytes]:
+        sql = f"SELECT id, data FROM {self._dicts}"
+        return self._run(lambda conn: {int(i): bytes(d) for i, d in conn.execute(sql)})
+
+    def dictionary(self, dict_id: int) -> bytes | None:
+        sql = f"SELECT data FROM {self._dicts} WHERE id = %s"
+        found = self._run(lambda conn: conn.execute(sql, (dict_id,), binary=True).fetchone())
+        return None if found is None else bytes(found[0])
+
+    def add_dictionary(self, data: bytes) -> int:
+        sql = f"INSERT INTO {self._dicts} (data, created_at) VALUES (%s, %s) RETURNING id"
+        found = self._run(lambda conn: conn.execute(sql, (data, time.time())).fetchone(), write=True)
+        return int(found[0])
+
+    # -- coherence, maintenance, stats -------------------------------------------------
+    def unchanged(self) -> bool:
+        """Notify mode: True while the LISTEN connection reports nothing new (see
+        :mod:`tieredmem.backends._pg_notify`); strict mode: always ``False`` ("ask")."""
+        listener = self._listener
+        return listener is not None and listener.quiet()
+
+    def foreign_change(self) -> bool:
+        """One round trip: has the version row moved since we last looked (beyond our
+        own batches)?"""
+        if self._closed:
+            return False
+        listener = self._listener
+        if listener is not None:
+            listener.before_check()
+        sql = f"SELECT v, vid FROM {self._version} WHERE id = 1"
+        v, vid = self._run(lambda conn: conn.execute(sql).fetchone())
+        if listener is not None:
+            listener.after_check()
+        ver = (int(v), int(vid))
+        with self._seen_lock:
+            changed = self._seen is not None and ver != self._seen
+            self._seen = ver
+        return changed
+
+    def maintain(self) -> dict[str, Any]:
+        """Index pending full-text documents (PostgreSQL's autovacuum does the rest)."""
+        return {"indexed": self.index_pending()}
+
+    def settings(self) -> dict[str, Any]:
+        """What an operator checks: server version, schema, table prefix, coherence mode,
+        format version (as ``user_version``, the SQLite backend's name)."""
+        def run(conn: Any) -> dict[str, Any]:
+            meta = dict(conn.execute(f"SELECT key, value FROM {self._meta}").fetchall())
+            server = conn.execute("SHOW server_version").fetchone()[0]
+            return {
+                "server_version": server,
+                "schema": self.schema,
+                "table_prefix": self.prefix,
+                "coherence": self.coherence,
+                "user_version": int(meta.get("format_version", "0")),
+            }
+
+        return self._run(run)
+
+    def integrity_check(self) -> str:
+        """``"ok"`` when every table of the store is there and the format is ours."""
+        def run(conn: Any) -> str:
+            found = {
+                name
+                for (name,) in conn.execute(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s)",
+                    (self.schema, [self.prefix + t for t in TABLES]),
+                )
+            }
+            missing = [self.prefix + t for t in TABLES if self.prefix + t not in found]
+            return "ok" if not missing else "missing tables: " + ", ".join(missing)
+
+        return self._run(run)
+
+    def stats(self) -> dict[str, Any]:
+        def run(conn: Any) -> tuple[int, int]:
+            size = conn.execute(
+                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s) "
+                "AND c.relkind = 'r'",
+                (self.schema, [self.prefix + t for t in TABLES]),
+            ).fetchone()[0]
+            rows = conn.execute(f"SELECT count(*) FROM {self._items}").fetchone()[0]
+            return int(size or 0), int(rows)
+
+        size, rows = self._run(run)
+        return {
+            "cold_bytes": size,
+            "cold_free_bytes": 0,
+            "wal_bytes": 0,
+            "cold_rows": rows,
+            "format_version": FORMAT_VERSION,
+        }
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend({self.url!r}, schema={self.schema!r}, prefix={self.prefix!r})"
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.close()
+
+
+def _lexeme(word: str) -> str:
+    """*word* as one quoted ``to_tsquery`` operand (lower-cased, as 'simple' indexes it)."""
+    return "'" + word.lower().replace("\\", "\\\\").replace("'", "''") + "'"
