@@ -25,12 +25,15 @@ from .conftest import FakeClock  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(params=["inmemory", "tiered", "tiered-spilling"])
+@pytest.fixture(params=["inmemory", "tiered", "tiered-spilling", "tiered-postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "inmemory":
         yield InMemoryStore()
         return
-    s = TieredStore(str(tmp_path / "s.db"), hot_bytes=1 if "spilling" in request.param else "8MiB")
+    url = str(tmp_path / "s.db")
+    if request.param == "tiered-postgres":  # spilling too: every read reaches the server
+        url = request.getfixturevalue("pg_server").url()
+    s = TieredStore(url, hot_bytes=1 if "spilling" in request.param else "8MiB")
     yield s
     s.close()
 

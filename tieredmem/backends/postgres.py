@@ -202,7 +202,7 @@ class PostgresBackend:
             return BackendUnavailableError(
                 f"PostgreSQL at {self.url}: no connection within {self._pool_timeout:g}s "
                 "(the server is down or unreachable, or every connection is busy); the "
-                "operation was not done: retry when the server is back"
+                "operation was not acknowledged: retry when the server is back"
             )
         if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
             return BusyTimeoutError(f"PostgreSQL at {self.url}: {message}; retry")
@@ -647,6 +647,16 @@ class PostgresBackend:
             "cold_rows": rows,
             "format_version": FORMAT_VERSION,
         }
+
+    def run_sql(self, sql: str, args: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one SQL statement on a connection of the pool (with its settings, such as
+        ``prepare_threshold``) and return its rows; for tools and diagnostics."""
+
+        def run(conn: Any) -> list[tuple[Any, ...]]:
+            cur = conn.execute(sql, args)
+            return list(cur.fetchall()) if cur.description else []
+
+        return self._run(run, write=True)
 
     def __repr__(self) -> str:
         return f"PostgresBackend({self.url!r}, schema={self.schema!r}, prefix={self.prefix!r})"

@@ -1,0 +1,246 @@
+"""The PostgreSQL backend on a real server (tests/pg_server.py): coherence between clients
+in both modes, a server killed mid-write, schema vetting, secrets, LangGraph's conformance
+suite.  The backend conformance suite and the Store / TieredStore contracts run on it too
+(tests/test_backend_conformance.py, the ``store`` fixtures)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+import tieredmem
+from tieredmem.backends import open_backend
+
+from .pg_server import PgServer
+
+psycopg = pytest.importorskip("psycopg")
+
+
+def _sql(server: PgServer, sql: str, args: Any = None) -> list[Any]:
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        cur = conn.execute(sql, args)
+        return cur.fetchall() if cur.description else []
+
+
+def test_two_clients_see_each_others_acknowledged_writes(pg_server: PgServer) -> None:
+    url = pg_server.url()
+    with tieredmem.open(url, hot_bytes="8MiB") as a, tieredmem.open(url, hot_bytes="8MiB") as b:
+        a.put(("n",), "k", 0)
+        assert b.get(("n",), "k").value == 0  # type: ignore[union-attr]
+        for i in range(1, 30):
+            writer, reader = (a, b) if i % 2 else (b, a)
+            assert reader.get(("n",), "k").value == i - 1  # type: ignore[union-attr]  # hot
+            writer.put(("n",), "k", i)
+            assert reader.get(("n",), "k").value == i  # type: ignore[union-attr]
+        b.delete(("n",), "k")
+        assert a.get(("n",), "k") is None
+
+
+def test_notify_mode_sees_writes_once_notified_and_within_its_bound(pg_server: PgServer) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    strict = pg_server.url(table_prefix=prefix)
+    notify = pg_server.url(table_prefix=prefix, coherence="notify", notify_bound="0.5")
+    with tieredmem.open(notify, hot_bytes="8MiB") as a, tieredmem.open(strict) as b:
+        a.put(("n",), "k", "first")
+        assert a.get(("n",), "k").value == "first"  # type: ignore[union-attr]
+        b.put(("n",), "k", "second")  # notifies at commit
+        deadline = time.monotonic() + 2
+        while a.get(("n",), "k").value != "second":  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the notification never arrived"
+            time.sleep(0.005)
+        # A writer that sends no notification (plain SQL bumping the version) is seen
+        # once the bound has passed: the full check runs at least that often.
+        assert a.get(("n",), "k").value == "second"  # type: ignore[union-attr]
+        _sql(pg_server, f'DELETE FROM "{prefix}items"')
+        _sql(pg_server, f'UPDATE "{prefix}version" SET v = v + 1, vid = 7')
+        time.sleep(0.6)
+        assert a.get(("n",), "k") is None
+
+
+def test_notify_mode_skips_the_round_trip_while_quiet(pg_server: PgServer) -> None:
+    url = pg_server.url(coherence="notify", notify_bound="30")
+    with tieredmem.open(url, hot_bytes="8MiB") as s:
+        s.put(("n",), "k", 1)
+        s.get(("n",), "k")
+        calls: list[int] = []
+        real = s.backend.foreign_change
+
+        def counting() -> bool:
+            calls.append(1)
+            return real()
+
+        s.backend.foreign_change = counting  # type: ignore[method-assign]
+        for _ in range(100):
+            assert s.get(("n",), "k").value == 1  # type: ignore[union-attr]
+        assert len(calls) <= 1
+
+
+def test_server_killed_mid_write_then_restarted(pg_server: PgServer) -> None:
+    """A typed error while the server is down, then the same store works again; every
+    acknowledged write is there after the crash recovery."""
+    url = pg_server.url(pool_timeout="2")
+    acked: list[int] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    with tieredmem.open(url, hot_bytes=1) as s:
+
+        def writer() -> None:
+            i = 0
+            while not stop.is_set():
+                try:
+                    with s.transaction():
+                        s.put(("w",), f"{i:06d}", {"i": i, "pad": "x" * 200})
+                        s.put(("w",), f"{i:06d}b", i)
+                except tieredmem.TieredMemError as exc:
+                    errors.append(exc)
+                    time.sleep(0.05)
+                else:
+                    acked.append(i)
+                i += 1
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            while len(acked) < 50:
+                time.sleep(0.01)
+            pg_server.kill()
+            while not errors:
+                time.sleep(0.01)
+            down = len(acked)
+            pg_server.start()
+            deadline = time.monotonic() + 20
+            while len(acked) < down + 50:
+                assert time.monotonic() < deadline, errors[-1:]
+                time.sleep(0.01)
+        finally:
+            stop.set()
+            thread.join(30)
+        assert all(isinstance(e, tieredmem.BackendUnavailableError) for e in errors), errors
+        assert "not acknowledged" in str(errors[0])
+        # Reads recover too, in the same store.
+        assert s.get(("w",), f"{acked[-1]:06d}b").value == acked[-1]  # type: ignore[union-attr]
+    with tieredmem.open(url) as fresh:
+        stored = {i.key for i in fresh.search(("w",), limit=10**6)}
+    lost = [i for i in acked if f"{i:06d}" not in stored or f"{i:06d}b" not in stored]
+    assert lost == []
+
+
+def test_foreign_tables_under_our_names_are_refused_untouched(pg_server: PgServer) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    _sql(pg_server, f'CREATE TABLE "{prefix}items" (id int)')
+    with pytest.raises(tieredmem.NotAStoreError, match="not a tieredmem store"):
+        tieredmem.open(pg_server.url(table_prefix=prefix))
+    tables = _sql(pg_server, "SELECT tablename FROM pg_tables WHERE tablename LIKE %s", (prefix + "%",))
+    assert tables == [(prefix + "items",)]
+
+
+def test_a_newer_schema_is_refused_untouched(pg_server: PgServer) -> None:
+    url = pg_server.url()
+    prefix = url.rsplit("table_prefix=", 1)[1]
+    tieredmem.open(url).close()
+    _sql(pg_server, f"UPDATE \"{prefix}meta\" SET value = '99' WHERE key = 'format_version'")
+    with pytest.raises(tieredmem.SchemaVersionError, match="upgrade tieredmem"):
+        tieredmem.open(url)
+    assert _sql(pg_server, f'SELECT value FROM "{prefix}meta" WHERE key = %s', ("format_version",)) == [
+        ("99",)
+    ]
+
+
+def test_schema_parameter_and_concurrent_creators(pg_server: PgServer) -> None:
+    schema = f"s{uuid.uuid4().hex[:8]}"
+    url = pg_server.url(schema=schema, table_prefix="tm_")
+    opened: list[Any] = []
+    failures: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            opened.append(open_backend(url))
+        except BaseException as exc:  # pragma: no cover - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    for b in opened:
+        b.close()
+    rows = _sql(pg_server, "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", (schema,))
+    assert rows == [("tm_dicts",), ("tm_items",), ("tm_meta",), ("tm_version",)]
+
+
+def test_password_never_shown(pg_server: PgServer, caplog: pytest.LogCaptureFixture) -> None:
+    secret = "S3cret-pw-" + uuid.uuid4().hex[:6]
+    url = pg_server.url().replace("postgres@", f"postgres:{secret}@")
+    caplog.set_level(logging.DEBUG)
+    with tieredmem.open(url) as s:
+        s.put(("a",), "k", 1)
+        shown = [s.url, repr(s.backend), str(s.stats()), str(s.backend.stats())]
+        assert ":***@" in s.url
+    dead = f"postgresql://postgres:{secret}@127.0.0.1:1/postgres?pool_timeout=0.5"
+    with pytest.raises(tieredmem.BackendUnavailableError) as info:
+        tieredmem.open(dead)
+    shown.append(str(info.value))
+    shown += [r.getMessage() for r in caplog.records]
+    assert not [text for text in shown if secret in text]
+
+
+def test_no_prepared_statements_when_asked(pg_server: PgServer) -> None:
+    """PgBouncer in transaction mode: ``?prepare_threshold=none`` prepares nothing."""
+    from tieredmem.backends.postgres import PostgresBackend
+
+    for query, expected in (("none", 0), ("0", None)):
+        b = open_backend(pg_server.url(prepare_threshold=query, pool_max="2"))
+        assert isinstance(b, PostgresBackend)
+        try:
+            b.write([])
+            for _ in range(10):
+                b.get("ns", "k")
+            # The one public way to look at a connection of the pool: run a query on it.
+            count = b.run_sql("SELECT count(*) FROM pg_prepared_statements")[0][0]
+        finally:
+            b.close()
+        if expected is not None:
+            assert count == expected
+        else:
+            assert count > 0
+
+
+def test_text_search_is_ranked_and_uses_the_index(pg_server: PgServer) -> None:
+    with tieredmem.open(pg_server.url()) as s:
+        s.put(("d",), "once", {"text": "a cat sat"})
+        s.put(("d",), "twice", {"text": "cat and cat"})
+        s.put(("d",), "none", {"text": "a dog"})
+        s.put(("e",), "other", {"text": "cat"})
+        hits = s.search(("d",), query="cat")
+        assert [i.key for i in hits] == ["twice", "once"]
+        assert hits[0].score is not None and hits[0].score > hits[1].score  # type: ignore[operator]
+        s.put(("d",), "once", {"text": "no feline"})  # re-indexed at the next search
+        assert [i.key for i in s.search(("d",), query="cat")] == ["twice"]
+
+
+def test_langgraph_conformance_on_postgres(pg_server: PgServer) -> None:
+    pytest.importorskip("langgraph.checkpoint.conformance")
+    import asyncio
+
+    from langgraph.checkpoint.conformance import checkpointer_test, validate
+
+    from tieredmem.langgraph import TieredSaver
+
+    @checkpointer_test(name="TieredSaver(postgres)")
+    async def factory() -> Any:
+        store = tieredmem.open(pg_server.url())
+        saver = TieredSaver(store)
+        yield saver
+        store.close()
+
+    report = asyncio.run(validate(factory))
+    failures = {k: r.failures for k, r in report.results.items() if r.passed is not True}
+    assert not failures, failures
+    assert report.conformance_level() == "FULL"
