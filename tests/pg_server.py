@@ -113,7 +113,7 @@ class PgServer:
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            preexec_fn=self._preexec,  # noqa: PLW1509 - the server must not run as root
+            preexec_fn=self._preexec,
             cwd=self.dir,
         )
 
@@ -157,7 +157,7 @@ class PgServer:
                 check=False,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                preexec_fn=self._preexec,  # noqa: PLW1509
+                preexec_fn=self._preexec,
             )
 
     def remove(self) -> None:

@@ -135,7 +135,9 @@ def test_foreign_tables_under_our_names_are_refused_untouched(pg_server: PgServe
     _sql(pg_server, f'CREATE TABLE "{prefix}items" (id int)')
     with pytest.raises(tieredmem.NotAStoreError, match="not a tieredmem store"):
         tieredmem.open(pg_server.url(table_prefix=prefix))
-    tables = _sql(pg_server, "SELECT tablename FROM pg_tables WHERE tablename LIKE %s", (prefix + "%",))
+    tables = _sql(
+        pg_server, "SELECT tablename FROM pg_tables WHERE tablename LIKE %s", (prefix + "%",)
+    )
     assert tables == [(prefix + "items",)]
 
 
@@ -146,9 +148,9 @@ def test_a_newer_schema_is_refused_untouched(pg_server: PgServer) -> None:
     _sql(pg_server, f"UPDATE \"{prefix}meta\" SET value = '99' WHERE key = 'format_version'")
     with pytest.raises(tieredmem.SchemaVersionError, match="upgrade tieredmem"):
         tieredmem.open(url)
-    assert _sql(pg_server, f'SELECT value FROM "{prefix}meta" WHERE key = %s', ("format_version",)) == [
-        ("99",)
-    ]
+    assert _sql(
+        pg_server, f'SELECT value FROM "{prefix}meta" WHERE key = %s', ("format_version",)
+    ) == [("99",)]
 
 
 def test_schema_parameter_and_concurrent_creators(pg_server: PgServer) -> None:
@@ -171,7 +173,9 @@ def test_schema_parameter_and_concurrent_creators(pg_server: PgServer) -> None:
     assert failures == []
     for b in opened:
         b.close()
-    rows = _sql(pg_server, "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", (schema,))
+    rows = _sql(
+        pg_server, "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", (schema,)
+    )
     assert rows == [("tm_dicts",), ("tm_items",), ("tm_meta",), ("tm_version",)]
 
 

@@ -27,9 +27,7 @@ log = logging.getLogger(__name__)
 class Listener:
     """A thread LISTENing on *channel*; :meth:`quiet` is the cheap "nothing new" proof."""
 
-    def __init__(
-        self, connect: Any, channel: str, client_id: str, *, bound: float = 1.0
-    ) -> None:
+    def __init__(self, connect: Any, channel: str, client_id: str, *, bound: float = 1.0) -> None:
         self._connect = connect
         self._channel = channel
         self._client_id = client_id

@@ -51,7 +51,7 @@ from ..errors import (
     StoreClosedError,
     TieredMemError,
 )
-from . import Delete, DeleteRange, Op, Put, Row, Touch
+from . import Delete, Op, Put, Row, Touch
 from ._pg_notify import Listener
 from ._pg_schema import FORMAT_VERSION, PENDING, TABLES, identifier, statements
 from .sqlite import prefix_bounds
@@ -97,7 +97,7 @@ class PostgresBackend:
         url: str,
         *,
         text_of: Callable[[bytes], str | None] | None = None,
-        prepare_threshold: int | None | str = "url",
+        prepare_threshold: int | str | None = "url",
         **_: Any,
     ) -> None:
         try:
@@ -124,9 +124,7 @@ class PostgresBackend:
         if prepare_threshold == "url":
             raw = ours.get("prepare_threshold", "5")
             prepare_threshold = None if raw.lower() in ("none", "") else int(raw)
-        self._conninfo = urlunsplit(
-            ("postgresql", parts.netloc, parts.path, urlencode(query), "")
-        )
+        self._conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), ""))
         self._kwargs: dict[str, Any] = {
             "autocommit": True,
             "prepare_threshold": prepare_threshold,
@@ -140,10 +138,21 @@ class PostgresBackend:
         self._dicts = f'{s}."{p}dicts"'
         self._version = f'{s}."{p}version"'
         self._channel = f"{p}changes"
+        self._upsert = (
+            f"INSERT INTO {self._items} AS t "
+            "(ns, key, value, created_at, updated_at, expires_at, ttl) "
+            "VALUES (%s, %s, %s, coalesce(%s::float8, %s), %s, %s, %s) "
+            "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
+            "created_at = coalesce(%s::float8, t.created_at), updated_at = excluded.updated_at, "
+            "expires_at = excluded.expires_at, ttl = excluded.ttl, tsv = NULL "
+            "RETURNING created_at"
+        )
         self._client_id = secrets.token_hex(8)
         self._closed = False
         self._seen: tuple[int, int] | None = None
         self._seen_lock = threading.Lock()
+        #: ``begun``: the write running in this thread got past BEGIN (see _run).
+        self._local = threading.local()
         self._pid = os.getpid()
         self._listener: Listener | None = None
         self._pool = self._open_pool()
@@ -152,7 +161,9 @@ class PostgresBackend:
             self.foreign_change()
             if mode == "notify":
                 bound = float(ours.get("notify_bound", "1"))
-                self._listener = Listener(self._connect, self._channel, self._client_id, bound=bound)
+                self._listener = Listener(
+                    self._connect, self._channel, self._client_id, bound=bound
+                )
         except BaseException:
             self.close()
             raise
@@ -241,13 +252,13 @@ class PostgresBackend:
                 return fn(conn)
             except psycopg.Error as exc:
                 broken = conn.broken or conn.closed
-                begun = getattr(conn, "_tieredmem_begun", False)
+                begun = getattr(self._local, "begun", False)
                 if not (broken and attempt == 0 and (not write or not begun)):
                     raise self._error(exc) from None
                 log.info("%s: connection lost (%s); retrying", self.url, self._scrub(str(exc)))
                 self._pool.check()  # drop the other dead idle connections too
             finally:
-                conn._tieredmem_begun = False
+                self._local.begun = False
                 self._pool.putconn(conn)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -370,7 +381,8 @@ class PostgresBackend:
         limit: int = 1000,
         skip_prefix: str | None = None,
     ) -> list[Row]:
-        parts, args = [], []
+        parts: list[str] = []
+        args: list[Any] = []
         for lo, hi in self._ranges(ns_prefix, skip_prefix):
             where = "ns >= %s AND ns < %s"
             args += [lo, hi]
@@ -412,7 +424,11 @@ class PostgresBackend:
                 ") SELECT ns FROM t WHERE ns IS NOT NULL LIMIT %(limit)s"
             )
             args = {"start": start, "hi": hi, "limit": limit - len(out)}
-            out += self._run(lambda conn, a=args, q=sql: [r[0] for r in conn.execute(q, a)])
+
+            def run(conn: Any, q: str = sql, a: dict[str, Any] = args) -> list[str]:
+                return [r[0] for r in conn.execute(q, a)]
+
+            out += self._run(run)
             if len(out) >= limit:
                 break
         return out[:limit]
@@ -428,7 +444,8 @@ class PostgresBackend:
         words = [w for w in words if w.strip()]
         if not words:
             return []
-        parts, args = [], []
+        parts: list[str] = []
+        args: list[Any] = []
         for lo, hi in self._ranges(ns_prefix, skip_prefix):
             parts.append(
                 f"SELECT {_COLS}, ts_rank(tsv, q) AS score FROM {self._items}, "
@@ -456,7 +473,9 @@ class PostgresBackend:
             f"WHERE ns = %s AND key = %s AND xmin::text = %s AND {PENDING}"
         )
         while True:
-            rows = self._run(lambda conn: conn.execute(select, (_INDEX_BATCH,), binary=True).fetchall())
+            rows = self._run(
+                lambda conn: conn.execute(select, (_INDEX_BATCH,), binary=True).fetchall()
+            )
             if not rows:
                 return done
             docs = []
@@ -478,44 +497,17 @@ class PostgresBackend:
 
     # -- writes ------------------------------------------------------------------------
     def write(self, ops: Sequence[Op]) -> list[float]:
-        items = self._items
-        upsert = (
-            f"INSERT INTO {items} AS t (ns, key, value, created_at, updated_at, expires_at, ttl) "
-            "VALUES (%s, %s, %s, coalesce(%s::float8, %s), %s, %s, %s) "
-            "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
-            "created_at = coalesce(%s::float8, t.created_at), updated_at = excluded.updated_at, "
-            "expires_at = excluded.expires_at, ttl = excluded.ttl, tsv = NULL "
-            "RETURNING created_at"
-        )
         vid = secrets.randbits(63)
 
         def run(conn: Any) -> tuple[list[float], tuple[int, int], tuple[int, int]]:
             results: list[Any] = []
             with conn.transaction():
-                conn._tieredmem_begun = True
+                self._local.begun = True
                 with conn.pipeline():
                     for op in ops:
+                        cur = conn.execute(*self._statement(op))
                         if isinstance(op, Put):
-                            results.append(
-                                conn.execute(
-                                    upsert,
-                                    (op.ns, op.key, op.frame, op.created, op.now, op.now,
-                                     op.expires_at, op.ttl, op.created),  # fmt: skip
-                                )
-                            )
-                        elif isinstance(op, Delete):
-                            conn.execute(f"DELETE FROM {items} WHERE ns = %s AND key = %s", op)
-                        elif isinstance(op, Touch):
-                            conn.execute(
-                                f"UPDATE {items} SET expires_at = %s + ttl "
-                                "WHERE ns = %s AND key = %s AND ttl IS NOT NULL",
-                                (op.now, op.ns, op.key),
-                            )
-                        elif isinstance(op, DeleteRange):
-                            conn.execute(
-                                f"DELETE FROM {items} WHERE ns = %s AND key >= %s AND key < %s",
-                                (op.ns, op.start, _TOP if op.stop is None else op.stop),
-                            )
+                            results.append(cur)
                     prev, new = self._bump(conn, vid)
             return [float(c.fetchone()[0]) for c in results], prev, new
 
@@ -524,6 +516,25 @@ class PostgresBackend:
             if prev == self._seen:
                 self._seen = new  # only our batch since we last looked
         return created
+
+    def _statement(self, op: Op) -> tuple[str, tuple[Any, ...]]:
+        """The SQL and arguments of one write operation."""
+        items = self._items
+        if isinstance(op, Put):
+            args = (op.ns, op.key, op.frame, op.created, op.now, op.now, op.expires_at, op.ttl)
+            return self._upsert, (*args, op.created)
+        if isinstance(op, Delete):
+            return f"DELETE FROM {items} WHERE ns = %s AND key = %s", (op.ns, op.key)
+        if isinstance(op, Touch):
+            return (
+                f"UPDATE {items} SET expires_at = %s + ttl "
+                "WHERE ns = %s AND key = %s AND ttl IS NOT NULL",
+                (op.now, op.ns, op.key),
+            )
+        return (
+            f"DELETE FROM {items} WHERE ns = %s AND key >= %s AND key < %s",
+            (op.ns, op.start, _TOP if op.stop is None else op.stop),
+        )
 
     def _bump(self, conn: Any, vid: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """Bump the version row and notify listeners, in the caller's transaction (last,
@@ -543,7 +554,7 @@ class PostgresBackend:
 
         def run(conn: Any) -> list[tuple[str, str]]:
             with conn.transaction():
-                conn._tieredmem_begun = True
+                self._local.begun = True
                 keys = [(ns, key) for ns, key in conn.execute(sql, (now, limit))]
                 if keys:
                     # Not taken as seen: a sweep drops this client's hot tier too.
@@ -564,7 +575,9 @@ class PostgresBackend:
 
     def add_dictionary(self, data: bytes) -> int:
         sql = f"INSERT INTO {self._dicts} (data, created_at) VALUES (%s, %s) RETURNING id"
-        found = self._run(lambda conn: conn.execute(sql, (data, time.time())).fetchone(), write=True)
+        found = self._run(
+            lambda conn: conn.execute(sql, (data, time.time())).fetchone(), write=True
+        )
         return int(found[0])
 
     # -- coherence, maintenance, stats -------------------------------------------------
@@ -599,6 +612,7 @@ class PostgresBackend:
     def settings(self) -> dict[str, Any]:
         """What an operator checks: server version, schema, table prefix, coherence mode,
         format version (as ``user_version``, the SQLite backend's name)."""
+
         def run(conn: Any) -> dict[str, Any]:
             meta = dict(conn.execute(f"SELECT key, value FROM {self._meta}").fetchall())
             server = conn.execute("SHOW server_version").fetchone()[0]
@@ -614,6 +628,7 @@ class PostgresBackend:
 
     def integrity_check(self) -> str:
         """``"ok"`` when every table of the store is there and the format is ours."""
+
         def run(conn: Any) -> str:
             found = {
                 name
@@ -653,6 +668,7 @@ class PostgresBackend:
         ``prepare_threshold``) and return its rows; for tools and diagnostics."""
 
         def run(conn: Any) -> list[tuple[Any, ...]]:
+            self._local.begun = True  # never re-run: the statement may have done something
             cur = conn.execute(sql, args)
             return list(cur.fetchall()) if cur.description else []
 
