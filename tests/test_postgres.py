@@ -248,3 +248,25 @@ def test_langgraph_conformance_on_postgres(pg_server: PgServer) -> None:
     failures = {k: r.failures for k, r in report.results.items() if r.passed is not True}
     assert not failures, failures
     assert report.conformance_level() == "FULL"
+
+
+def test_cli_doctor_stats_inspect_on_a_postgres_url(pg_server: PgServer) -> None:
+    import json
+
+    from .test_cli import run
+
+    secret = "Cli-pw-" + uuid.uuid4().hex[:6]
+    url = pg_server.url().replace("postgres@", f"postgres:{secret}@")
+    with tieredmem.MemorySaver(store=tieredmem.open(url)) as memory:
+        memory.longterm.put(("users", "alice"), "prefs", {"lang": "fr"})
+        memory.history("chat").extend({"i": i} for i in range(30))
+    doctor = run("doctor", url, "--json")
+    assert doctor.returncode == 0, doctor.stderr
+    report = json.loads(doctor.stdout)
+    assert report["integrity"] == "ok" and report["format_version"] == 1
+    assert report["pragma_coherence"] == "strict" and report["rows"] > 0
+    stats = json.loads(run("stats", url, "--json").stdout)
+    assert stats["histories"] == 1 and stats["user_namespaces"] == 1
+    inspect = json.loads(run("inspect", url, "--history", "chat", "--json").stdout)
+    assert inspect["last"] == {"i": 29}
+    assert secret not in doctor.stdout + doctor.stderr

@@ -31,7 +31,7 @@ from typing import Any
 
 from . import MemorySaver, Retention, Store, TieredMemError, __version__
 from . import open as open_store
-from .backends import SEP, Put
+from .backends import SEP, Put, redact
 from .codec import JSON, RAW
 
 __all__ = ["main"]
@@ -95,7 +95,7 @@ def _rss_mb() -> float:
 
 # -- helpers -----------------------------------------------------------------------------
 def _existing(path: str) -> Store:
-    if not os.path.exists(path):
+    if "://" not in path and not os.path.exists(path):
         raise CLIError(f"{path}: no such file")
     return open_store(path, maintenance_interval=0)
 
@@ -128,7 +128,7 @@ def _summary(store: Store) -> dict[str, Any]:
 # -- commands ----------------------------------------------------------------------------
 def cmd_stats(args: argparse.Namespace) -> int:
     with _existing(args.file) as store:
-        _emit(args, _summary(store), f"tieredmem stats {args.file}")
+        _emit(args, _summary(store), f"tieredmem stats {redact(args.file)}")
     return 0
 
 
@@ -180,7 +180,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                     }
             logs = [ns for ns in spaces if ns.split(SEP)[4:5] == ["log"] and ns.count(SEP) == 5]
             if not spaces:
-                raise CLIError(f"{args.file}: no LangGraph thread {args.thread!r}")
+                raise CLIError(f"{redact(args.file)}: no LangGraph thread {args.thread!r}")
             data = {"thread": args.thread, "namespaces": namespaces, "message_logs": len(logs)}
         else:
             data = _summary(store)
@@ -188,7 +188,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             data["history_names"] = [
                 ns.split(SEP)[2] for ns in _internal(store, "history") if ns.count(SEP) == 2
             ][: args.limit]
-        _emit(args, data, f"tieredmem inspect {args.file}")
+        _emit(args, data, f"tieredmem inspect {redact(args.file)}")
     return 0
 
 
@@ -319,7 +319,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if stats.wal_bytes > 64 * 2**20:
             advice.append("the WAL is large: a reader may be holding it; run 'tieredmem compact'")
         data = {
-            "file": args.file,
+            "file": redact(args.file),
             "integrity": integrity,
             "format_version": settings.pop("user_version"),
             "tieredmem": __version__,
@@ -330,7 +330,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             "rows": stats.cold_rows,
             "advice": advice or ["nothing to do"],
         }
-    _emit(args, data, f"tieredmem doctor {args.file}")
+    _emit(args, data, f"tieredmem doctor {redact(args.file)}")
     return 0 if integrity == "ok" else 1
 
 

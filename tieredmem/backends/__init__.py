@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import UnsupportedURLError
 
@@ -26,6 +27,7 @@ __all__ = [
     "Touch",
     "available_schemes",
     "open_backend",
+    "redact",
     "register",
 ]
 
@@ -174,6 +176,25 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections; idempotent."""
+
+
+def redact(url: str) -> str:
+    """*url* with its password (if any) replaced by ``***`` and its query dropped; a path
+    (no ``://``) unchanged.
+
+    >>> redact("postgresql://app:s3cret@db:5432/prod?schema=x")
+    'postgresql://app:***@db:5432/prod'
+    """
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 BackendFactory = Callable[..., Backend]

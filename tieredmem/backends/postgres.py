@@ -51,7 +51,7 @@ from ..errors import (
     StoreClosedError,
     TieredMemError,
 )
-from . import Delete, Op, Put, Row, Touch
+from . import Delete, Op, Put, Row, Touch, redact
 from ._pg_notify import Listener
 from ._pg_schema import FORMAT_VERSION, PENDING, TABLES, identifier, statements
 from .sqlite import prefix_bounds
@@ -67,18 +67,6 @@ _COLS = "ns, key, value, created_at, updated_at, expires_at, ttl"
 #: Rows of full-text documents computed per transaction.
 _INDEX_BATCH = 500
 T = TypeVar("T")
-
-
-def redact(url: str) -> str:
-    """*url* with its password (if any) replaced by ``***`` and the query dropped."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class PostgresBackend:
