@@ -22,7 +22,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: items keyed by (namespace, key) in code-point order (COLLATE "C": the order the
     #    backend protocol promises, whatever the database's locale); the expiry index; the
     #    full-text document (NULL until indexed: a write never pays for it; internal
-    #    namespaces are never indexed); zstd dictionaries; the coherence version row.
+    #    namespaces are never indexed); zstd dictionaries; the coherence version row
+    #    (a counter, the random id of the latest change and that of the one before).
     (
         'CREATE TABLE {s}."{p}meta" (key text PRIMARY KEY, value text NOT NULL)',
         'CREATE TABLE {s}."{p}items" ('
@@ -43,8 +44,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
         " data bytea NOT NULL, created_at float8 NOT NULL)",
         'CREATE TABLE {s}."{p}version" ('
-        " id int PRIMARY KEY CHECK (id = 1), v bigint NOT NULL, vid bigint NOT NULL)",
-        'INSERT INTO {s}."{p}version" (id, v, vid) VALUES (1, 0, 0)',
+        " id int PRIMARY KEY CHECK (id = 1), v bigint NOT NULL, vid bigint NOT NULL,"
+        " pvid bigint NOT NULL)",
+        'INSERT INTO {s}."{p}version" (id, v, vid, pvid) VALUES (1, 0, 0, 0)',
     ),
 )
 

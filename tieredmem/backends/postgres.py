@@ -136,16 +136,20 @@ class PostgresBackend:
             "RETURNING created_at"
         )
         self._client_id = secrets.token_hex(8)
+        #: Bumps the version row to a new random vid (keeping the previous one) and
+        #: notifies listeners; returns (v, pvid, notified).  In a write's transaction.
+        self._bump_sql = (
+            f"UPDATE {self._version} SET v = v + 1, pvid = vid, vid = %s WHERE id = 1 "
+            "RETURNING v, pvid, pg_notify(%s, %s)"
+        )
         self._closed = False
         self._seen: tuple[int, int] | None = None
         self._seen_lock = threading.Lock()
-        #: ``begun``: the write running in this thread got past BEGIN (see _run).
-        self._local = threading.local()
         self._pid = os.getpid()
         self._listener: Listener | None = None
         self._pool = self._open_pool()
         try:
-            self._run(self._setup, write=True)
+            self._run(self._setup)
             self.foreign_change()
             if mode == "notify":
                 bound = float(ours.get("notify_bound", "1"))
@@ -221,10 +225,15 @@ class PostgresBackend:
             )
         return TieredMemError(f"PostgreSQL at {self.url}: {message}")
 
-    def _run(self, fn: Callable[[Any], T], *, write: bool = False) -> T:
+    def _run(self, fn: Callable[[Any], T], *, retry: bool = True) -> T:
         """Run ``fn(connection)``; on a connection that turns out dead (the server
-        restarted), drop the pool's dead connections and try once more if nothing can
-        have been done yet (a read, or a write whose ``BEGIN`` had not gone through)."""
+        restarted), drop the pool's dead connections and, with *retry*, run it once more.
+
+        Retrying is safe for every call of the protocol: reads, and write batches, which
+        are idempotent (a batch re-applied sets the same rows to the same values with the
+        same times; one that had committed before its answer was lost is then simply
+        applied twice).
+        """
         self._check()
         psycopg = self._psycopg
         for attempt in (0, 1):
@@ -240,13 +249,11 @@ class PostgresBackend:
                 return fn(conn)
             except psycopg.Error as exc:
                 broken = conn.broken or conn.closed
-                begun = getattr(self._local, "begun", False)
-                if not (broken and attempt == 0 and (not write or not begun)):
+                if not (broken and retry and attempt == 0):
                     raise self._error(exc) from None
                 log.info("%s: connection lost (%s); retrying", self.url, self._scrub(str(exc)))
                 self._pool.check()  # drop the other dead idle connections too
             finally:
-                self._local.begun = False
                 self._pool.putconn(conn)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -476,7 +483,7 @@ class PostgresBackend:
                     cur.executemany(update, docs)
                     return int(cur.rowcount)
 
-            changed = self._run(store, write=True)
+            changed = self._run(store)
             done += len(rows)
             if changed == 0 and len(rows) == _INDEX_BATCH:
                 time.sleep(0.01)  # every row changed under us: another client is writing
@@ -486,23 +493,33 @@ class PostgresBackend:
     # -- writes ------------------------------------------------------------------------
     def write(self, ops: Sequence[Op]) -> list[float]:
         vid = secrets.randbits(63)
+        bump_args = (vid, self._channel, self._client_id)
 
-        def run(conn: Any) -> tuple[list[float], tuple[int, int], tuple[int, int]]:
-            results: list[Any] = []
+        def one(conn: Any) -> tuple[list[float], tuple[int, int, int]]:
+            # The most common batch, one put, is one statement (its own transaction).
+            sql, args = self._statement(ops[0])
+            found = conn.execute(
+                f"WITH w AS ({sql}), b AS ({self._bump_sql}) SELECT w.created_at, b.* FROM w, b",
+                (*args, *bump_args),
+            ).fetchone()
+            return [float(found[0])], found[1:]
+
+        def many(conn: Any) -> tuple[list[float], tuple[int, int, int]]:
+            created = []
             with conn.transaction():
-                self._local.begun = True
-                with conn.pipeline():
-                    for op in ops:
-                        cur = conn.execute(*self._statement(op))
-                        if isinstance(op, Put):
-                            results.append(cur)
-                    prev, new = self._bump(conn, vid)
-            return [float(c.fetchone()[0]) for c in results], prev, new
+                for op in ops:
+                    cur = conn.execute(*self._statement(op))
+                    if isinstance(op, Put):
+                        created.append(float(cur.fetchone()[0]))
+                # Last, so the row lock that serializes writers is held only until COMMIT.
+                bumped = conn.execute(self._bump_sql, bump_args).fetchone()
+            return created, bumped
 
-        created, prev, new = self._run(run, write=True)
+        single = len(ops) == 1 and isinstance(ops[0], Put)
+        created, (v, pvid, _) = self._run(one if single else many)
         with self._seen_lock:
-            if prev == self._seen:
-                self._seen = new  # only our batch since we last looked
+            if (int(v) - 1, int(pvid)) == self._seen:
+                self._seen = (int(v), vid)  # only our batch since we last looked
         return created
 
     def _statement(self, op: Op) -> tuple[str, tuple[Any, ...]]:
@@ -524,15 +541,6 @@ class PostgresBackend:
             (op.ns, op.start, _TOP if op.stop is None else op.stop),
         )
 
-    def _bump(self, conn: Any, vid: int) -> tuple[tuple[int, int], tuple[int, int]]:
-        """Bump the version row and notify listeners, in the caller's transaction (last,
-        so the row lock that serializes writers is held only until the commit)."""
-        old = conn.execute(f"SELECT v, vid FROM {self._version} WHERE id = 1 FOR UPDATE")
-        conn.execute(f"UPDATE {self._version} SET v = v + 1, vid = %s WHERE id = 1", (vid,))
-        conn.execute("SELECT pg_notify(%s, %s)", (self._channel, self._client_id))
-        v, old_vid = old.fetchone()
-        return (int(v), int(old_vid)), (int(v) + 1, vid)
-
     def expire(self, now: float, *, limit: int = 10_000) -> list[tuple[str, str]]:
         sql = (
             f"DELETE FROM {self._items} WHERE (ns, key) IN (SELECT ns, key FROM {self._items} "
@@ -542,14 +550,15 @@ class PostgresBackend:
 
         def run(conn: Any) -> list[tuple[str, str]]:
             with conn.transaction():
-                self._local.begun = True
                 keys = [(ns, key) for ns, key in conn.execute(sql, (now, limit))]
                 if keys:
                     # Not taken as seen: a sweep drops this client's hot tier too.
-                    self._bump(conn, secrets.randbits(63))
+                    conn.execute(
+                        self._bump_sql, (secrets.randbits(63), self._channel, self._client_id)
+                    )
                 return keys
 
-        return self._run(run, write=True)
+        return self._run(run)
 
     # -- zstd dictionaries -------------------------------------------------------------
     def dictionaries(self) -> dict[int, bytes]:
@@ -563,9 +572,7 @@ class PostgresBackend:
 
     def add_dictionary(self, data: bytes) -> int:
         sql = f"INSERT INTO {self._dicts} (data, created_at) VALUES (%s, %s) RETURNING id"
-        found = self._run(
-            lambda conn: conn.execute(sql, (data, time.time())).fetchone(), write=True
-        )
+        found = self._run(lambda conn: conn.execute(sql, (data, time.time())).fetchone())
         return int(found[0])
 
     # -- coherence, maintenance, stats -------------------------------------------------
@@ -656,11 +663,10 @@ class PostgresBackend:
         ``prepare_threshold``) and return its rows; for tools and diagnostics."""
 
         def run(conn: Any) -> list[tuple[Any, ...]]:
-            self._local.begun = True  # never re-run: the statement may have done something
             cur = conn.execute(sql, args)
             return list(cur.fetchall()) if cur.description else []
 
-        return self._run(run, write=True)
+        return self._run(run, retry=False)  # not re-run: it may have done something
 
     def __repr__(self) -> str:
         return f"PostgresBackend({self.url!r}, schema={self.schema!r}, prefix={self.prefix!r})"
