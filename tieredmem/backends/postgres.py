@@ -51,7 +51,7 @@ from ..errors import (
     StoreClosedError,
     TieredMemError,
 )
-from . import Delete, Op, Put, Row, Touch, redact
+from . import Delete, DeleteRange, Op, Put, Row, Touch, redact
 from ._pg_notify import Listener
 from ._pg_schema import FORMAT_VERSION, PENDING, TABLES, identifier, statements
 from .sqlite import prefix_bounds
@@ -64,6 +64,8 @@ _TOP = "\U0010ffff"
 _OURS = ("schema", "table_prefix", "coherence", "notify_bound", "prepare_threshold",
          "pool_max", "pool_timeout")  # fmt: skip
 _COLS = "ns, key, value, created_at, updated_at, expires_at, ttl"
+#: Most ops of a write batch sent as one statement (larger ones: one per op).
+_ONE_STATEMENT = 32
 #: Rows of full-text documents computed per transaction.
 _INDEX_BATCH = 500
 T = TypeVar("T")
@@ -496,13 +498,24 @@ class PostgresBackend:
         bump_args = (vid, self._channel, self._client_id)
 
         def one(conn: Any) -> tuple[list[float], tuple[int, int, int]]:
-            # The most common batch, one put, is one statement (its own transaction).
-            sql, args = self._statement(ops[0])
+            # A batch of distinct rows (a put, a checkpoint's rows) is one statement,
+            # its own transaction: each op a data-modifying WITH query, all run once.
+            parts: list[str] = []
+            args: list[Any] = []
+            puts: list[str] = []
+            for i, op in enumerate(ops):
+                sql, op_args = self._statement(op)
+                parts.append(f"o{i} AS ({sql})")
+                args += op_args
+                if isinstance(op, Put):
+                    puts.append(f"(SELECT created_at FROM o{i})")
+            parts.append(f"b AS ({self._bump_sql})")
+            args += bump_args
+            columns = "".join(", " + p for p in puts)
             found = conn.execute(
-                f"WITH w AS ({sql}), b AS ({self._bump_sql}) SELECT w.created_at, b.* FROM w, b",
-                (*args, *bump_args),
+                f"WITH {', '.join(parts)} SELECT b.v, b.pvid{columns} FROM b", args
             ).fetchone()
-            return [float(found[0])], found[1:]
+            return [float(c) for c in found[2:]], (found[0], found[1], 0)
 
         def many(conn: Any) -> tuple[list[float], tuple[int, int, int]]:
             created = []
@@ -515,7 +528,9 @@ class PostgresBackend:
                 bumped = conn.execute(self._bump_sql, bump_args).fetchone()
             return created, bumped
 
-        single = len(ops) == 1 and isinstance(ops[0], Put)
+        # Two ops on one row cannot share a statement (they would see the same snapshot).
+        rows = {(op.ns, op.key) for op in ops if not isinstance(op, DeleteRange)}
+        single = len(rows) == len(ops) <= _ONE_STATEMENT
         created, (v, pvid, _) = self._run(one if single else many)
         with self._seen_lock:
             if (int(v) - 1, int(pvid)) == self._seen:
