@@ -207,10 +207,18 @@ def embed(texts: list[str]) -> list[list[float]]:
     return out
 
 
-def test_semantic_search_ranking(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_semantic_search_ranking(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """The same exact vector search on every backend (no pgvector: see the PostgreSQL
+    guide)."""
     index = {"dims": len(VOCAB), "embed": embed, "fields": ["text"]}
+    url = str(tmp_path / "v.db")
+    if backend == "postgres":
+        url = request.getfixturevalue("pg_server").url()
     results = []
-    for s in (InMemoryStore(index=index), TieredStore(str(tmp_path / "v.db"), index=index)):
+    for s in (InMemoryStore(index=index), TieredStore(url, index=index)):
         s.put(("docs",), "pets", {"text": "cat and dog and fish"})
         s.put(("docs",), "travel", {"text": "car train plane"})
         s.put(("docs",), "food", {"text": "pizza pasta pizza"})
