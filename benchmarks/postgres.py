@@ -44,7 +44,6 @@ import shlex
 import statistics
 import sys
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any

@@ -80,9 +80,14 @@ def test_notify_mode_skips_the_round_trip_while_quiet(pg_server: PgServer) -> No
         assert len(calls) <= 1
 
 
-def test_server_killed_mid_write_then_restarted(pg_server: PgServer) -> None:
+def test_server_killed_mid_write_then_restarted(pg_server: PgServer, stress: bool) -> None:
     """A typed error while the server is down, then the same store works again; every
-    acknowledged write is there after the crash recovery."""
+    acknowledged write is there after the crash recovery (five kills with --stress)."""
+    for _ in range(5 if stress else 1):
+        _kill_and_restart_under_writes(pg_server)
+
+
+def _kill_and_restart_under_writes(pg_server: PgServer) -> None:
     url = pg_server.url(pool_timeout="2")
     acked: list[int] = []
     errors: list[BaseException] = []
