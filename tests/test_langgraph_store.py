@@ -304,7 +304,10 @@ def test_shares_a_memorysaver(tmp_path: Path) -> None:
         assert memory.longterm.get(("user", "a"), "k").value == {"v": 1}
 
 
-def test_cache_and_memoization(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_cache_and_memoization(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
     from langgraph.graph import START, StateGraph
     from langgraph.types import CachePolicy
     from typing_extensions import TypedDict
@@ -329,6 +332,8 @@ def test_cache_and_memoization(tmp_path: Path) -> None:
         return builder.compile(cache=cache)
 
     path = str(tmp_path / "c.db")
+    if backend == "postgres":
+        path = request.getfixturevalue("pg_server").url()
     cache = TieredCache(path)
     g = build(cache)
     assert g.invoke({"x": 3})["y"] == 6 and g.invoke({"x": 3})["y"] == 6

@@ -275,3 +275,26 @@ def test_cli_doctor_stats_inspect_on_a_postgres_url(pg_server: PgServer) -> None
     inspect = json.loads(run("inspect", url, "--history", "chat", "--json").stdout)
     assert inspect["last"] == {"i": 29}
     assert secret not in doctor.stdout + doctor.stderr
+
+
+def test_a_store_used_in_a_forked_child(pg_server: PgServer) -> None:
+    """A connection must not cross fork(): the child opens a pool of its own, and the
+    parent's keeps working."""
+    import multiprocessing
+
+    url = pg_server.url()
+    with tieredmem.open(url, hot_bytes="8MiB") as s:
+        s.put(("f",), "parent", 1)
+        assert s.get(("f",), "parent").value == 1  # type: ignore[union-attr]
+
+        def child() -> None:
+            assert s.get(("f",), "parent").value == 1  # type: ignore[union-attr]
+            s.put(("f",), "child", 2)
+
+        proc = multiprocessing.get_context("fork").Process(target=child)
+        proc.start()
+        proc.join(30)
+        assert proc.exitcode == 0
+        assert s.get(("f",), "child").value == 2  # type: ignore[union-attr]
+        s.put(("f",), "parent", 3)
+        assert s.get(("f",), "parent").value == 3  # type: ignore[union-attr]

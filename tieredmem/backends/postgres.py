@@ -38,6 +38,7 @@ import re
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -69,6 +70,9 @@ _ONE_STATEMENT = 32
 #: Rows of full-text documents computed per transaction.
 _INDEX_BATCH = 500
 T = TypeVar("T")
+#: Pools and connections a forked child inherited: kept, never used (see _after_fork).
+_INHERITED: list[Any] = []
+_FORK_LOCK = threading.Lock()
 
 
 class PostgresBackend:
@@ -149,6 +153,8 @@ class PostgresBackend:
         self._seen_lock = threading.Lock()
         self._pid = os.getpid()
         self._listener: Listener | None = None
+        #: Every connection this backend opened (see _after_fork).
+        self._conns: weakref.WeakSet[Any] = weakref.WeakSet()
         self._pool = self._open_pool()
         try:
             self._run(self._setup)
@@ -164,7 +170,9 @@ class PostgresBackend:
 
     # -- connections and errors ------------------------------------------------------
     def _connect(self) -> Any:
-        return self._psycopg.Connection.connect(self._conninfo, **self._kwargs)
+        conn = self._psycopg.Connection.connect(self._conninfo, **self._kwargs)
+        self._conns.add(conn)
+        return conn
 
     def _open_pool(self) -> Any:
         pool = self._pool_mod.ConnectionPool(
@@ -175,6 +183,7 @@ class PostgresBackend:
             timeout=self._pool_timeout,
             open=False,
             name=f"tieredmem-{self.prefix}",
+            configure=self._conns.add,
         )
         try:
             pool.open(wait=True, timeout=self._pool_timeout)
@@ -190,10 +199,34 @@ class PostgresBackend:
         if self._closed:
             raise StoreClosedError(f"{self.url} is closed; open the store again to use it")
         if os.getpid() != self._pid:
-            # A connection must not cross fork(): the child gets a pool of its own (the
-            # parent's is left alone, not closed: its sockets are the parent's).
-            self._pid = os.getpid()
-            self._pool = self._open_pool()
+            with _FORK_LOCK:
+                if os.getpid() != self._pid:
+                    self._after_fork()
+
+    def _after_fork(self) -> None:
+        """In a forked child: a connection must not cross fork(), so open new ones.
+
+        The inherited connections' sockets are the parent's sessions: each is pointed at
+        ``/dev/null`` first, so that closing (or collecting) them in the child cannot end
+        the parent's sessions, and the inherited pool is kept referenced, never used."""
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            for conn in list(self._conns):
+                try:
+                    fd = conn.pgconn.socket
+                except Exception:  # already closed: nothing to protect
+                    continue
+                os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+        _INHERITED.append((self._pool, list(self._conns)))
+        self._conns = weakref.WeakSet()
+        self._pid = os.getpid()
+        self._pool = self._open_pool()
+        if self._listener is not None:  # its thread did not survive the fork
+            self._listener = Listener(
+                self._connect, self._channel, self._client_id, bound=self._listener.bound
+            )
 
     def _scrub(self, text: str) -> str:
         if self._password:
