@@ -70,8 +70,14 @@ def search_rows(
     after: tuple[str, str] | None = None
     unframe, load = coder.unframe, coder.load_payload
     first, rest = (needles[0], needles[1:]) if needles else (None, ())
+    # A backend that can narrow the rows by the filter itself (PostgreSQL: jsonb) returns
+    # a superset of the matches; the test below still decides.
+    narrowed = getattr(backend, "filter_scan", None) if filter else None
     while True:
-        rows = backend.scan(prefix, after=after, limit=page, skip_prefix=skip)
+        if narrowed is not None:
+            rows = narrowed(prefix, filter, after=after, limit=page, skip_prefix=skip)
+        else:
+            rows = backend.scan(prefix, after=after, limit=page, skip_prefix=skip)
         # _match_row, inlined: this loop runs for every row under the prefix.
         for row in rows:
             if row.expires_at is not None and row.expires_at <= now:

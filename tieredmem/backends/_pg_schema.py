@@ -21,8 +21,9 @@ TABLES = ("meta", "items", "dicts", "version")
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: items keyed by (namespace, key) in code-point order (COLLATE "C": the order the
     #    backend protocol promises, whatever the database's locale); the expiry index; the
-    #    full-text document (NULL until indexed: a write never pays for it; internal
-    #    namespaces are never indexed); zstd dictionaries; the coherence version row
+    #    full-text document and the value as jsonb for filters (both NULL until indexed:
+    #    a write never pays for them; internal namespaces are never indexed); zstd
+    #    dictionaries; the coherence version row
     #    (a counter, the random id of the latest change and that of the one before).
     (
         'CREATE TABLE {s}."{p}meta" (key text PRIMARY KEY, value text NOT NULL)',
@@ -35,10 +36,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " expires_at float8,"
         " ttl float8,"
         " tsv tsvector,"
+        " doc jsonb,"
         " PRIMARY KEY (ns, key))",
         'CREATE INDEX "{p}items_expires" ON {s}."{p}items" (expires_at) '
         "WHERE expires_at IS NOT NULL",
         'CREATE INDEX "{p}items_tsv" ON {s}."{p}items" USING gin (tsv)',
+        'CREATE INDEX "{p}items_doc" ON {s}."{p}items" USING gin (doc jsonb_path_ops)',
         'CREATE INDEX "{p}items_unindexed" ON {s}."{p}items" (ns, key) WHERE {pending}',
         'CREATE TABLE {s}."{p}dicts" ('
         " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"

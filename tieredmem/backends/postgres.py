@@ -32,6 +32,7 @@ logs or :meth:`PostgresBackend.stats`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -39,10 +40,11 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ..codec import JSON, Codec
 from ..errors import (
     BackendUnavailableError,
     BusyTimeoutError,
@@ -126,6 +128,7 @@ class PostgresBackend:
         self._pool_max = max(2, int(ours.get("pool_max", "8")))
         self._pool_timeout = float(ours.get("pool_timeout", "30"))
         self._text_of = text_of
+        self._unframe: Callable[[bytes], tuple[int, bytes]] | None = None
         s, p = f'"{self.schema}"', self.prefix
         self._items = f'{s}."{p}items"'
         self._meta = f'{s}."{p}meta"'
@@ -138,7 +141,7 @@ class PostgresBackend:
             "VALUES (%s, %s, %s, coalesce(%s::float8, %s), %s, %s, %s) "
             "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
             "created_at = coalesce(%s::float8, t.created_at), updated_at = excluded.updated_at, "
-            "expires_at = excluded.expires_at, ttl = excluded.ttl, tsv = NULL "
+            "expires_at = excluded.expires_at, ttl = excluded.ttl, tsv = NULL, doc = NULL "
             "RETURNING created_at"
         )
         self._client_id = secrets.token_hex(8)
@@ -429,6 +432,47 @@ class PostgresBackend:
         args.append(limit)
         return self._run(lambda conn: [Row(*r) for r in conn.execute(sql, args, binary=True)])
 
+    def filter_scan(
+        self,
+        ns_prefix: str,
+        filter: Mapping[str, Any],
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int = 1000,
+        skip_prefix: str | None = None,
+    ) -> list[Row]:
+        """:meth:`scan`, narrowed in SQL by *filter* on the ``jsonb`` values: a superset of
+        the rows that match (the caller still tests each), never fewer.
+
+        Exact matches on strings and ``None`` become ``doc @> ...`` (the GIN index), and
+        ``$gt $gte $lt $lte`` on numbers a numeric comparison where the field holds a
+        number; rows whose value has no ``jsonb`` (not JSON, not indexed yet) are kept.
+        """
+        if self._unframe is None:
+            return self.scan(ns_prefix, after=after, limit=limit, skip_prefix=skip_prefix)
+        self.index_pending()
+        conds, cargs = _filter_sql(filter)
+        if not conds:
+            return self.scan(ns_prefix, after=after, limit=limit, skip_prefix=skip_prefix)
+        narrow = f"(doc IS NULL OR ({' AND '.join(conds)}))"
+        parts: list[str] = []
+        args: list[Any] = []
+        for lo, hi in self._ranges(ns_prefix, skip_prefix):
+            where = f"ns >= %s AND ns < %s AND {narrow}"
+            args += [lo, hi, *cargs]
+            if after is not None:
+                where += " AND (ns, key) > (%s, %s)"
+                args += list(after)
+            parts.append(
+                f"(SELECT {_COLS} FROM {self._items} WHERE {where} ORDER BY ns, key LIMIT %s)"
+            )
+            args.append(limit)
+        if not parts:
+            return []
+        sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) u ORDER BY ns, key LIMIT %s"
+        args.append(limit)
+        return self._run(lambda conn: [Row(*r) for r in conn.execute(sql, args, binary=True)])
+
     def namespaces(
         self,
         ns_prefix: str,
@@ -489,9 +533,28 @@ class PostgresBackend:
         rows = self._run(lambda conn: conn.execute(sql, args, binary=True).fetchall())
         return [(Row(*r[:7]), float(r[7])) for r in rows]
 
+    def attach_codec(self, codec: Codec) -> None:
+        """Called by the store: *codec* unframes values, so JSON values are also kept as
+        ``jsonb`` (computed with the full-text documents) and filters narrow in SQL."""
+        self._unframe = codec.unframe
+
+    def _doc(self, frame: bytes) -> str | None:
+        """The ``jsonb`` text of a JSON frame (``None``: not JSON, or not storable)."""
+        unframe = self._unframe
+        if unframe is None:
+            return None
+        try:
+            kind, payload = unframe(frame)
+        except TieredMemError:
+            return None
+        if kind != JSON or b"\\u0000" in payload:  # jsonb refuses NUL characters
+            return None
+        return payload.decode("utf-8", "replace")
+
     def index_pending(self) -> int:
-        """Compute the full-text documents of rows written since the last search; return
-        how many.  Safe beside other clients: a row changed meanwhile is left pending."""
+        """Compute the full-text documents (and ``jsonb`` values) of rows written since
+        the last search; return how many.  Safe beside other clients: a row changed
+        meanwhile is left pending."""
         text_of = self._text_of
         done = 0
         select = (
@@ -499,7 +562,7 @@ class PostgresBackend:
             "ORDER BY ns, key LIMIT %s"
         )
         update = (
-            f"UPDATE {self._items} SET tsv = to_tsvector('simple', %s) "
+            f"UPDATE {self._items} SET tsv = to_tsvector('simple', %s), doc = %s::jsonb "
             f"WHERE ns = %s AND key = %s AND xmin::text = %s AND {PENDING}"
         )
         while True:
@@ -511,9 +574,10 @@ class PostgresBackend:
             docs = []
             for ns, key, frame, xmin in rows:
                 text = text_of(bytes(frame)) if text_of is not None else None
-                docs.append(((text or "").replace("\x00", " "), ns, key, xmin))
+                doc = self._doc(bytes(frame))
+                docs.append(((text or "").replace("\x00", " "), doc, ns, key, xmin))
 
-            def store(conn: Any, docs: list[tuple[str, str, str, str]] = docs) -> int:
+            def store(conn: Any, docs: list[tuple[Any, ...]] = docs) -> int:
                 with conn.transaction(), conn.cursor() as cur:
                     cur.executemany(update, docs)
                     return int(cur.rowcount)
@@ -729,6 +793,57 @@ class PostgresBackend:
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.close()
+
+
+_RANGES = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+def _filter_sql(filter: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+    """SQL conditions on ``doc`` that every value matching *filter* satisfies (see
+    :meth:`PostgresBackend.filter_scan`), and their arguments.
+
+    Only what PostgreSQL compares exactly as Python does: a string or ``None`` (jsonb
+    ``null``) by containment (``1 == True`` in Python, not in jsonb, so no numbers), and
+    a number (not a bool) against a field that holds a number (a field that holds
+    something else is kept).
+    """
+    conds: list[str] = []
+    args: list[Any] = []
+    contains: dict[str, Any] = {}
+    for path, spec in filter.items():
+        parts = path.split(".")
+        ops = (
+            spec
+            if isinstance(spec, Mapping) and spec and all(str(k).startswith("$") for k in spec)
+            else {"$eq": spec}
+        )
+        for op, expected in ops.items():
+            if op == "$eq" and (expected is None or type(expected) is str):
+                if "\x00" in (expected or ""):
+                    continue
+                node = contains
+                for part in parts[:-1]:
+                    nxt = node.setdefault(part, {})
+                    if not isinstance(nxt, dict):
+                        break
+                    node = nxt
+                else:
+                    if parts[-1] not in node:
+                        node[parts[-1]] = expected
+            elif op in _RANGES and type(expected) in (int, float) and abs(expected) < 2**53:
+                # An absent field never matches; one that is not a number (a bool,
+                # which Python compares as an int) is left to the caller's test.  Below
+                # 2**53, shortest float reprs (how orjson wrote the stored numbers, and
+                # how the bound is sent) order exactly as the floats do.
+                conds.append(
+                    "(jsonb_typeof(doc #> %s) <> 'number' OR "
+                    f"(doc #>> %s)::numeric {_RANGES[op]} %s::numeric)"
+                )
+                args += [parts, parts, repr(expected)]
+    if contains:
+        conds.insert(0, "doc @> %s::jsonb")
+        args.insert(0, json.dumps(contains))
+    return conds, args
 
 
 def _lexeme(word: str) -> str:
