@@ -10,6 +10,9 @@ tieredmem store, or a store of a newer format.
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from ..errors import NotAStoreError, SchemaVersionError
 
 __all__ = ()
 
@@ -77,3 +80,62 @@ def statements(number: int, schema: str, prefix: str) -> tuple[str, ...]:
     return tuple(
         sql.format(s=f'"{schema}"', p=prefix, pending=PENDING) for sql in MIGRATIONS[number]
     )
+
+
+def existing_tables(conn: Any, schema: str, prefix: str) -> set[str]:
+    """Which of our table names exist in *schema*."""
+    return {
+        name
+        for (name,) in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = ANY(%s)",
+            (schema, [prefix + t for t in TABLES]),
+        )
+    }
+
+
+def migrate(conn: Any, schema: str, prefix: str, where: str) -> list[int]:
+    """Vet and bring the store's tables to :data:`FORMAT_VERSION`, in one transaction
+    under an advisory lock (concurrent first opens wait for each other); return the
+    numbers of the migrations applied.  Nothing is changed when refused.
+
+    :raises NotAStoreError: our table names are taken by something else.
+    :raises SchemaVersionError: the store has a newer format.
+    """
+    meta_table = f'"{schema}"."{prefix}meta"'
+    tables = f"{schema}.{prefix}*"
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tieredmem {tables}",))
+        found = existing_tables(conn, schema, prefix)
+        version = 0
+        if found:
+            if prefix + "meta" not in found:
+                raise NotAStoreError(
+                    f"{where}: tables named {tables} exist but are not a tieredmem store; "
+                    "choose another ?table_prefix= or ?schema="
+                )
+            meta = dict(conn.execute(f"SELECT key, value FROM {meta_table}").fetchall())
+            if meta.get("format") != "tieredmem":
+                raise NotAStoreError(
+                    f"{where}: {tables} is not a tieredmem store; "
+                    "choose another ?table_prefix= or ?schema="
+                )
+            version = int(meta.get("format_version", "0"))
+            if version > FORMAT_VERSION:
+                raise SchemaVersionError(
+                    f"{where}: {tables} has format version {version}, newer than this "
+                    f"tieredmem understands ({FORMAT_VERSION}); upgrade tieredmem to open it"
+                )
+        if version == FORMAT_VERSION:
+            return []
+        if schema != "public":
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        for number in range(version, FORMAT_VERSION):
+            for sql in statements(number, schema, prefix):
+                conn.execute(sql)
+        conn.execute(
+            f"INSERT INTO {meta_table} (key, value) VALUES ('format', 'tieredmem'), "
+            "('format_version', %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(FORMAT_VERSION),),
+        )
+    return list(range(version + 1, FORMAT_VERSION + 1))

@@ -32,7 +32,6 @@ logs or :meth:`PostgresBackend.stats`.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -50,13 +49,13 @@ from ..errors import (
     BusyTimeoutError,
     InvalidKeyError,
     NotAStoreError,
-    SchemaVersionError,
     StoreClosedError,
     TieredMemError,
 )
 from . import Delete, DeleteRange, Op, Put, Row, Touch, redact
 from ._pg_notify import Listener
-from ._pg_schema import FORMAT_VERSION, PENDING, TABLES, identifier, statements
+from ._pg_schema import FORMAT_VERSION, PENDING, TABLES, existing_tables, identifier, migrate
+from ._pg_search import filter_sql, tsquery
 from .sqlite import prefix_bounds
 
 __all__ = ["PostgresBackend"]
@@ -64,8 +63,16 @@ __all__ = ["PostgresBackend"]
 log = logging.getLogger(__name__)
 
 _TOP = "\U0010ffff"
-_OURS = ("schema", "table_prefix", "coherence", "notify_bound", "prepare_threshold",
-         "pool_max", "pool_timeout")  # fmt: skip
+#: URL parameters of ours (the others go to libpq).
+_OURS = (
+    "schema",
+    "table_prefix",
+    "coherence",
+    "notify_bound",
+    "prepare_threshold",
+    "pool_max",
+    "pool_timeout",
+)
 _COLS = "ns, key, value, created_at, updated_at, expires_at, ttl"
 #: Most ops of a write batch sent as one statement (larger ones: one per op).
 _ONE_STATEMENT = 32
@@ -297,50 +304,9 @@ class PostgresBackend:
 
     # -- schema ----------------------------------------------------------------------
     def _setup(self, conn: Any) -> None:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.url + self._items,))
-            found = {
-                name
-                for (name,) in conn.execute(
-                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n "
-                    "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s)",
-                    (self.schema, [self.prefix + t for t in TABLES]),
-                )
-            }
-            version = 0
-            if found:
-                where = f"{self.schema}.{self.prefix}*"
-                if self.prefix + "meta" not in found:
-                    raise NotAStoreError(
-                        f"PostgreSQL at {self.url}: tables named {where} exist but are not "
-                        "a tieredmem store; choose another ?table_prefix= or ?schema="
-                    )
-                meta = dict(conn.execute(f"SELECT key, value FROM {self._meta}").fetchall())
-                if meta.get("format") != "tieredmem":
-                    raise NotAStoreError(
-                        f"PostgreSQL at {self.url}: {where} is not a tieredmem store; "
-                        "choose another ?table_prefix= or ?schema="
-                    )
-                version = int(meta.get("format_version", "0"))
-                if version > FORMAT_VERSION:
-                    raise SchemaVersionError(
-                        f"PostgreSQL at {self.url}: {where} has format version {version}, "
-                        f"newer than this tieredmem understands ({FORMAT_VERSION}); "
-                        "upgrade tieredmem to open it"
-                    )
-            if version == FORMAT_VERSION:
-                return
-            if self.schema != "public":
-                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            for number in range(version, FORMAT_VERSION):
-                for sql in statements(number, self.schema, self.prefix):
-                    conn.execute(sql)
-                log.info("%s: applied migration %d", self.url, number + 1)
-            conn.execute(
-                f"INSERT INTO {self._meta} (key, value) VALUES ('format', 'tieredmem'), "
-                "('format_version', %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(FORMAT_VERSION),),
-            )
+        applied = migrate(conn, self.schema, self.prefix, f"PostgreSQL at {self.url}")
+        for number in applied:
+            log.info("%s: applied migration %d", self.url, number)
 
     # -- reads -------------------------------------------------------------------------
     def get(self, ns: str, key: str) -> Row | None:
@@ -451,7 +417,7 @@ class PostgresBackend:
         if self._unframe is None:
             return self.scan(ns_prefix, after=after, limit=limit, skip_prefix=skip_prefix)
         self.index_pending()
-        conds, cargs = _filter_sql(filter)
+        conds, cargs = filter_sql(filter)
         if not conds:
             return self.scan(ns_prefix, after=after, limit=limit, skip_prefix=skip_prefix)
         narrow = f"(doc IS NULL OR ({' AND '.join(conds)}))"
@@ -525,7 +491,7 @@ class PostgresBackend:
                 f"SELECT {_COLS}, ts_rank(tsv, q) AS score FROM {self._items}, "
                 "to_tsquery('simple', %s) q WHERE tsv @@ q AND ns >= %s AND ns < %s"
             )
-            args += [" | ".join(_lexeme(w) for w in words), lo, hi]
+            args += [tsquery(words), lo, hi]
         if not parts:
             return []
         sql = " UNION ALL ".join(parts) + " ORDER BY score DESC, ns, key LIMIT %s"
@@ -737,14 +703,7 @@ class PostgresBackend:
         """``"ok"`` when every table of the store is there and the format is ours."""
 
         def run(conn: Any) -> str:
-            found = {
-                name
-                for (name,) in conn.execute(
-                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n "
-                    "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = ANY(%s)",
-                    (self.schema, [self.prefix + t for t in TABLES]),
-                )
-            }
+            found = existing_tables(conn, self.schema, self.prefix)
             missing = [self.prefix + t for t in TABLES if self.prefix + t not in found]
             return "ok" if not missing else "missing tables: " + ", ".join(missing)
 
@@ -793,59 +752,3 @@ class PostgresBackend:
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.close()
-
-
-_RANGES = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-
-
-def _filter_sql(filter: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
-    """SQL conditions on ``doc`` that every value matching *filter* satisfies (see
-    :meth:`PostgresBackend.filter_scan`), and their arguments.
-
-    Only what PostgreSQL compares exactly as Python does: a string or ``None`` (jsonb
-    ``null``) by containment (``1 == True`` in Python, not in jsonb, so no numbers), and
-    a number (not a bool) against a field that holds a number (a field that holds
-    something else is kept).
-    """
-    conds: list[str] = []
-    args: list[Any] = []
-    contains: dict[str, Any] = {}
-    for path, spec in filter.items():
-        parts = path.split(".")
-        ops = (
-            spec
-            if isinstance(spec, Mapping) and spec and all(str(k).startswith("$") for k in spec)
-            else {"$eq": spec}
-        )
-        for op, expected in ops.items():
-            if op == "$eq" and (expected is None or type(expected) is str):
-                if "\x00" in (expected or ""):
-                    continue
-                node = contains
-                for part in parts[:-1]:
-                    nxt = node.setdefault(part, {})
-                    if not isinstance(nxt, dict):
-                        break
-                    node = nxt
-                else:
-                    if parts[-1] not in node:
-                        node[parts[-1]] = expected
-            elif op in _RANGES and type(expected) in (int, float) and abs(expected) < 2**53:
-                # An absent field never matches; one that is not a number (a bool,
-                # which Python compares as an int) is left to the caller's test.  Below
-                # 2**53, shortest float reprs (how orjson wrote the stored numbers, and
-                # how the bound is sent) order exactly as the floats do.
-                conds.append(
-                    "(jsonb_typeof(doc #> %s) <> 'number' OR "
-                    f"(doc #>> %s)::numeric {_RANGES[op]} %s::numeric)"
-                )
-                args += [parts, parts, repr(expected)]
-    if contains:
-        conds.insert(0, "doc @> %s::jsonb")
-        args.insert(0, json.dumps(contains))
-    return conds, args
-
-
-def _lexeme(word: str) -> str:
-    """*word* as one quoted ``to_tsquery`` operand (lower-cased, as 'simple' indexes it)."""
-    return "'" + word.lower().replace("\\", "\\\\").replace("'", "''") + "'"
