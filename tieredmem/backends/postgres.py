@@ -141,7 +141,7 @@ class PostgresBackend:
         self._meta = f'{s}."{p}meta"'
         self._dicts = f'{s}."{p}dicts"'
         self._version = f'{s}."{p}version"'
-        self._channel = f"{p}changes"
+        self._channel = f"{self.schema}.{p}changes"  # one channel per store and database
         self._upsert = (
             f"INSERT INTO {self._items} AS t "
             "(ns, key, value, created_at, updated_at, expires_at, ttl) "
