@@ -398,3 +398,12 @@ def test_filters_narrowed_in_sql_agree_with_python_on_random_values(pg_server: P
         check()
     finally:
         store.close()
+
+
+def test_nul_in_a_key_is_a_typed_error(pg_server: PgServer) -> None:
+    with tieredmem.open(pg_server.url()) as s:
+        with pytest.raises(tieredmem.InvalidKeyError, match="NUL"):
+            s.put(("a",), "k\x00", 1)
+        s.put(("a",), "k", "value with \x00 inside")  # values are bytes: fine
+        assert s.get(("a",), "k").value == "value with \x00 inside"  # type: ignore[union-attr]
+        assert [i.key for i in s.search(("a",), query="value")] == ["k"]

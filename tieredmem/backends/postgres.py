@@ -254,7 +254,7 @@ class PostgresBackend:
             )
         if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
             return BusyTimeoutError(f"PostgreSQL at {self.url}: {message}; retry")
-        if isinstance(exc, psycopg.errors.UntranslatableCharacter) or "NUL" in message:
+        if isinstance(exc, psycopg.errors.UntranslatableCharacter) or "NUL (0x00)" in message:
             return InvalidKeyError(
                 f"PostgreSQL cannot store NUL characters in namespaces or keys ({message})"
             )
