@@ -33,27 +33,21 @@ logs or :meth:`PostgresBackend.stats`.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import secrets
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..codec import JSON, Codec
 from ..errors import (
-    BackendUnavailableError,
-    BusyTimeoutError,
-    InvalidKeyError,
-    NotAStoreError,
-    StoreClosedError,
     TieredMemError,
 )
 from . import Delete, DeleteRange, Op, Put, Row, Touch, redact
 from ._pg_notify import Listener
+from ._pg_pool import Connections
 from ._pg_schema import FORMAT_VERSION, PENDING, TABLES, existing_tables, identifier, migrate
 from ._pg_search import filter_sql, tsquery
 from .sqlite import prefix_bounds
@@ -78,10 +72,6 @@ _COLS = "ns, key, value, created_at, updated_at, expires_at, ttl"
 _ONE_STATEMENT = 32
 #: Rows of full-text documents computed per transaction.
 _INDEX_BATCH = 500
-T = TypeVar("T")
-#: Pools and connections a forked child inherited: kept, never used (see _after_fork).
-_INHERITED: list[Any] = []
-_FORK_LOCK = threading.Lock()
 
 
 class PostgresBackend:
@@ -111,10 +101,8 @@ class PostgresBackend:
                 "the PostgreSQL backend needs psycopg 3 and psycopg_pool: "
                 "pip install 'tieredmem[postgres]'"
             ) from None
-        self._psycopg = psycopg
-        self._pool_mod = psycopg_pool
+        del psycopg, psycopg_pool  # imported here only to fail early with a clear message
         parts = urlsplit(url)
-        self._password = parts.password or ""
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         ours = {k: query.pop(k) for k in _OURS if k in query}
         self.url = redact(url)
@@ -127,13 +115,6 @@ class PostgresBackend:
         if prepare_threshold == "url":
             raw = ours.get("prepare_threshold", "5")
             prepare_threshold = None if raw.lower() in ("none", "") else int(raw)
-        self._conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), ""))
-        self._kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "prepare_threshold": prepare_threshold,
-        }
-        self._pool_max = max(2, int(ours.get("pool_max", "8")))
-        self._pool_timeout = float(ours.get("pool_timeout", "30"))
         self._text_of = text_of
         self._unframe: Callable[[bytes], tuple[int, bytes]] | None = None
         s, p = f'"{self.schema}"', self.prefix
@@ -158,149 +139,37 @@ class PostgresBackend:
             f"UPDATE {self._version} SET v = v + 1, pvid = vid, vid = %s WHERE id = 1 "
             "RETURNING v, pvid, pg_notify(%s, %s)"
         )
-        self._closed = False
         self._seen: tuple[int, int] | None = None
         self._seen_lock = threading.Lock()
-        self._pid = os.getpid()
         self._listener: Listener | None = None
-        #: Every connection this backend opened (see _after_fork).
-        self._conns: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._pool = self._open_pool()
+        self._db = Connections(
+            urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), "")),
+            {"autocommit": True, "prepare_threshold": prepare_threshold},
+            url=self.url,
+            password=parts.password or "",
+            pool_max=max(2, int(ours.get("pool_max", "8"))),
+            pool_timeout=float(ours.get("pool_timeout", "30")),
+            what=f"{self.schema}.{self.prefix}*",
+            after_fork=self._after_fork,
+        )
+        self._run = self._db.run
         try:
             self._run(self._setup)
             self.foreign_change()
             if mode == "notify":
                 bound = float(ours.get("notify_bound", "1"))
                 self._listener = Listener(
-                    self._connect, self._channel, self._client_id, bound=bound
+                    self._db.connect, self._channel, self._client_id, bound=bound
                 )
         except BaseException:
             self.close()
             raise
 
-    # -- connections and errors ------------------------------------------------------
-    def _connect(self) -> Any:
-        conn = self._psycopg.Connection.connect(self._conninfo, **self._kwargs)
-        self._conns.add(conn)
-        return conn
-
-    def _open_pool(self) -> Any:
-        pool = self._pool_mod.ConnectionPool(
-            self._conninfo,
-            min_size=1,
-            max_size=self._pool_max,
-            kwargs=self._kwargs,
-            timeout=self._pool_timeout,
-            open=False,
-            name=f"tieredmem-{self.prefix}",
-            configure=self._conns.add,
-        )
-        try:
-            pool.open(wait=True, timeout=self._pool_timeout)
-        except self._pool_mod.PoolTimeout:
-            pool.close()
-            raise BackendUnavailableError(
-                f"cannot connect to PostgreSQL at {self.url} within {self._pool_timeout:g}s; "
-                "check that the server runs and the URL (host, port, user, password) is right"
-            ) from None
-        return pool
-
-    def _check(self) -> None:
-        if self._closed:
-            raise StoreClosedError(f"{self.url} is closed; open the store again to use it")
-        if os.getpid() != self._pid:
-            with _FORK_LOCK:
-                if os.getpid() != self._pid:
-                    self._after_fork()
-
     def _after_fork(self) -> None:
-        """In a forked child: a connection must not cross fork(), so open new ones.
-
-        The inherited connections' sockets are the parent's sessions: each is pointed at
-        ``/dev/null`` first, so that closing (or collecting) them in the child cannot end
-        the parent's sessions, and the inherited pool is kept referenced, never used."""
-        devnull = os.open(os.devnull, os.O_RDWR)
-        try:
-            for conn in list(self._conns):
-                try:
-                    fd = conn.pgconn.socket
-                except Exception:  # already closed: nothing to protect
-                    continue
-                os.dup2(devnull, fd)
-        finally:
-            os.close(devnull)
-        _INHERITED.append((self._pool, list(self._conns)))
-        self._conns = weakref.WeakSet()
-        self._pid = os.getpid()
-        self._pool = self._open_pool()
         if self._listener is not None:  # its thread did not survive the fork
             self._listener = Listener(
-                self._connect, self._channel, self._client_id, bound=self._listener.bound
+                self._db.connect, self._channel, self._client_id, bound=self._listener.bound
             )
-
-    def _scrub(self, text: str) -> str:
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text
-
-    def _error(self, exc: BaseException) -> TieredMemError:
-        psycopg = self._psycopg
-        message = self._scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-        if isinstance(exc, self._pool_mod.PoolTimeout):
-            return BackendUnavailableError(
-                f"PostgreSQL at {self.url}: no connection within {self._pool_timeout:g}s "
-                "(the server is down or unreachable, or every connection is busy); the "
-                "operation was not acknowledged: retry when the server is back"
-            )
-        if isinstance(exc, psycopg.errors.LockNotAvailable | psycopg.errors.QueryCanceled):
-            return BusyTimeoutError(f"PostgreSQL at {self.url}: {message}; retry")
-        if isinstance(exc, psycopg.errors.UntranslatableCharacter) or "NUL (0x00)" in message:
-            return InvalidKeyError(
-                f"PostgreSQL cannot store NUL characters in namespaces or keys ({message})"
-            )
-        if isinstance(exc, psycopg.errors.UndefinedTable):
-            return NotAStoreError(
-                f"PostgreSQL at {self.url}: the tieredmem tables under "
-                f"{self.schema}.{self.prefix}* are gone ({message}); open the store again"
-            )
-        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-            return BackendUnavailableError(
-                f"PostgreSQL at {self.url}: the connection failed ({message}); the operation "
-                "was not acknowledged: retry when the server is back"
-            )
-        return TieredMemError(f"PostgreSQL at {self.url}: {message}")
-
-    def _run(self, fn: Callable[[Any], T], *, retry: bool = True) -> T:
-        """Run ``fn(connection)``; on a connection that turns out dead (the server
-        restarted), drop the pool's dead connections and, with *retry*, run it once more.
-
-        Retrying is safe for every call of the protocol: reads, and write batches, which
-        are idempotent (a batch re-applied sets the same rows to the same values with the
-        same times; one that had committed before its answer was lost is then simply
-        applied twice).
-        """
-        self._check()
-        psycopg = self._psycopg
-        for attempt in (0, 1):
-            try:
-                conn = self._pool.getconn()
-            except self._pool_mod.PoolTimeout as exc:
-                raise self._error(exc) from None
-            except self._pool_mod.PoolClosed:
-                raise StoreClosedError(
-                    f"{self.url} is closed; open the store again to use it"
-                ) from None
-            try:
-                return fn(conn)
-            except psycopg.Error as exc:
-                broken = conn.broken or conn.closed
-                if not (broken and retry and attempt == 0):
-                    raise self._error(exc) from None
-                log.info("%s: connection lost (%s); retrying", self.url, self._scrub(str(exc)))
-                self._pool.check()  # drop the other dead idle connections too
-            finally:
-                self._pool.putconn(conn)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- schema ----------------------------------------------------------------------
     def _setup(self, conn: Any) -> None:
@@ -663,7 +532,7 @@ class PostgresBackend:
     def foreign_change(self) -> bool:
         """One round trip: has the version row moved since we last looked (beyond our
         own batches)?"""
-        if self._closed:
+        if self._db.closed:
             return False
         listener = self._listener
         if listener is not None:
@@ -743,12 +612,7 @@ class PostgresBackend:
         return f"PostgresBackend({self.url!r}, schema={self.schema!r}, prefix={self.prefix!r})"
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.close()
+        self._db.close()
