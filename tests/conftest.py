@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,15 +46,19 @@ def db_path(tmp_path: Path) -> str:
 
 
 # A tiny hot tier makes every operation spill; a large one keeps everything hot.
-@pytest.fixture(params=["memory", "file-tiny-hot", "file-large-hot", "file-batch"])
+@pytest.fixture(
+    params=["memory", "file-tiny-hot", "file-large-hot", "file-batch", "postgres-tiny-hot"]
+)
 def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> Iterator[tieredmem.Store]:
     kind = request.param
     url = ":memory:" if kind == "memory" else str(tmp_path / "s.db")
+    if kind.startswith("postgres"):
+        url = request.getfixturevalue("pg_server").url()
     s = tieredmem.open(
         url,
-        hot_bytes=1 if kind == "file-tiny-hot" else "32MiB",
+        hot_bytes=1 if kind.endswith("tiny-hot") else "32MiB",
         durability="batch" if kind == "file-batch" else "sync",
         maintenance_interval=0,
         clock=clock,
@@ -142,3 +147,21 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A private PostgreSQL server for the session (see tests/pg_server.py)."""
+    pytest.importorskip("psycopg")
+    from .pg_server import MISSING, PgServer, find_binaries
+
+    bindir = find_binaries()
+    if bindir is None:
+        if os.environ.get("CI"):
+            raise RuntimeError(MISSING)
+        pytest.skip(MISSING)
+    server = PgServer(bindir)
+    try:
+        yield server
+    finally:
+        server.remove()

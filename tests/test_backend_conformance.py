@@ -1,4 +1,5 @@
-"""The contract every backend must keep, run against SQLite (file, memory) and Redis."""
+"""The contract every backend must keep, run against SQLite (file, memory), Redis and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ from .conftest import FakeClock, RedisServer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(params=["sqlite-file", "sqlite-memory", "redis"])
+@pytest.fixture(params=["sqlite-file", "sqlite-memory", "redis", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite-file":
         return str(tmp_path / "b.db")
     if request.param == "sqlite-memory":
         return ":memory:"
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_server").url(pool_timeout="5"))
     server: RedisServer = request.getfixturevalue("redis_server")
     return server.url(f"t{uuid.uuid4().hex[:8]}:")
 

@@ -25,12 +25,15 @@ from .conftest import FakeClock  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(params=["inmemory", "tiered", "tiered-spilling"])
+@pytest.fixture(params=["inmemory", "tiered", "tiered-spilling", "tiered-postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "inmemory":
         yield InMemoryStore()
         return
-    s = TieredStore(str(tmp_path / "s.db"), hot_bytes=1 if "spilling" in request.param else "8MiB")
+    url = str(tmp_path / "s.db")
+    if request.param == "tiered-postgres":  # spilling too: every read reaches the server
+        url = request.getfixturevalue("pg_server").url()
+    s = TieredStore(url, hot_bytes=1 if "spilling" in request.param else "8MiB")
     yield s
     s.close()
 
@@ -204,10 +207,18 @@ def embed(texts: list[str]) -> list[list[float]]:
     return out
 
 
-def test_semantic_search_ranking(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_semantic_search_ranking(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """The same exact vector search on every backend (no pgvector: see the PostgreSQL
+    guide)."""
     index = {"dims": len(VOCAB), "embed": embed, "fields": ["text"]}
+    url = str(tmp_path / "v.db")
+    if backend == "postgres":
+        url = request.getfixturevalue("pg_server").url()
     results = []
-    for s in (InMemoryStore(index=index), TieredStore(str(tmp_path / "v.db"), index=index)):
+    for s in (InMemoryStore(index=index), TieredStore(url, index=index)):
         s.put(("docs",), "pets", {"text": "cat and dog and fish"})
         s.put(("docs",), "travel", {"text": "car train plane"})
         s.put(("docs",), "food", {"text": "pizza pasta pizza"})
@@ -293,7 +304,10 @@ def test_shares_a_memorysaver(tmp_path: Path) -> None:
         assert memory.longterm.get(("user", "a"), "k").value == {"v": 1}
 
 
-def test_cache_and_memoization(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_cache_and_memoization(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
     from langgraph.graph import START, StateGraph
     from langgraph.types import CachePolicy
     from typing_extensions import TypedDict
@@ -318,6 +332,8 @@ def test_cache_and_memoization(tmp_path: Path) -> None:
         return builder.compile(cache=cache)
 
     path = str(tmp_path / "c.db")
+    if backend == "postgres":
+        path = request.getfixturevalue("pg_server").url()
     cache = TieredCache(path)
     g = build(cache)
     assert g.invoke({"x": 3})["y"] == 6 and g.invoke({"x": 3})["y"] == 6

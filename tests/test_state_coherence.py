@@ -212,13 +212,15 @@ def test_commits_buffered_at_the_same_time_are_both_kept(tmp_path: Path) -> None
         b.close()
 
 
-@pytest.mark.parametrize("target", ["sync", "batch", "redis"])
+@pytest.mark.parametrize("target", ["sync", "batch", "redis", "postgres"])
 def test_two_processes_committing_at_once_lose_nothing(
     tmp_path: Path, request: pytest.FixtureRequest, target: str
 ) -> None:
     path, durability = str(tmp_path / "shared.db"), target
     if target == "redis":  # two hosts' view of one server
         path, durability = request.getfixturevalue("redis_server").url("state:"), "sync"
+    if target == "postgres":
+        path, durability = request.getfixturevalue("pg_server").url(), "sync"
     a = Peer(path, durability)
     a("flush")
     b = Peer(path, durability)

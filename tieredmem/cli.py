@@ -40,7 +40,7 @@ import orjson
 
 from . import CorruptStoreError, MemorySaver, Retention, Store, TieredMemError, __version__
 from . import open as open_store
-from .backends import SEP, Put
+from .backends import SEP, Put, redact_url
 from .codec import JSON, RAW, dumps_json
 from .history import decode_row, encode_row
 
@@ -133,10 +133,13 @@ def _check_store_file(path: str) -> None:
 
 
 def _existing(path: str) -> Store:
-    """Open the store file *path* for a read command (``stats``, ``inspect``, ``doctor``,
-    ``export``): every read command opens its file here, and nothing else, read-only
-    (``readonly=True``: the file is never written).  A missing, empty or non-store path
-    is refused first (:func:`_check_store_file`)."""
+    """Open the store *path* for a read command (``stats``, ``inspect``, ``doctor``,
+    ``export``): every read command opens its store here, and nothing else.  A file is
+    opened read-only (``readonly=True``: it is never written), after a missing, empty or
+    non-store path is refused (:func:`_check_store_file`); a server URL (PostgreSQL,
+    Redis) is opened as it is, without background maintenance."""
+    if "://" in path and not path.startswith("sqlite://"):
+        return open_store(path, maintenance_interval=0)
     _check_store_file(path)
     return open_store(path, readonly=True)
 
@@ -177,7 +180,7 @@ def _summary(store: Store, path: str) -> dict[str, Any]:
 # -- commands ----------------------------------------------------------------------------
 def cmd_stats(args: argparse.Namespace) -> int:
     with _existing(args.file) as store:
-        _emit(args, _summary(store, args.file), f"tieredmem stats {args.file}")
+        _emit(args, _summary(store, args.file), f"tieredmem stats {redact_url(args.file)}")
     return 0
 
 
@@ -235,7 +238,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                     }
             logs = [ns for ns in spaces if ns.split(SEP)[4:5] == ["log"] and ns.count(SEP) == 5]
             if not spaces:
-                raise CLIError(f"{args.file}: no LangGraph thread {args.thread!r}")
+                raise CLIError(f"{redact_url(args.file)}: no LangGraph thread {args.thread!r}")
             data = {"thread": args.thread, "namespaces": namespaces, "message_logs": len(logs)}
         else:
             data = _summary(store, args.file)
@@ -243,7 +246,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             data["history_names"] = [
                 ns.split(SEP)[2] for ns in _internal(store, "history") if ns.count(SEP) == 2
             ][: args.limit]
-        _emit(args, data, f"tieredmem inspect {args.file}")
+        _emit(args, data, f"tieredmem inspect {redact_url(args.file)}")
     return 0
 
 
@@ -421,7 +424,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if stats.wal_bytes > 64 * 2**20:
             advice.append("the WAL is large: a reader may be holding it; run 'tieredmem compact'")
         data = {
-            "file": args.file,
+            "file": redact_url(args.file),
             "check": check,
             "integrity": integrity,
             "format_version": settings.pop("user_version"),
@@ -433,7 +436,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             "rows": stats.cold_rows,
             "advice": advice or ["nothing to do"],
         }
-    _emit(args, data, f"tieredmem doctor {args.file}")
+    _emit(args, data, f"tieredmem doctor {redact_url(args.file)}")
     return 0 if integrity == "ok" else 1
 
 

@@ -106,8 +106,10 @@ class UnsupportedURLError(TieredMemError, ValueError):
 
 
 class BackendUnavailableError(TieredMemError, ConnectionError):
-    """The cold tier's server (Redis) cannot be reached, refused the credentials or the URL
-    is malformed; the message says which and what to check (passwords are never shown)."""
+    """The cold tier's server (Redis, PostgreSQL) cannot be reached, refused the
+    credentials or dropped the connection; the operation was not acknowledged.  The
+    message says what to check (passwords are never shown); retry once the server is
+    back (the store reconnects by itself)."""
 
 
 class CheckpointTypeError(SerializationError):

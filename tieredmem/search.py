@@ -80,12 +80,17 @@ def search_rows(
     page = min(_MAX_PAGE, wanted + 8 if not filter else max(32, wanted * 4))
     # A filter on declared fields reads only the index's candidates (the filter below
     # still decides each one).
+    # A backend that can narrow the rows by the filter itself (PostgreSQL: jsonb) returns
+    # a superset of the matches; the test below still decides each row.
     scan: Callable[..., list[Row]] = backend.scan
     indexed = getattr(backend, "indexed_fields", None)
+    narrowing = getattr(backend, "filter_scan", None)
     if filter and indexed is not None:
         conds = conditions(filter, indexed())
         if conds:
             scan = partial(backend.field_scan, conditions=conds)  # type: ignore[attr-defined]
+    elif filter and narrowing is not None:
+        scan = partial(narrowing, filter=filter)
     after: tuple[str, str] | None = None
     unframe, load = coder.unframe, coder.load_payload
     first, rest = (needles[0], needles[1:]) if needles else (None, ())

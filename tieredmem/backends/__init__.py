@@ -6,6 +6,11 @@ histories: the layers above build those from atomic batch writes, point and rang
 prefix scans and expiry.  Backends register by URL scheme; third-party ones through the
 ``tieredmem.backends`` entry point group (the value is a factory
 ``(url, **options) -> Backend``).
+
+Optional methods a backend may add: ``unchanged()`` (see :meth:`Backend.foreign_change`),
+``attach_codec(codec)`` (the store hands over its codec, for a backend that indexes
+values), and ``filter_scan(ns_prefix, filter, *, after, limit, skip_prefix)``
+(:meth:`Backend.scan` narrowed to a superset of the rows matching a search's filter).
 """
 
 from __future__ import annotations
@@ -261,8 +266,16 @@ def _redis_factory(url: str, **options: Any) -> Backend:
     return RedisBackend(url, **options)
 
 
+def _postgres_factory(url: str, **options: Any) -> Backend:
+    from .postgres import PostgresBackend
+
+    return PostgresBackend(url, **options)
+
+
 register("sqlite", _sqlite_factory)
 register("redis", _redis_factory)
+register("postgresql", _postgres_factory)
+register("postgres", _postgres_factory)
 
 
 def available_schemes() -> list[str]:
