@@ -29,7 +29,8 @@ Run from the repository root::
     PYTHONPATH=. python benchmarks/postgres.py            # full sizes
     PYTHONPATH=. python benchmarks/postgres.py --quick    # smoke run (well under a minute)
 
-Results: ``benchmarks/results/postgres.json`` (``postgres_quick.json`` with ``--quick``).
+Results: ``benchmarks/results/postgres.json`` (``--quick``: ``postgres_quick.json`` outside
+the tree, see ``_common.results_path``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import results_path  # noqa: E402
+
 MiB = 1024 * 1024
 CHECKPOINTS = (100, 1000, 4000)
 QUICK_CHECKPOINTS = (20, 50)
@@ -321,11 +323,8 @@ def main() -> int:
         "results": results,
         "summary": summary,
     }
-    out = (
-        Path(args.output)
-        if args.output
-        else RESULTS / ("postgres_quick.json" if args.quick else "postgres.json")
-    )
+    out = Path(args.output) if args.output else results_path("postgres", args.quick)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return 0

@@ -70,6 +70,7 @@ from _common import (  # noqa: E402
     median,
     peak_rss_mb,
     percentile,
+    results_path,
 )
 from _scale_build import build, shape  # noqa: E402
 
@@ -297,13 +298,13 @@ def main() -> int:
         print(json.dumps(worker(opts.worker, opts.path, opts.items)))
         return 0
     if opts.replot:
-        name = "scale_quick" if opts.quick else "scale"
-        saved = json.loads((HERE / "results" / f"{name}.json").read_text())
+        saved_path = results_path("scale", opts.quick)
+        saved = json.loads(saved_path.read_text())
         summary_of = {
             call: {int(n): v for n, v in by.items()} for call, by in saved["summary"].items()
         }
         sizes_of = {int(n): info["bytes"] for n, info in saved["sizes"].items()}
-        plot(summary_of, sizes_of, HERE / "results" / f"{name}.png")
+        plot(summary_of, sizes_of, saved_path.with_suffix(".png"))
         return 0
     if opts.sizes:
         counts = [int(s) for s in opts.sizes.split(",")]
@@ -376,10 +377,8 @@ def main() -> int:
         a, b = summary[call][small], summary[call][large]
         r = f"{b / a:.2f}x" if a and b else "-"
         print(f"| `{call}` | " + " | ".join(cells) + f" | {r} | {verdicts.get(call, '')} |")
-    name = "scale_quick" if opts.quick else "scale"
-    results_dir = HERE / "results"
-    results_dir.mkdir(exist_ok=True)
-    out = results_dir / f"{name}.json"
+    out = results_path("scale", opts.quick)
+    out.parent.mkdir(parents=True, exist_ok=True)
     command = "PYTHONPATH=. python benchmarks/scale.py " + " ".join(sys.argv[1:])
     out.write_text(
         json.dumps(
@@ -399,8 +398,8 @@ def main() -> int:
             indent=1,
         )
     )
-    plot(summary, sizes, results_dir / f"{name}.png")
-    print(f"\nresults: {out} and {name}.png")
+    plot(summary, sizes, out.with_suffix(".png"))
+    print(f"\nresults: {out} and {out.with_suffix('.png').name}")
     return 1 if any("error" in r for r in runs) else 0
 
 

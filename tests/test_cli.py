@@ -473,7 +473,7 @@ def test_bench_quick_writes_outside_the_source_tree(tmp_path: Path) -> None:
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["TIEREDMEM_BENCH_RESULTS"] = str(tmp_path / "quick")
     proc = subprocess.run(
-        [sys.executable, "-m", "tieredmem.cli", "bench", "--quick", "--only", "internals"],
+        [sys.executable, "-m", "tieredmem.cli", "bench", "--quick", "--only", "agent_memory"],
         env=env,
         capture_output=True,
         text=True,
@@ -481,7 +481,7 @@ def test_bench_quick_writes_outside_the_source_tree(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "quick" / "internals_quick.json").exists()
+    assert (tmp_path / "quick" / "agent_memory_quick.json").exists()
     assert {p.name: p.read_bytes() for p in results.iterdir()} == tracked
 
 

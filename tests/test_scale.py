@@ -379,8 +379,9 @@ def test_indexed_search_reads_only_candidates(tmp_path: Path, steps: PageCounter
         with steps.measure() as cost:
             found = store.search(("docs",), filter={"n": 7}, limit=2)
         assert [i.key for i in found] == ["k02990", "k02991"]
-        # Without the index: 2,990 rows of ~1 KB decoded, ~1,000 pages.
-        assert cost[0] < 40, f"an indexed search visited {cost[0]} pages"
+        # Without the index: 2,990 rows of ~1 KB decoded, ~1,000 pages; with it, a few
+        # index pages and the two matching rows' (the schema, the coherence check).
+        assert cost[0] < 100, f"an indexed search visited {cost[0]} pages"
 
 
 def test_declared_fields_are_kept_by_every_writer(tmp_path: Path, clock) -> None:  # type: ignore[no-untyped-def]

@@ -568,8 +568,12 @@ class PostgresBackend:
 
         return self._run(run)
 
-    def integrity_check(self) -> str:
-        """``"ok"`` when every table of the store is there and the format is ours."""
+    def integrity_check(
+        self, *, full: bool = False, progress: Callable[[], None] | None = None
+    ) -> str:
+        """``"ok"`` when every table of the store is there and the format is ours (the
+        server checks its own pages: *full* and *progress*, meaningful on SQLite files,
+        change nothing here)."""
 
         def run(conn: Any) -> str:
             found = existing_tables(conn, self.schema, self.prefix)
