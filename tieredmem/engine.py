@@ -15,7 +15,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
 from typing import Any
@@ -67,12 +67,14 @@ def memory_only_active() -> bool:
 
 
 class _Tx:
-    """One thread's open transaction: its writes, newest per hot key, until it commits."""
+    """One thread's open transaction: its writes, newest per hot key, until it commits,
+    and the hot keys whose last write asked to stay out of the hot tier."""
 
-    __slots__ = ("overlay",)
+    __slots__ = ("overlay", "uncached")
 
     def __init__(self) -> None:
         self.overlay: Batch = {}
+        self.uncached: set[str] = set()
 
 
 class Engine:
@@ -471,6 +473,10 @@ class Engine:
                 with self._lock:
                     self._inherit_created(hk, entry, prev[1] if prev else None)
                 tx.overlay[hk] = (op, entry)
+                if cache_puts if type(op) is Put else tombstones:
+                    tx.uncached.discard(hk)
+                else:
+                    tx.uncached.add(hk)
             return
         if self.durability == "batch":
             with self._lock:
@@ -499,8 +505,10 @@ class Engine:
         ops: Sequence[tuple[Any, Entry]],
         cache_puts: bool,
         tombstones: bool,
+        uncached: Collection[str] = (),
     ) -> None:
-        """Write *ranges* and *ops* to the cold tier in one transaction, then settle them."""
+        """Write *ranges* and *ops* to the cold tier in one transaction, then settle them
+        (keys in *uncached* leave the hot tier whatever *cache_puts* and *tombstones*)."""
         with self._write_lock:
             generation = self._generation
             created = iter(self._backend.write([*ranges, *backend_ops(ops, self._codec)]))
@@ -509,7 +517,9 @@ class Engine:
                 put = type(op) is Put
                 if put:
                     entry.created = next(created)
-                settled.append((hot_key(op.ns, op.key), entry, cache_puts if put else tombstones))
+                hk = hot_key(op.ns, op.key)
+                keep = (cache_puts if put else tombstones) and hk not in uncached
+                settled.append((hk, entry, keep))
             with self._lock:
                 for op, _ in ops:
                     self._count(op)
@@ -655,11 +665,11 @@ class Engine:
         self.check_open()
         tx: _Tx | None = getattr(self._local, "tx", None)
         if tx is not None:  # nested: a rollback point of the outer block
-            snapshot = dict(tx.overlay)
+            snapshot, uncached = dict(tx.overlay), set(tx.uncached)
             try:
                 yield
             except BaseException:
-                tx.overlay = snapshot
+                tx.overlay, tx.uncached = snapshot, uncached
                 raise
             return
         if self._readonly:
@@ -687,7 +697,7 @@ class Engine:
                         # Joins the held transaction; settles the hot tier before the
                         # final COMMIT, so a failed COMMIT drops the tier (below).
                         committing = True
-                        self.commit([], ops, True, True)
+                        self.commit([], ops, True, True, tx.uncached)
             except BaseException:
                 if committing:
                     self._invalidate_all()

@@ -719,6 +719,18 @@ class History(Sequence[Any]):
 
     def _add(self, payloads: list[bytes]) -> None:
         store = self._store
+        if self._registry is not None and not store.raw.in_transaction():
+            self._add_locked(payloads)  # durability="batch": see _Deferred
+            return
+        # Serializable across handles and processes: the transaction holds the store's
+        # write lock from before the tail is re-read to after the rows are committed, so
+        # two processes appending at once never pick the same sequence numbers (slots).
+        with store.transaction():
+            self._sync()
+            self._add_locked(payloads)
+
+    def _add_locked(self, payloads: list[bytes]) -> None:
+        store = self._store
         with self._lock:
             self._joined = None
             now = store.clock()
