@@ -24,13 +24,11 @@ import logging
 import os
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
 import apsw
-import orjson
 
 from ..errors import (
     BusyTimeoutError,
@@ -44,24 +42,39 @@ from ..errors import (
     TieredMemError,
 )
 from ..hot import parse_bytes
-from ..names import INTERNAL_ROOT
 from . import SEP, Delete, Op, Put, Row, Touch
 from ._checkpoint import Checkpointer
 from ._schema import (
     APPLICATION_ID,
-    FIELDS_TRIGGER,
     FORMAT_VERSION,
     FTS_BACKFILL,
     FTS_TRIGGERS,
     MIGRATIONS,
 )
 from ._shm import ShmHeader
+from ._sqlite_fields import FieldIndex, FieldsOf, internal
+from ._sqlite_file import (
+    analysis_limit,
+    auto_vacuum,
+    busy_timeout,
+    check_header,
+    checkpoint_connection,
+    create_private,
+    damage_message,
+    immediate,
+    keep_stats,
+    no_double_quoted_strings,
+    remove_unused_wal,
+    ro_uri,
+    synchronous,
+    wal,
+    wal_bound,
+)
 
 __all__ = ["SQLiteBackend"]
 
 log = logging.getLogger(__name__)
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _MAX_IDLE = 8  # idle reader connections kept open
 _TOP = "\U0010ffff"
 #: Rows indexed in one index_pending() call from which the full-text index is merged.
@@ -93,8 +106,6 @@ _DATA_VERSION = "PRAGMA data_version"
 _ITEM_COUNT = "SELECT n FROM counts WHERE name = 'items'"
 #: SQLite VM steps between two progress reports of integrity_check().
 _PROGRESS_STEPS = 100_000
-#: Rows an ANALYZE samples per index (PRAGMA analysis_limit).
-_ANALYSIS_ROWS = 400
 #: Seconds one maintain() spends at most on the full-text backlog (past one batch).
 _MAINTAIN_INDEX_SECONDS = 1.0
 #: Free pages one maintain() gives back to the file system (8 MiB of 4 KiB pages).
@@ -119,247 +130,9 @@ def _reset_fork_lock() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_fork_lock)
 _DELETE = "DELETE FROM items WHERE ns = ? AND key = ?"
-_DELETE_FIELDS = "DELETE FROM fields WHERE ns = ? AND key = ?"
-_INSERT_FIELD = "INSERT OR REPLACE INTO fields (field, ns, value, key) VALUES (?, ?, ?, ?)"
-_FIELD_OPS = frozenset(("=", ">", ">=", "<", "<="))
-#: Rows read per transaction when a newly declared field index indexes existing items.
-_BACKFILL_ROWS = 5000
-#: Moves the schema version without changing anything (how other connections see that
-#: the declared fields changed): a no-op table created and dropped.
-_BUMP_SCHEMA = "CREATE TABLE IF NOT EXISTS index_changed (x); DROP TABLE index_changed"
-_INTERNAL_PREFIX = INTERNAL_ROOT + SEP
-
-
-def _internal(ns: str) -> bool:
-    return ns == INTERNAL_ROOT or ns.startswith(_INTERNAL_PREFIX)
-
-
 _TOUCH = "UPDATE items SET expires_at = ?3 + ttl WHERE ns = ?1 AND key = ?2 AND ttl IS NOT NULL"
 #: A Row from a result tuple of the _COLS columns, without the Python-level __new__.
 _row = functools.partial(tuple.__new__, Row)
-
-
-# -- pragmas: one small function each, saying why (apsw's bestpractice) ---------------
-def _busy_timeout(con: apsw.Connection, ms: int) -> None:
-    """Wait for another process's lock instead of failing with 'database is locked'."""
-    con.set_busy_timeout(ms)
-
-
-def _wal(con: apsw.Connection, busy_ms: int) -> None:
-    """WAL: readers never block the writer and the writer never blocks readers.
-
-    Switching a new file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY
-    at once instead of calling the busy handler when processes that create the same file
-    at the same moment race for it: retry, backing off, for up to the busy timeout."""
-    deadline = time.monotonic() + busy_ms / 1000
-    delay = 0.001
-    while True:
-        try:
-            mode = con.pragma("journal_mode", "wal")
-            break
-        except apsw.BusyError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-    if str(mode).lower() != "wal":  # pragma: no cover - only on VFSes without shared memory
-        log.warning("journal_mode is %s, not wal", mode)
-
-
-def _synchronous(con: apsw.Connection, level: str) -> None:
-    """NORMAL: a commit survives a process crash (WAL); FULL also survives power loss."""
-    con.pragma("synchronous", level)
-
-
-def _auto_vacuum(con: apsw.Connection) -> None:
-    """INCREMENTAL, set before the first table: deleted data can give disk space back."""
-    con.pragma("auto_vacuum", "incremental")
-
-
-def _wal_bound(con: apsw.Connection, wal_bytes: int) -> int:
-    """Checkpoint once the WAL holds about *wal_bytes* (SQLite's default is 1,000 pages,
-    ~4 MiB) and truncate it back to that size afterwards, so the WAL stays bounded.
-
-    Measured (benchmarks/kv.py): checkpointing every 1 MiB instead of 4 costs ~15% of the
-    sync-put rate (more checkpoints, each with two fsyncs), so 4 MiB is the default; a
-    workload of few, larger commits (a LangGraph checkpointer) loses nothing measurable
-    with 1 MiB and keeps its files smaller (``wal_bytes``)."""
-    page = int(con.pragma("page_size")) or 4096
-    # A WAL frame is a page plus a 24-byte header: checkpoint before the log outgrows
-    # wal_bytes, so SQLite rewinds it in place instead of growing and truncating it.
-    pages = max(16, wal_bytes // (page + 24))
-    con.pragma("wal_autocheckpoint", pages)
-    con.pragma("journal_size_limit", wal_bytes)
-    return pages
-
-
-def _checkpoint_connection(path: str, busy_ms: int) -> Callable[[], apsw.Connection]:
-    """Opens the connection background checkpoints run on (no reference to the backend,
-    so a backend nobody uses is still collected)."""
-
-    def connect() -> apsw.Connection:
-        con = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
-        _busy_timeout(con, busy_ms)
-        return con
-
-    return connect
-
-
-def _analysis_limit(con: apsw.Connection) -> None:
-    """Bound any ANALYZE (``PRAGMA optimize`` runs one when statistics look stale) to
-    sampling a few hundred rows per index, instead of reading every row of the file."""
-    con.pragma("analysis_limit", _ANALYSIS_ROWS)
-
-
-def _keep_stats(con: apsw.Connection, table: str, rows: int) -> None:
-    """Keep ``sqlite_stat1``'s rows for *table* (``items``, ``fields``) from a row count
-    this store keeps (format 3's ``counts``), so that ``PRAGMA optimize`` never analyzes
-    the largest tables: even a sampled ``ANALYZE`` walks their b-trees (~0.2 s each on
-    benchmarks/scale.py's 10,000,000 items).  Rewritten when the count moved by 2x."""
-    rows = max(1, rows)
-    if not any(con.execute("SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'")):
-        con.execute("ANALYZE sqlite_schema")  # creates sqlite_stat1, analyzes nothing
-    known = con.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = ? AND idx = ?", (table, table))
-    for (stat,) in known:
-        before = int(str(stat).split()[0] or 0)
-        if rows / 2 <= before <= rows * 2:
-            return
-    con.execute("DELETE FROM sqlite_stat1 WHERE tbl = ?", (table,))
-    # Every index of the table (its primary key, which SQLite names after a WITHOUT ROWID
-    # table, included): the row count, then rows per distinct prefix of its key columns.
-    # Lookups are by key, so only the row count matters to the planner.
-    indexes = [(str(r[1]), r[3] == "pk") for r in con.execute(f"PRAGMA index_list('{table}')")]
-    for index, primary in indexes:
-        keys = con.execute("SELECT count(*) FROM pragma_index_xinfo(?) WHERE key", (index,))
-        ((columns,),) = keys.fetchall()
-        stat = " ".join([str(rows)] + ["1"] * int(cast(int, columns)))
-        con.execute(
-            "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)",
-            (table, table if primary else index, stat),
-        )
-    con.execute("ANALYZE sqlite_schema")  # load the statistics just written
-
-
-def _no_double_quoted_strings(con: apsw.Connection) -> None:
-    """Typos in identifiers fail instead of silently becoming string literals."""
-    con.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
-    con.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
-
-
-def _check_header(path: str) -> None:
-    """Refuse, without writing anything, a file that is not (or is a newer) tieredmem store."""
-    try:
-        with open(path, "rb") as fh:
-            header = fh.read(100)
-    except FileNotFoundError:
-        return
-    if not header:
-        return  # an empty file becomes a new store
-    if header.startswith(_SQLITE_MAGIC) and len(header) < 100:
-        raise CorruptStoreError(_damaged(path, "it is truncated inside its header"))
-    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
-        raise NotAStoreError(
-            f"{path} is not a tieredmem store (not a SQLite database); "
-            "choose another path or move the file away"
-        )
-    user_version = int.from_bytes(header[60:64], "big")
-    app_id = int.from_bytes(header[68:72], "big")
-    pages = int.from_bytes(header[28:32], "big")
-    if app_id == 0 and user_version == 0 and pages <= 1:
-        # No table yet: an empty database, or a store another process is creating right
-        # now (its first commit is still in the WAL).  SQLite decides, in one snapshot.
-        return
-    if app_id != APPLICATION_ID:
-        raise NotAStoreError(
-            f"{path} is a SQLite database but not a tieredmem store "
-            f"(application_id {app_id:#x}); choose another path"
-        )
-    if user_version > FORMAT_VERSION:
-        raise SchemaVersionError(
-            f"{path} has format version {user_version}, newer than this tieredmem "
-            f"understands ({FORMAT_VERSION}); upgrade tieredmem to open it"
-        )
-
-
-def _damaged(path: str, what: str) -> str:
-    """The message of a :class:`CorruptStoreError`: what is wrong and how to recover."""
-    return (
-        f"{path} is a damaged tieredmem store ({what}). Do not write to it. Recover: "
-        f"restore a backup; or copy out what still reads with 'tieredmem export {path}' "
-        f"(or sqlite3's '.recover') into a new store; 'tieredmem doctor {path}' shows "
-        "what is affected"
-    )
-
-
-@contextmanager
-def _immediate(con: apsw.Connection) -> Iterator[None]:
-    """A transaction that takes the write lock first (``BEGIN IMMEDIATE``), so every
-    statement in it that writes was cleared by the busy handler; inside a transaction
-    already open on *con* (:meth:`SQLiteBackend.locked`, which holds the lock), a
-    savepoint of it.
-
-    A statement that starts reading and then writes (``PRAGMA optimize``'s ``ANALYZE``,
-    a read followed by a write in one deferred transaction) cannot wait for the lock:
-    SQLite answers SQLITE_BUSY (or BUSY_SNAPSHOT, when another connection committed since
-    it began reading) at once, whatever the busy timeout.
-    """
-    nested = con.in_transaction
-    con.execute("SAVEPOINT tm_write" if nested else "BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if nested:
-            con.execute("ROLLBACK TO tm_write")
-            con.execute("RELEASE tm_write")
-        elif con.in_transaction:
-            con.execute("ROLLBACK")
-        raise
-    con.execute("RELEASE tm_write" if nested else "COMMIT")
-
-
-def _ro_uri(path: str) -> str:
-    """The URI a ``readonly=True`` store opens: ``mode=ro``, so SQLite never writes the
-    database file.  SQLite still needs ``-wal`` and ``-shm`` to read coherently beside
-    writers: existing ones are used as they are, and where they are missing it creates
-    them (empty) if the directory is writable.  Where it is not (a read-only directory or
-    mount) and there is no ``-wal``, no process can be writing the file, so it is opened
-    ``immutable``: nothing is created and no lock is taken."""
-    uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
-    directory = os.path.dirname(path) or "."
-    if not os.path.exists(path + "-wal") and not os.access(directory, os.W_OK):
-        uri += "&immutable=1"
-    return uri
-
-
-def _remove_unused_wal(path: str) -> None:
-    """Remove the empty ``-wal`` and ``-shm`` that a ``readonly=True`` open made SQLite
-    create, leaving the directory as it was.
-
-    SQLite removes them when the last read-write connection closes, and only when it can
-    lock the database exclusively (no other connection, in any process, has it open); a
-    brief read-write connection that reads once and closes does exactly that.  The WAL had no frames
-    when the store was opened and nothing was written through it, so the database file is
-    not changed.  Where the file cannot be opened for writing they stay.
-    """
-    if not os.path.exists(path + "-wal") or not os.access(path, os.W_OK):
-        return
-    try:
-        con = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
-        try:
-            con.pragma("schema_version")  # a read: the connection opens the WAL
-        finally:
-            con.close()
-    except apsw.Error as exc:  # a read-only mount, a busy file: harmless to leave
-        log.debug("%s: left -wal and -shm in place (%s)", path, exc)
-
-
-def _create_private(path: str) -> None:
-    """Create *path* empty with mode 0600 so the database is private to its owner."""
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
 
 
 def prefix_bounds(prefix: str) -> tuple[str, str]:
@@ -381,7 +154,7 @@ class SQLiteBackend:
     :param float busy_timeout: seconds a lock is waited for before :class:`BusyTimeoutError`.
     :param text_of: returns the text to full-text index for a stored frame (or ``None``).
     :param wal_bytes: checkpoint the WAL at about this size and truncate it back to it.
-    :param bool readonly: open an existing store for reading only (see :func:`_ro_uri`);
+    :param bool readonly: open an existing store for reading only (see :func:`ro_uri`);
         every write raises :class:`ReadOnlyError`.
     :param check_frame: raises :class:`~tieredmem.CorruptValueError` for a damaged stored
         frame (the codec's checksum test), used by :meth:`integrity_check`.
@@ -397,7 +170,7 @@ class SQLiteBackend:
         synchronous: str = "NORMAL",
         busy_timeout: float = 60.0,
         text_of: Callable[[bytes], str | None] | None = None,
-        fields_of: Callable[[bytes, Sequence[str]], list[tuple[str, Any]]] | None = None,
+        fields_of: FieldsOf | None = None,
         index: Sequence[str] | None = None,
         wal_bytes: int | str = "4MiB",
         readonly: bool = False,
@@ -421,12 +194,7 @@ class SQLiteBackend:
         self._insert_first = True
         self._attempts = self._conflicts = self._upserts_left = 0
         self._text_of = text_of
-        self._fields_of = fields_of
-        # The file's declared fields, as of schema version _fields_schema (declaring one
-        # creates a trigger, so every connection sees a declaration by the schema moving).
-        self._fields: tuple[str, ...] = ()
-        self._ready: tuple[str, ...] = ()  # those whose earlier items are indexed too
-        self._fields_schema = -1
+        self._fields = FieldIndex(fields_of)
         self._wlock = threading.RLock()
         self._local = threading.local()
         self._readers: list[apsw.Connection] = []
@@ -440,13 +208,13 @@ class SQLiteBackend:
         self._seen_watch = self._seen_dv = -1
         self._shm: ShmHeader | None = None
         self._seen_head = b""
-        self._ro_uri = "" if self.memory else _ro_uri(self.path)  # one mode for every connection
+        self._ro_uri = "" if self.memory else ro_uri(self.path)  # one mode for every connection
         # A readonly store that finds no -wal makes SQLite create -wal and -shm; close()
         # removes them again when no other connection uses the file.
         self._ro_tidy = readonly and not self.memory and not os.path.exists(self.path + "-wal")
         self._checkpointer: Checkpointer | None = None
         if not self.memory:
-            _check_header(self.path)
+            check_header(self.path)
             if readonly:
                 if not os.path.isfile(self.path):
                     raise CannotOpenError(
@@ -454,7 +222,7 @@ class SQLiteBackend:
                     )
             else:
                 try:
-                    _create_private(self.path)
+                    create_private(self.path)
                 except OSError as exc:
                     raise self._os_error(exc) from exc
         self._writer = self._connect(writer=True)
@@ -474,8 +242,8 @@ class SQLiteBackend:
             con = apsw.Connection(name, flags=flags, statementcachesize=64)
         except apsw.Error as exc:
             raise self._error(exc) from exc
-        _busy_timeout(con, self._busy_ms)
-        _no_double_quoted_strings(con)
+        busy_timeout(con, self._busy_ms)
+        no_double_quoted_strings(con)
         try:
             if self.readonly:
                 con.pragma("query_only", True)
@@ -533,7 +301,7 @@ class SQLiteBackend:
                 tables = any(con.execute("SELECT 1 FROM sqlite_schema LIMIT 1"))
         except (apsw.NotADBError, apsw.CorruptError) as exc:
             # The header was vetted (a SQLite file): the rest of it is damaged.
-            raise CorruptStoreError(_damaged(self.path, str(exc))) from exc
+            raise CorruptStoreError(damage_message(self.path, str(exc))) from exc
         if tables and app_id != APPLICATION_ID:
             raise NotAStoreError(
                 f"{self.path} is a SQLite database but not a tieredmem store; choose another path"
@@ -548,13 +316,13 @@ class SQLiteBackend:
     def _setup(self, con: apsw.Connection) -> None:
         _, tables = self._vet(con)
         if not tables:
-            _auto_vacuum(con)
+            auto_vacuum(con)
         if not self.memory:
-            _wal(con, self._busy_ms)
-            self._wal_pages = _wal_bound(con, self._wal_bytes)
-        _synchronous(con, self._synchronous)
+            wal(con, self._busy_ms)
+            self._wal_pages = wal_bound(con, self._wal_bytes)
+        synchronous(con, self._synchronous)
         con.pragma("temp_store", "memory")
-        _analysis_limit(con)
+        analysis_limit(con)
         self._migrate(con)
 
     def _migrate(self, con: apsw.Connection) -> None:
@@ -595,7 +363,7 @@ class SQLiteBackend:
         """Replace the writer's automatic checkpoint (inside the commit that fills the
         WAL) by one in a thread (see :mod:`tieredmem.backends._checkpoint`)."""
         self._checkpointer = Checkpointer(
-            _checkpoint_connection(self.path, self._busy_ms), self._wal_pages
+            checkpoint_connection(self.path, self._busy_ms), self._wal_pages
         )
         con.set_wal_hook(self._checkpointer.hook)
 
@@ -754,7 +522,7 @@ class SQLiteBackend:
                 f"than the busy timeout ({self._busy_ms / 1000:g}s); retry, or raise busy_timeout"
             )
         if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):
-            return CorruptStoreError(_damaged(self.path, str(exc)))
+            return CorruptStoreError(damage_message(self.path, str(exc)))
         if isinstance(exc, apsw.ConnectionClosedError):
             return StoreClosedError(f"{self.url} is closed; open the store again to use it")
         return TieredMemError(f"{self.path}: {exc}")
@@ -1006,7 +774,7 @@ class SQLiteBackend:
             outer = getattr(local, "in_write", False)  # inside locked()
             local.in_write = True
             try:
-                fields = self._indexed(con) if self._fields_of is not None else ()
+                fields = self._fields.kept(con)
                 if len(ops) == 1 and type(ops[0]) is Put and not fields:
                     # One autocommit statement: SQLite retries the lock itself.
                     put = ops[0]
@@ -1022,7 +790,7 @@ class SQLiteBackend:
                     created.append(self._put(con, args))
                     self._after_commit(con)
                     return created
-                with _immediate(con):
+                with immediate(con):
                     for op in ops:
                         if isinstance(op, Put):
                             args = (
@@ -1035,8 +803,8 @@ class SQLiteBackend:
                                 op.ttl,
                             )
                             created.append(self._put(con, args))
-                            if fields and not _internal(op.ns):
-                                self._put_fields(con, op.ns, op.key, op.frame, fields)
+                            if fields and not internal(op.ns):
+                                self._fields.put(con, op.ns, op.key, op.frame)
                         elif isinstance(op, Delete):
                             con.execute(_DELETE, op)
                         elif isinstance(op, Touch):
@@ -1053,116 +821,45 @@ class SQLiteBackend:
                 local.in_write = outer
         return created
 
-    # -- declared field indexes (see tieredmem.fieldindex) ---------------------------------
-    def _indexed(self, con: apsw.Connection) -> tuple[str, ...]:
-        """The declared fields, which every write keeps (re-read when the schema moved:
-        another connection may have declared one)."""
-        ((version,),) = con.execute("PRAGMA schema_version").fetchall()
-        if version != self._fields_schema:
-            found = {"index": (), "index_ready": ()}
-            for key, value in con.execute(
-                "SELECT key, value FROM meta WHERE key IN ('index', 'index_ready')"
-            ):
-                found[str(key)] = tuple(orjson.loads(cast(str, value)))
-            self._fields, self._ready = found["index"], found["index_ready"]
-            self._fields_schema = int(cast(int, version))
-        return self._fields
-
+    # -- declared field indexes (see tieredmem.fieldindex, ._sqlite_fields) ------------
     def indexed_fields(self) -> tuple[str, ...]:
         """Fields whose index is complete (declared, and the items stored before the
         declaration indexed), which searches may use (``tieredmem.open(..., index=...)``)."""
         try:
             with self._reading() as con:
-                self._indexed(con)
-                return self._ready
+                self._fields.declared(con)
+                return self._fields.ready
         except apsw.Error as exc:
             raise self._error(exc) from exc
-
-    def _set_meta(self, con: apsw.Connection, key: str, fields: Sequence[str]) -> None:
-        """Within a transaction: store a list of fields, and let every connection know."""
-        con.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-            (key, orjson.dumps(list(fields)).decode()),
-        )
-        con.execute(_BUMP_SCHEMA)
-
-    def _put_fields(
-        self, con: apsw.Connection, ns: str, key: str, frame: bytes, fields: Sequence[str]
-    ) -> None:
-        assert self._fields_of is not None
-        con.execute(_DELETE_FIELDS, (ns, key))
-        for field, value in self._fields_of(frame, fields):
-            con.execute(_INSERT_FIELD, (field, ns, value, key))
 
     def declare_index(self, fields: Sequence[str]) -> None:
         """Index *fields* from now on (with those declared before), and the items already
         stored: once per field and file, in batches of their own transactions (a write
         made meanwhile by any connection indexes itself)."""
-        if self._fields_of is None:
+        index = self._fields
+        if index.fields_of is None:
             raise TieredMemError("declaring a field index needs fields_of (tieredmem.open)")
         wanted = [f for f in dict.fromkeys(fields) if isinstance(f, str) and f]
         if len(wanted) != len(list(fields)):
             raise ValueError(f"index must list distinct non-empty field names, not {fields!r}")
         try:
             # 1. Declared: from this commit on, every write keeps the fields.
-            with self._writing() as con:
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    known = self._indexed(con)
-                    new = [f for f in wanted if f not in known]
-                    if new:
-                        con.execute(FIELDS_TRIGGER)
-                        self._set_meta(con, "index", [*known, *new])
-                    con.execute("COMMIT")
-                except BaseException:
-                    if con.in_transaction:
-                        con.execute("ROLLBACK")
-                    raise
-                pending = [f for f in wanted if f not in self._ready]
+            with self._writing() as con, immediate(con):
+                index.declare(con, wanted)
+            pending = [f for f in wanted if f not in index.ready]
             if not pending:
                 return
             # 2. The items stored before (again, if an earlier declaration was cut short).
-            self._backfill_fields(pending)
+            after: tuple[str, str] | None = ("", "")
+            while after is not None:
+                with self._writing() as con, immediate(con):
+                    after = index.backfill(con, pending, after)
             # 3. Complete: searches may use them.
-            with self._writing() as con:
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    self._indexed(con)
-                    ready = [*self._ready, *(f for f in pending if f not in self._ready)]
-                    self._set_meta(con, "index_ready", ready)
-                    con.execute("COMMIT")
-                except BaseException:
-                    if con.in_transaction:
-                        con.execute("ROLLBACK")
-                    raise
+            with self._writing() as con, immediate(con):
+                index.mark_ready(con, pending)
             log.info("%s: indexed fields %s", self.path, ", ".join(pending))
         except apsw.Error as exc:
             raise self._error(exc) from exc
-
-    def _backfill_fields(self, fields: Sequence[str]) -> None:
-        assert self._fields_of is not None
-        after: tuple[str, str] = ("", "")
-        while True:
-            with self._writing() as con:
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    rows = con.execute(
-                        "SELECT ns, key, value FROM items WHERE (ns, key) > (?, ?) "
-                        f"ORDER BY ns, key LIMIT {_BACKFILL_ROWS}",
-                        after,
-                    ).fetchall()
-                    for ns, key, frame in rows:
-                        if not _internal(str(ns)):
-                            for field, value in self._fields_of(cast(bytes, frame), fields):
-                                con.execute(_INSERT_FIELD, (field, ns, value, key))
-                    con.execute("COMMIT")
-                except BaseException:
-                    if con.in_transaction:
-                        con.execute("ROLLBACK")
-                    raise
-            if len(rows) < _BACKFILL_ROWS:
-                return
-            after = (str(rows[-1][0]), str(rows[-1][1]))
 
     def field_scan(
         self,
@@ -1176,29 +873,8 @@ class SQLiteBackend:
         """:meth:`scan` narrowed to the items whose indexed fields satisfy *conditions*
         (``(field, op, value)``, op one of ``= > >= < <=``; see
         :func:`tieredmem.fieldindex.conditions`), in (ns, key) order."""
-        (field, op, value), rest = conditions[0], conditions[1:]
-        if op not in _FIELD_OPS or any(c[1] not in _FIELD_OPS for c in rest):
-            raise ValueError(f"unknown field condition in {conditions!r}")
-        lo, hi = prefix_bounds(ns_prefix)
-        where = f"f.field = ? AND f.ns >= ? AND f.ns < ? AND f.value {op} ?"
-        args: list[Any] = [field, lo, hi, value]
-        if after is not None:
-            where += " AND (f.ns, f.key) > (?, ?)"
-            args += list(after)
-        if skip_prefix:
-            where += " AND NOT (f.ns >= ? AND f.ns < ?)"
-            args += list(prefix_bounds(skip_prefix))
-        for other, other_op, other_value in rest:
-            where += (
-                " AND EXISTS (SELECT 1 FROM fields g WHERE g.ns = f.ns AND g.key = f.key "
-                f"AND g.field = ? AND g.value {other_op} ?)"
-            )
-            args += [other, other_value]
-        sql = (
-            "SELECT i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at, i.ttl "
-            "FROM fields f JOIN items i ON i.ns = f.ns AND i.key = f.key "
-            f"WHERE {where} ORDER BY f.ns, f.key LIMIT {int(limit)}"
-        )
+        skip = prefix_bounds(skip_prefix) if skip_prefix else None
+        sql, args = FieldIndex.scan_sql(prefix_bounds(ns_prefix), conditions, after, limit, skip)
         try:
             with self._reading() as con:
                 return list(map(_row, con.execute(sql, args)))
@@ -1299,7 +975,7 @@ class SQLiteBackend:
         if self.fts_enabled():
             return
         try:
-            with self._writing() as con, _immediate(con):
+            with self._writing() as con, immediate(con):
                 for sql in FTS_TRIGGERS:
                     con.execute(sql)
                 con.execute(FTS_BACKFILL)
@@ -1328,7 +1004,7 @@ class SQLiteBackend:
                         if done >= _MERGE_AFTER:
                             self._merge_fts(con, done)
                         return done
-                    with _immediate(con):
+                    with immediate(con):
                         for doc_id, ns, key in stale:
                             con.execute("DELETE FROM items_fts WHERE rowid = ?", (doc_id,))
                             frame = None
@@ -1420,7 +1096,7 @@ class SQLiteBackend:
             with self._writing() as con:
                 # Under the write lock, taken first: PRAGMA optimize reads, then writes
                 # (ANALYZE), which fails at once under contention when begun as a read.
-                with _immediate(con):
+                with immediate(con):
                     free_before = int(con.pragma("freelist_count"))
                     # Bounded per call: the worker's next round frees the next pages.
                     for _ in con.execute(f"PRAGMA incremental_vacuum({_VACUUM_PAGES})"):
@@ -1428,10 +1104,10 @@ class SQLiteBackend:
                     freed = free_before - int(con.pragma("freelist_count"))
                     page = int(con.pragma("page_size"))
                     ((items,),) = con.execute(_ITEM_COUNT).fetchall()
-                    _keep_stats(con, "items", int(cast(int, items)))
-                    fields = self._indexed(con)
+                    keep_stats(con, "items", int(cast(int, items)))
+                    fields = self._fields.declared(con)
                     if fields:  # at most a row per item and declared field
-                        _keep_stats(con, "fields", int(cast(int, items)) * len(fields))
+                        keep_stats(con, "fields", int(cast(int, items)) * len(fields))
                     con.execute("PRAGMA optimize")
                 if not self.memory and not con.in_transaction:  # not inside locked()
                     con.pragma("wal_checkpoint", "PASSIVE")
@@ -1560,4 +1236,4 @@ class SQLiteBackend:
             self._shm.detach()  # after our connections: SQLite may have removed -shm
             self._shm = None
         if self._ro_tidy:
-            _remove_unused_wal(self.path)
+            remove_unused_wal(self.path)

@@ -1,0 +1,159 @@
+"""Declared field indexes of a SQLite store file (``tieredmem.open(..., index=[...])``).
+
+The values of the declared fields of every user item live in the ``fields`` table, one
+row per item and field, kept by each write (:meth:`FieldIndex.put`) and cleaned by a
+trigger on delete.  Declaring a field stores it in ``meta`` and moves the schema version,
+so every connection, in any process, sees the declaration at its next write; the items
+stored before are indexed in batches (:meth:`FieldIndex.backfill`), and only then is the
+field *ready* for searches.  :class:`~tieredmem.backends.sqlite.SQLiteBackend` owns the
+connections and transactions; this class owns the SQL and what it knows of the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
+
+import apsw
+import orjson
+
+from ..names import INTERNAL_ROOT
+from . import SEP
+from ._schema import FIELDS_TRIGGER
+
+__all__ = ["FieldIndex", "FieldsOf", "internal"]
+
+#: ``fields_of(frame, fields)``: the ``(field, value)`` pairs of a stored frame.
+FieldsOf = Callable[[bytes, Sequence[str]], Iterable[tuple[str, Any]]]
+
+_DELETE_FIELDS = "DELETE FROM fields WHERE ns = ? AND key = ?"
+_INSERT_FIELD = "INSERT OR REPLACE INTO fields (field, ns, value, key) VALUES (?, ?, ?, ?)"
+_OPS = frozenset(("=", ">", ">=", "<", "<="))
+#: Rows read per transaction when a newly declared field index indexes existing items.
+BACKFILL_ROWS = 5000
+#: Moves the schema version without changing anything (how other connections see that
+#: the declared fields changed): a no-op table created and dropped.
+_BUMP_SCHEMA = "CREATE TABLE IF NOT EXISTS index_changed (x); DROP TABLE index_changed"
+_INTERNAL_PREFIX = INTERNAL_ROOT + SEP
+
+
+def internal(ns: str) -> bool:
+    """Whether *ns* is under the reserved root (rows of histories, states, savers)."""
+    return ns == INTERNAL_ROOT or ns.startswith(_INTERNAL_PREFIX)
+
+
+class FieldIndex:
+    """What one backend knows of the file's declared fields, and the SQL that keeps and
+    reads them.  Every method taking *con* runs on the caller's connection, inside the
+    caller's transaction where it writes."""
+
+    def __init__(self, fields_of: FieldsOf | None) -> None:
+        self.fields_of = fields_of
+        # The file's declared fields, as of schema version _schema (declaring one creates
+        # a trigger, so every connection sees a declaration by the schema moving).
+        self._fields: tuple[str, ...] = ()
+        self.ready: tuple[str, ...] = ()  # those whose earlier items are indexed too
+        self._schema = -1
+
+    def declared(self, con: apsw.Connection) -> tuple[str, ...]:
+        """The declared fields, which every write keeps (re-read when the schema moved:
+        another connection may have declared one); :attr:`ready` is refreshed too."""
+        ((version,),) = con.execute("PRAGMA schema_version").fetchall()
+        if version != self._schema:
+            found: dict[str, tuple[str, ...]] = {"index": (), "index_ready": ()}
+            for key, value in con.execute(
+                "SELECT key, value FROM meta WHERE key IN ('index', 'index_ready')"
+            ):
+                found[str(key)] = tuple(orjson.loads(cast(str, value)))
+            self._fields, self.ready = found["index"], found["index_ready"]
+            self._schema = int(cast(int, version))
+        return self._fields
+
+    def kept(self, con: apsw.Connection) -> tuple[str, ...]:
+        """The fields a write on *con* must keep (none without ``fields_of``)."""
+        return self.declared(con) if self.fields_of is not None else ()
+
+    def put(self, con: apsw.Connection, ns: str, key: str, frame: bytes) -> None:
+        """Replace the field rows of one written item (a user item: see :func:`internal`)."""
+        assert self.fields_of is not None
+        con.execute(_DELETE_FIELDS, (ns, key))
+        for field, value in self.fields_of(frame, self._fields):
+            con.execute(_INSERT_FIELD, (field, ns, value, key))
+
+    def declare(self, con: apsw.Connection, fields: Sequence[str]) -> None:
+        """In the caller's write transaction: add *fields* to the declared ones."""
+        known = self.declared(con)
+        new = [f for f in fields if f not in known]
+        if new:
+            con.execute(FIELDS_TRIGGER)
+            self._set_meta(con, "index", [*known, *new])
+
+    def mark_ready(self, con: apsw.Connection, fields: Sequence[str]) -> None:
+        """In the caller's write transaction: *fields* are indexed for every item."""
+        self.declared(con)
+        self._set_meta(
+            con, "index_ready", [*self.ready, *(f for f in fields if f not in self.ready)]
+        )
+
+    def backfill(
+        self, con: apsw.Connection, fields: Sequence[str], after: tuple[str, str]
+    ) -> tuple[str, str] | None:
+        """In the caller's write transaction: index *fields* of up to
+        :data:`BACKFILL_ROWS` items stored after *after*; where to go on, or ``None``."""
+        assert self.fields_of is not None
+        rows = con.execute(
+            "SELECT ns, key, value FROM items WHERE (ns, key) > (?, ?) "
+            f"ORDER BY ns, key LIMIT {BACKFILL_ROWS}",
+            after,
+        ).fetchall()
+        for ns, key, frame in rows:
+            if not internal(str(ns)):
+                for field, value in self.fields_of(cast(bytes, frame), fields):
+                    con.execute(_INSERT_FIELD, (field, ns, value, key))
+        if len(rows) < BACKFILL_ROWS:
+            return None
+        return str(rows[-1][0]), str(rows[-1][1])
+
+    @staticmethod
+    def scan_sql(
+        bounds: tuple[str, str],
+        conditions: Sequence[tuple[str, str, Any]],
+        after: tuple[str, str] | None,
+        limit: int,
+        skip: tuple[str, str] | None,
+    ) -> tuple[str, list[Any]]:
+        """The query of the items under *bounds* (``[lo, hi)`` of joined namespaces, less
+        *skip*) whose indexed fields satisfy *conditions* (``(field, op, value)``, op one
+        of ``= > >= < <=``), in (ns, key) order."""
+        (field, op, value), rest = conditions[0], conditions[1:]
+        if op not in _OPS or any(c[1] not in _OPS for c in rest):
+            raise ValueError(f"unknown field condition in {conditions!r}")
+        where = f"f.field = ? AND f.ns >= ? AND f.ns < ? AND f.value {op} ?"
+        args: list[Any] = [field, *bounds, value]
+        if after is not None:
+            where += " AND (f.ns, f.key) > (?, ?)"
+            args += list(after)
+        if skip is not None:
+            where += " AND NOT (f.ns >= ? AND f.ns < ?)"
+            args += list(skip)
+        for other, other_op, other_value in rest:
+            where += (
+                " AND EXISTS (SELECT 1 FROM fields g WHERE g.ns = f.ns AND g.key = f.key "
+                f"AND g.field = ? AND g.value {other_op} ?)"
+            )
+            args += [other, other_value]
+        sql = (
+            "SELECT i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at, i.ttl "
+            "FROM fields f JOIN items i ON i.ns = f.ns AND i.key = f.key "
+            f"WHERE {where} ORDER BY f.ns, f.key LIMIT {int(limit)}"
+        )
+        return sql, args
+
+    @staticmethod
+    def _set_meta(con: apsw.Connection, key: str, fields: Sequence[str]) -> None:
+        """Store a list of fields, and let every connection know (the schema moves)."""
+        con.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            (key, orjson.dumps(list(fields)).decode()),
+        )
+        con.execute(_BUMP_SCHEMA)
