@@ -407,3 +407,90 @@ def test_nul_in_a_key_is_a_typed_error(pg_server: PgServer) -> None:
         s.put(("a",), "k", "value with \x00 inside")  # values are bytes: fine
         assert s.get(("a",), "k").value == "value with \x00 inside"  # type: ignore[union-attr]
         assert [i.key for i in s.search(("a",), query="value")] == ["k"]
+
+
+def _prefix(url: str) -> str:
+    return url.rsplit("table_prefix=", 1)[1].split("&", 1)[0]
+
+
+def test_row_count_stays_exact_through_every_kind_of_write(pg_server: PgServer) -> None:
+    """stats().cold_rows is kept by the writes themselves (#16: no count(*)): exact
+    through puts, overwrites, deletes, range deletes, expiry, large batches and two
+    clients writing to the same rows."""
+    url = pg_server.url()
+    items = f'"{_prefix(url)}items"'
+    now = [1000.0]
+
+    def counted(store: tieredmem.Store) -> None:
+        assert store.stats().cold_rows == _sql(pg_server, f"SELECT count(*) FROM {items}")[0][0]
+
+    with tieredmem.open(url, clock=lambda: now[0], maintenance_interval=0) as a, tieredmem.open(
+        url
+    ) as b:
+        a.put(("n",), "k1", 1)
+        a.put(("n",), "k1", 2)  # overwrite: no new row
+        b.put(("n",), "k1", 3)  # the other client overwrites it
+        b.put(("n",), "k2", 1)
+        counted(a)
+        assert a.stats().cold_rows == 2
+        a.put_many([(("m",), f"k{i}", i) for i in range(100)])  # one transaction, 100 rows
+        b.put_many([(("m",), f"k{i}", -i) for i in range(50, 150)])  # half overwrites
+        counted(b)
+        with a.transaction():  # one row written twice and deleted in one batch
+            a.put(("t",), "x", 1)
+            a.put(("t",), "x", 2)
+            a.put(("t",), "y", 1)
+            a.delete(("t",), "y")
+            a.delete(("n",), "nope")  # deleting nothing counts nothing
+        a.delete(("n",), "k2")
+        b.delete_many([(("m",), f"k{i}") for i in range(10)])
+        counted(a)
+        b.raw.write(ranges=[("m", "k2", "k4")])  # a range delete
+        counted(a)
+        a.put(("ttl",), "short", 1, ttl=10)
+        a.put(("ttl",), "long", 1, ttl=100)
+        now[0] += 50
+        assert a.sweep() == 1  # expiry deletes are counted too
+        counted(b)
+        left = len(b.search(("m",), limit=1000))
+        before = a.stats().cold_rows
+        a.raw.write(ranges=[("m", "", None)])  # a whole namespace
+        assert a.stats().cold_rows == before - left
+        counted(a)
+        counted(b)
+
+
+def test_stats_reads_no_item_row(pg_server: PgServer) -> None:
+    """stats() costs the same at any size (#16): it reads the kept count, never the items
+    table.  Checked by a client whose role may not read the items table at all."""
+    url = pg_server.url()
+    prefix = _prefix(url)
+    role = f"r{uuid.uuid4().hex[:8]}"
+    with tieredmem.open(url) as s:
+        s.put_many([(("a",), f"k{i}", i) for i in range(300)])
+        s.delete(("a",), "k0")
+    _sql(pg_server, f'CREATE ROLE "{role}" LOGIN')
+    for table in ("meta", "version", "dicts"):
+        _sql(pg_server, f'GRANT SELECT ON "{prefix}{table}" TO "{role}"')
+    limited = url.replace("postgres@", f"{role}@")
+    with tieredmem.open(limited, maintenance_interval=0) as s:
+        assert s.stats().cold_rows == 299
+        with pytest.raises(tieredmem.TieredMemError, match="permission denied"):
+            s.get(("a",), "k1")  # the role really cannot read items
+
+
+def test_format_1_store_is_upgraded_and_counted_once(pg_server: PgServer) -> None:
+    url = pg_server.url()
+    prefix = _prefix(url)
+    with tieredmem.open(url) as s:
+        s.put_many([(("a",), f"k{i}", i) for i in range(40)])
+    # Back to format 1 as the previous release wrote it: no kept count.
+    _sql(pg_server, f'ALTER TABLE "{prefix}version" DROP COLUMN n')
+    _sql(pg_server, f"UPDATE \"{prefix}meta\" SET value = '1' WHERE key = 'format_version'")
+    with tieredmem.open(url) as s:
+        assert s.stats().cold_rows == 40
+        s.put(("a",), "new", 1)
+        assert s.stats().cold_rows == 41
+    assert _sql(pg_server, f"SELECT value FROM \"{prefix}meta\" WHERE key = 'format_version'") == [
+        ("2",)
+    ]
