@@ -457,6 +457,25 @@ def test_row_count_stays_exact_through_every_kind_of_write(pg_server: PgServer) 
         a.raw.write(ranges=[("m", "", None)])  # a whole namespace
         assert a.stats().cold_rows == before - left
         counted(a)
+
+        # Both clients racing on the same new keys: each row is added once, whoever
+        # inserts it first (the other's put overwrites), and deleted once.
+        def race(store: tieredmem.Store, seed: int) -> None:
+            import random
+
+            keys = [f"r{i}" for i in range(200)]
+            random.Random(seed).shuffle(keys)
+            for i, key in enumerate(keys):
+                store.put(("race",), key, seed)
+                if i % 3 == 0:
+                    store.delete(("race",), keys[i // 2])
+
+        threads = [threading.Thread(target=race, args=(c, n)) for n, c in enumerate((a, b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        counted(a)
         counted(b)
 
 

@@ -130,14 +130,17 @@ class PostgresBackend:
             "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
             "created_at = coalesce(%s::float8, t.created_at), updated_at = excluded.updated_at, "
             "expires_at = excluded.expires_at, ttl = excluded.ttl, tsv = NULL, doc = NULL "
-            "RETURNING created_at"
+            # xmax is 0 on a row version this statement inserted (not on one it updated):
+            # whether the put added a row, for the kept count.
+            "RETURNING created_at, xmax = 0 AS added"
         )
         self._client_id = secrets.token_hex(8)
-        #: Bumps the version row to a new random vid (keeping the previous one) and
+        #: Bumps the version row to a new random vid (keeping the previous one), adds
+        #: the batch's change in the number of items ({delta}) to the kept count and
         #: notifies listeners; returns (v, pvid, notified).  In a write's transaction.
         self._bump_sql = (
-            f"UPDATE {self._version} SET v = v + 1, pvid = vid, vid = %s WHERE id = 1 "
-            "RETURNING v, pvid, pg_notify(%s, %s)"
+            f"UPDATE {self._version} SET v = v + 1, pvid = vid, vid = %s, n = n + ({{delta}}) "
+            "WHERE id = 1 RETURNING v, pvid, pg_notify(%s, %s)"
         )
         self._seen: tuple[int, int] | None = None
         self._seen_lock = threading.Lock()
@@ -432,16 +435,23 @@ class PostgresBackend:
         def one(conn: Any) -> tuple[list[float], tuple[int, int, int]]:
             # A batch of distinct rows (a put, a checkpoint's rows) is one statement,
             # its own transaction: each op a data-modifying WITH query, all run once.
+            # The bump reads what each op did (rows added, rows deleted) for the kept
+            # count, so it runs after them: rows first, the version row last, as in many().
             parts: list[str] = []
             args: list[Any] = []
             puts: list[str] = []
+            delta: list[str] = []
             for i, op in enumerate(ops):
                 sql, op_args = self._statement(op)
-                parts.append(f"o{i} AS ({sql})")
-                args += op_args
                 if isinstance(op, Put):
                     puts.append(f"(SELECT created_at FROM o{i})")
-            parts.append(f"b AS ({self._bump_sql})")
+                    delta.append(f"+ (SELECT count(*) FROM o{i} WHERE added)")
+                elif isinstance(op, Delete | DeleteRange):
+                    sql += " RETURNING 1"
+                    delta.append(f"- (SELECT count(*) FROM o{i})")
+                parts.append(f"o{i} AS ({sql})")
+                args += op_args
+            parts.append(f"b AS ({self._bump_sql.format(delta=' '.join(['0', *delta]))})")
             args += bump_args
             columns = "".join(", " + p for p in puts)
             found = conn.execute(
@@ -451,13 +461,19 @@ class PostgresBackend:
 
         def many(conn: Any) -> tuple[list[float], tuple[int, int, int]]:
             created = []
+            delta = 0
             with conn.transaction():
                 for op in ops:
                     cur = conn.execute(*self._statement(op))
                     if isinstance(op, Put):
-                        created.append(float(cur.fetchone()[0]))
+                        at, added = cur.fetchone()
+                        created.append(float(at))
+                        delta += bool(added)
+                    elif isinstance(op, Delete | DeleteRange):
+                        delta -= max(cur.rowcount, 0)
                 # Last, so the row lock that serializes writers is held only until COMMIT.
-                bumped = conn.execute(self._bump_sql, bump_args).fetchone()
+                bump = self._bump_sql.format(delta="%s")
+                bumped = conn.execute(bump, (bump_args[0], delta, *bump_args[1:])).fetchone()
             return created, bumped
 
         # Two ops on one row cannot share a statement (they would see the same snapshot).
@@ -501,7 +517,8 @@ class PostgresBackend:
                 if keys:
                     # Not taken as seen: a sweep drops this client's hot tier too.
                     conn.execute(
-                        self._bump_sql, (secrets.randbits(63), self._channel, self._client_id)
+                        self._bump_sql.format(delta="%s"),
+                        (secrets.randbits(63), -len(keys), self._channel, self._client_id),
                     )
                 return keys
 
@@ -590,7 +607,8 @@ class PostgresBackend:
                 "AND c.relkind = 'r'",
                 (self.schema, [self.prefix + t for t in TABLES]),
             ).fetchone()[0]
-            rows = conn.execute(f"SELECT count(*) FROM {self._items}").fetchone()[0]
+            # Kept by every write batch (format 2): one row, whatever the table's size.
+            rows = conn.execute(f"SELECT n FROM {self._version} WHERE id = 1").fetchone()[0]
             return int(size or 0), int(rows)
 
         size, rows = self._run(run)
