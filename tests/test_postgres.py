@@ -15,6 +15,7 @@ import pytest
 
 import tieredmem
 from tieredmem.backends import open_backend
+from tieredmem.backends._pg_schema import FORMAT_VERSION
 
 from .pg_server import PgServer
 
@@ -268,7 +269,7 @@ def test_cli_doctor_stats_inspect_on_a_postgres_url(pg_server: PgServer) -> None
     doctor = run("doctor", url, "--json")
     assert doctor.returncode == 0, doctor.stderr
     report = json.loads(doctor.stdout)
-    assert report["integrity"] == "ok" and report["format_version"] == 1
+    assert report["integrity"] == "ok" and report["format_version"] == FORMAT_VERSION
     assert report["pragma_coherence"] == "strict" and report["rows"] > 0
     stats = json.loads(run("stats", url, "--json").stdout)
     assert stats["histories"] == 1 and stats["user_namespaces"] == 1
