@@ -425,9 +425,10 @@ def test_row_count_stays_exact_through_every_kind_of_write(pg_server: PgServer) 
     def counted(store: tieredmem.Store) -> None:
         assert store.stats().cold_rows == _sql(pg_server, f"SELECT count(*) FROM {items}")[0][0]
 
-    with tieredmem.open(url, clock=lambda: now[0], maintenance_interval=0) as a, tieredmem.open(
-        url
-    ) as b:
+    with (
+        tieredmem.open(url, clock=lambda: now[0], maintenance_interval=0) as a,
+        tieredmem.open(url) as b,
+    ):
         a.put(("n",), "k1", 1)
         a.put(("n",), "k1", 2)  # overwrite: no new row
         b.put(("n",), "k1", 3)  # the other client overwrites it
@@ -513,4 +514,92 @@ def test_format_1_store_is_upgraded_and_counted_once(pg_server: PgServer) -> Non
         assert s.stats().cold_rows == 41
     assert _sql(pg_server, f"SELECT value FROM \"{prefix}meta\" WHERE key = 'format_version'") == [
         ("2",)
+    ]
+
+
+def _our_tables(server: PgServer, schema: str, prefix: str) -> list[Any]:
+    return _sql(
+        server,
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema = %s AND table_name LIKE %s",
+        (schema, prefix.replace("_", r"\_") + "%"),
+    )
+
+
+def test_cli_read_commands_never_create_a_store(pg_server: PgServer, tmp_path: Any) -> None:
+    """stats, inspect, doctor and export on a database (or schema, or prefix) without a
+    store: exit 2, one line, and nothing created (#14's rule for read commands)."""
+    from .test_cli import run
+
+    secret = "Ro-pw-" + uuid.uuid4().hex[:6]
+    schema = f"s{uuid.uuid4().hex[:8]}"
+    for url in (pg_server.url(), pg_server.url(schema=schema)):
+        url = url.replace("postgres@", f"postgres:{secret}@")
+        prefix = _prefix(url)
+        for command in (
+            ("stats", url),
+            ("inspect", url),
+            ("inspect", url, "--history", "chat"),
+            ("doctor", url),
+            ("export", url, str(tmp_path / "out.jsonl")),
+        ):
+            done = run(*command)
+            assert done.returncode == 2, (command, done.stdout, done.stderr)
+            lines = done.stderr.splitlines()
+            assert len(lines) == 1 and "no tieredmem store" in lines[0], done.stderr
+            assert secret not in done.stderr + done.stdout
+            assert _our_tables(pg_server, "public", prefix) == []
+        assert not (tmp_path / "out.jsonl").exists()
+        assert (
+            _sql(
+                pg_server,
+                "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
+                (schema,),
+            )
+            == []
+        )
+
+
+def test_readonly_open_reads_and_never_writes(pg_server: PgServer) -> None:
+    url = pg_server.url()
+    prefix = _prefix(url)
+    with pytest.raises(tieredmem.NotAStoreError, match="no tieredmem store"):
+        tieredmem.open(url, readonly=True)
+    assert _our_tables(pg_server, "public", prefix) == []
+    with tieredmem.open(url) as s:
+        s.put(("d",), "a", {"text": "a cat", "n": 1}, ttl=0.01)
+        s.put(("d",), "b", {"text": "a dog", "n": 2})
+        s.search(("d",), query="cat")  # indexes what is pending
+        s.put(("d",), "c", {"text": "a cow", "n": 3})  # left pending
+    version = _sql(pg_server, f'SELECT v, vid, n FROM "{prefix}version"')
+    time.sleep(0.02)  # "a" has expired
+    with tieredmem.open(url, readonly=True) as ro:
+        assert ro.get(("d",), "b").value["n"] == 2  # type: ignore[union-attr]
+        assert ro.stats().cold_rows == 3
+        assert [i.key for i in ro.search(("d",), filter={"n": {"$gte": 2}})] == ["b", "c"]
+        assert [i.key for i in ro.search(("d",), query="dog")] == ["b"]  # the index as it is
+        for write in (
+            lambda: ro.put(("d",), "x", 1),
+            lambda: ro.delete(("d",), "b"),
+            lambda: ro.raw.write(ranges=[("d", "", None)]),
+            ro.maintain,
+            ro.sweep,
+        ):
+            with pytest.raises(tieredmem.ReadOnlyError, match="readonly"):
+                write()
+    assert _sql(pg_server, f'SELECT v, vid, n FROM "{prefix}version"') == version
+    pending = _sql(pg_server, f'SELECT count(*) FROM "{prefix}items" WHERE tsv IS NULL')
+    assert pending == [(1,)]  # "c": a read-only search indexed nothing
+
+
+def test_readonly_refuses_a_store_that_needs_upgrading(pg_server: PgServer) -> None:
+    url = pg_server.url()
+    prefix = _prefix(url)
+    tieredmem.open(url).close()
+    _sql(pg_server, f'ALTER TABLE "{prefix}version" DROP COLUMN n')
+    _sql(pg_server, f"UPDATE \"{prefix}meta\" SET value = '1' WHERE key = 'format_version'")
+    with pytest.raises(tieredmem.SchemaVersionError, match="without readonly to upgrade"):
+        tieredmem.open(url, readonly=True)
+    assert _sql(pg_server, f"SELECT value FROM \"{prefix}meta\" WHERE key = 'format_version'") == [
+        ("1",)
     ]

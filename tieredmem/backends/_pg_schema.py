@@ -144,7 +144,7 @@ def vet_readonly(conn: Any, schema: str, prefix: str, where: str) -> None:
     if version is None:
         raise NotAStoreError(
             f"{where}: no tieredmem store in {schema}.{prefix}* (no such tables); "
-            "readonly=True opens an existing store only: check ?schema= and ?table_prefix="
+            "a read-only open creates none: check the database, ?schema= and ?table_prefix="
         )
     if version < FORMAT_VERSION:
         raise SchemaVersionError(

@@ -42,13 +42,19 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..codec import JSON, Codec
-from ..errors import (
-    TieredMemError,
-)
+from ..errors import ReadOnlyError, TieredMemError
 from . import Delete, DeleteRange, Op, Put, Row, Touch, redact_url
 from ._pg_notify import Listener
 from ._pg_pool import Connections
-from ._pg_schema import FORMAT_VERSION, PENDING, TABLES, existing_tables, identifier, migrate
+from ._pg_schema import (
+    FORMAT_VERSION,
+    PENDING,
+    TABLES,
+    existing_tables,
+    identifier,
+    migrate,
+    vet_readonly,
+)
 from ._pg_search import filter_sql, tsquery
 from .sqlite import prefix_bounds
 
@@ -80,6 +86,11 @@ class PostgresBackend:
     :param str url: ``postgresql://[user[:password]@]host[:port]/db[?params]``.
     :param text_of: returns the text to full-text index for a stored frame (or ``None``).
     :param prepare_threshold: overrides the URL's (``None``: no prepared statements).
+    :param bool readonly: open an existing store for reading only: nothing is created,
+        migrated or written (no schema, table or row), writes raise
+        :class:`~tieredmem.errors.ReadOnlyError`, and searches read the full-text and
+        ``jsonb`` documents as they are (rows written since the last read-write search
+        are found by filters, not yet by ``query=``).
     """
 
     #: Every call is a network round trip (the store keeps them off event loops).
@@ -91,6 +102,7 @@ class PostgresBackend:
         *,
         text_of: Callable[[bytes], str | None] | None = None,
         prepare_threshold: int | str | None = "url",
+        readonly: bool = False,
         **_: Any,
     ) -> None:
         try:
@@ -112,6 +124,7 @@ class PostgresBackend:
         if mode not in ("strict", "notify"):
             raise ValueError(f"coherence must be 'strict' or 'notify', not {mode!r}")
         self.coherence = mode
+        self.readonly = readonly
         if prepare_threshold == "url":
             raw = ours.get("prepare_threshold", "5")
             prepare_threshold = None if raw.lower() in ("none", "") else int(raw)
@@ -176,7 +189,11 @@ class PostgresBackend:
 
     # -- schema ----------------------------------------------------------------------
     def _setup(self, conn: Any) -> None:
-        applied = migrate(conn, self.schema, self.prefix, f"PostgreSQL at {self.url}")
+        where = f"PostgreSQL at {self.url}"
+        if self.readonly:
+            vet_readonly(conn, self.schema, self.prefix, where)
+            return
+        applied = migrate(conn, self.schema, self.prefix, where)
         for number in applied:
             log.info("%s: applied migration %d", self.url, number)
 
@@ -288,7 +305,8 @@ class PostgresBackend:
         """
         if self._unframe is None:
             return self.scan(ns_prefix, after=after, limit=limit, skip_prefix=skip_prefix)
-        self.index_pending()
+        if not self.readonly:
+            self.index_pending()
         conds, cargs = filter_sql(filter)
         if not conds:
             return self.scan(ns_prefix, after=after, limit=limit, skip_prefix=skip_prefix)
@@ -348,7 +366,8 @@ class PostgresBackend:
     def text_search(
         self, ns_prefix: str, query: str, *, limit: int, skip_prefix: str | None = None
     ) -> list[tuple[Row, float]]:
-        self.index_pending()
+        if not self.readonly:
+            self.index_pending()
         # The query comes as FTS5 syntax from tieredmem.filters.fts_query: quoted words
         # joined by OR.  Each word becomes a lexeme of PostgreSQL's 'simple' configuration
         # (no stemming, like the SQLite backend's unicode61 tokenizer).
@@ -393,6 +412,7 @@ class PostgresBackend:
         """Compute the full-text documents (and ``jsonb`` values) of rows written since
         the last search; return how many.  Safe beside other clients: a row changed
         meanwhile is left pending."""
+        self._refuse_write()
         text_of = self._text_of
         done = 0
         select = (
@@ -428,7 +448,14 @@ class PostgresBackend:
                 return done
 
     # -- writes ------------------------------------------------------------------------
+    def _refuse_write(self) -> None:
+        if self.readonly:
+            raise ReadOnlyError(
+                f"{self.url} was opened with readonly=True; open it without readonly to write"
+            )
+
     def write(self, ops: Sequence[Op]) -> list[float]:
+        self._refuse_write()
         vid = secrets.randbits(63)
         bump_args = (vid, self._channel, self._client_id)
 
@@ -505,6 +532,7 @@ class PostgresBackend:
         )
 
     def expire(self, now: float, *, limit: int = 10_000) -> list[tuple[str, str]]:
+        self._refuse_write()
         sql = (
             f"DELETE FROM {self._items} WHERE (ns, key) IN (SELECT ns, key FROM {self._items} "
             "WHERE expires_at IS NOT NULL AND expires_at <= %s ORDER BY expires_at LIMIT %s "
@@ -535,6 +563,7 @@ class PostgresBackend:
         return None if found is None else bytes(found[0])
 
     def add_dictionary(self, data: bytes) -> int:
+        self._refuse_write()
         sql = f"INSERT INTO {self._dicts} (data, created_at) VALUES (%s, %s) RETURNING id"
         found = self._run(lambda conn: conn.execute(sql, (data, time.time())).fetchone())
         return int(found[0])
