@@ -13,7 +13,10 @@
   for a connection (when the server is down: then the call raises).
 
 Every write batch is one transaction.  It also bumps the one row of ``<prefix>version``
-(a counter and a random id) and sends ``pg_notify``; both commit with the batch.
+(a counter and a random id), adds to that row's count of items the rows the batch added
+and removed (so :meth:`PostgresBackend.stats` never reads the items table), and sends
+``pg_notify``; all commit with the batch.  ``readonly=True`` opens an existing store
+without creating, migrating or writing anything.
 
 Coherence (``strict``): before a read trusts the hot tier, one round trip reads the
 version row; it moved (beyond this client's own batches) means another client committed,
@@ -629,6 +632,9 @@ class PostgresBackend:
         return self._run(run)
 
     def stats(self) -> dict[str, Any]:
+        """Sizes from the catalog and the count of items kept by the writes: the same
+        cost at any size (no statement reads the items table)."""
+
         def run(conn: Any) -> tuple[int, int]:
             size = conn.execute(
                 "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
