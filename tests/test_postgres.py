@@ -15,6 +15,7 @@ import pytest
 
 import tieredmem
 from tieredmem.backends import open_backend
+from tieredmem.backends._pg_schema import FORMAT_VERSION
 
 from .pg_server import PgServer
 
@@ -268,7 +269,7 @@ def test_cli_doctor_stats_inspect_on_a_postgres_url(pg_server: PgServer) -> None
     doctor = run("doctor", url, "--json")
     assert doctor.returncode == 0, doctor.stderr
     report = json.loads(doctor.stdout)
-    assert report["integrity"] == "ok" and report["format_version"] == 1
+    assert report["integrity"] == "ok" and report["format_version"] == FORMAT_VERSION
     assert report["pragma_coherence"] == "strict" and report["rows"] > 0
     stats = json.loads(run("stats", url, "--json").stdout)
     assert stats["histories"] == 1 and stats["user_namespaces"] == 1
@@ -407,3 +408,198 @@ def test_nul_in_a_key_is_a_typed_error(pg_server: PgServer) -> None:
         s.put(("a",), "k", "value with \x00 inside")  # values are bytes: fine
         assert s.get(("a",), "k").value == "value with \x00 inside"  # type: ignore[union-attr]
         assert [i.key for i in s.search(("a",), query="value")] == ["k"]
+
+
+def _prefix(url: str) -> str:
+    return url.rsplit("table_prefix=", 1)[1].split("&", 1)[0]
+
+
+def test_row_count_stays_exact_through_every_kind_of_write(pg_server: PgServer) -> None:
+    """stats().cold_rows is kept by the writes themselves (#16: no count(*)): exact
+    through puts, overwrites, deletes, range deletes, expiry, large batches and two
+    clients writing to the same rows."""
+    url = pg_server.url()
+    items = f'"{_prefix(url)}items"'
+    now = [1000.0]
+
+    def counted(store: tieredmem.Store) -> None:
+        assert store.stats().cold_rows == _sql(pg_server, f"SELECT count(*) FROM {items}")[0][0]
+
+    with (
+        tieredmem.open(url, clock=lambda: now[0], maintenance_interval=0) as a,
+        tieredmem.open(url) as b,
+    ):
+        a.put(("n",), "k1", 1)
+        a.put(("n",), "k1", 2)  # overwrite: no new row
+        b.put(("n",), "k1", 3)  # the other client overwrites it
+        b.put(("n",), "k2", 1)
+        counted(a)
+        assert a.stats().cold_rows == 2
+        a.put_many([(("m",), f"k{i}", i) for i in range(100)])  # one transaction, 100 rows
+        b.put_many([(("m",), f"k{i}", -i) for i in range(50, 150)])  # half overwrites
+        counted(b)
+        with a.transaction():  # one row written twice and deleted in one batch
+            a.put(("t",), "x", 1)
+            a.put(("t",), "x", 2)
+            a.put(("t",), "y", 1)
+            a.delete(("t",), "y")
+            a.delete(("n",), "nope")  # deleting nothing counts nothing
+        a.delete(("n",), "k2")
+        b.delete_many([(("m",), f"k{i}") for i in range(10)])
+        counted(a)
+        b.raw.write(ranges=[("m", "k2", "k4")])  # a range delete
+        counted(a)
+        a.put(("ttl",), "short", 1, ttl=10)
+        a.put(("ttl",), "long", 1, ttl=100)
+        now[0] += 50
+        assert a.sweep() == 1  # expiry deletes are counted too
+        counted(b)
+        left = len(b.search(("m",), limit=1000))
+        before = a.stats().cold_rows
+        a.raw.write(ranges=[("m", "", None)])  # a whole namespace
+        assert a.stats().cold_rows == before - left
+        counted(a)
+
+        # Both clients racing on the same new keys: each row is added once, whoever
+        # inserts it first (the other's put overwrites), and deleted once.
+        def race(store: tieredmem.Store, seed: int) -> None:
+            import random
+
+            keys = [f"r{i}" for i in range(200)]
+            random.Random(seed).shuffle(keys)
+            for i, key in enumerate(keys):
+                store.put(("race",), key, seed)
+                if i % 3 == 0:
+                    store.delete(("race",), keys[i // 2])
+
+        threads = [threading.Thread(target=race, args=(c, n)) for n, c in enumerate((a, b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        counted(a)
+        counted(b)
+
+
+def test_stats_reads_no_item_row(pg_server: PgServer) -> None:
+    """stats() costs the same at any size (#16): it reads the kept count, never the items
+    table.  Checked by a client whose role may not read the items table at all."""
+    url = pg_server.url()
+    prefix = _prefix(url)
+    role = f"r{uuid.uuid4().hex[:8]}"
+    with tieredmem.open(url) as s:
+        s.put_many([(("a",), f"k{i}", i) for i in range(300)])
+        s.delete(("a",), "k0")
+    _sql(pg_server, f'CREATE ROLE "{role}" LOGIN')
+    for table in ("meta", "version", "dicts"):
+        _sql(pg_server, f'GRANT SELECT ON "{prefix}{table}" TO "{role}"')
+    limited = url.replace("postgres@", f"{role}@")
+    with tieredmem.open(limited, maintenance_interval=0) as s:
+        assert s.stats().cold_rows == 299
+        with pytest.raises(tieredmem.TieredMemError, match="permission denied"):
+            s.get(("a",), "k1")  # the role really cannot read items
+
+
+def test_format_1_store_is_upgraded_and_counted_once(pg_server: PgServer) -> None:
+    url = pg_server.url()
+    prefix = _prefix(url)
+    with tieredmem.open(url) as s:
+        s.put_many([(("a",), f"k{i}", i) for i in range(40)])
+    # Back to format 1 as the previous release wrote it: no kept count.
+    _sql(pg_server, f'ALTER TABLE "{prefix}version" DROP COLUMN n')
+    _sql(pg_server, f"UPDATE \"{prefix}meta\" SET value = '1' WHERE key = 'format_version'")
+    with tieredmem.open(url) as s:
+        assert s.stats().cold_rows == 40
+        s.put(("a",), "new", 1)
+        assert s.stats().cold_rows == 41
+    assert _sql(pg_server, f"SELECT value FROM \"{prefix}meta\" WHERE key = 'format_version'") == [
+        ("2",)
+    ]
+
+
+def _our_tables(server: PgServer, schema: str, prefix: str) -> list[Any]:
+    return _sql(
+        server,
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema = %s AND table_name LIKE %s",
+        (schema, prefix.replace("_", r"\_") + "%"),
+    )
+
+
+def test_cli_read_commands_never_create_a_store(pg_server: PgServer, tmp_path: Any) -> None:
+    """stats, inspect, doctor and export on a database (or schema, or prefix) without a
+    store: exit 2, one line, and nothing created (#14's rule for read commands)."""
+    from .test_cli import run
+
+    secret = "Ro-pw-" + uuid.uuid4().hex[:6]
+    schema = f"s{uuid.uuid4().hex[:8]}"
+    for url in (pg_server.url(), pg_server.url(schema=schema)):
+        url = url.replace("postgres@", f"postgres:{secret}@")
+        prefix = _prefix(url)
+        for command in (
+            ("stats", url),
+            ("inspect", url),
+            ("inspect", url, "--history", "chat"),
+            ("doctor", url),
+            ("export", url, str(tmp_path / "out.jsonl")),
+        ):
+            done = run(*command)
+            assert done.returncode == 2, (command, done.stdout, done.stderr)
+            lines = done.stderr.splitlines()
+            assert len(lines) == 1 and "no tieredmem store" in lines[0], done.stderr
+            assert secret not in done.stderr + done.stdout
+            assert _our_tables(pg_server, "public", prefix) == []
+        assert not (tmp_path / "out.jsonl").exists()
+        assert (
+            _sql(
+                pg_server,
+                "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
+                (schema,),
+            )
+            == []
+        )
+
+
+def test_readonly_open_reads_and_never_writes(pg_server: PgServer) -> None:
+    url = pg_server.url()
+    prefix = _prefix(url)
+    with pytest.raises(tieredmem.NotAStoreError, match="no tieredmem store"):
+        tieredmem.open(url, readonly=True)
+    assert _our_tables(pg_server, "public", prefix) == []
+    with tieredmem.open(url) as s:
+        s.put(("d",), "a", {"text": "a cat", "n": 1}, ttl=0.01)
+        s.put(("d",), "b", {"text": "a dog", "n": 2})
+        s.search(("d",), query="cat")  # indexes what is pending
+        s.put(("d",), "c", {"text": "a cow", "n": 3})  # left pending
+    version = _sql(pg_server, f'SELECT v, vid, n FROM "{prefix}version"')
+    time.sleep(0.02)  # "a" has expired
+    with tieredmem.open(url, readonly=True) as ro:
+        assert ro.get(("d",), "b").value["n"] == 2  # type: ignore[union-attr]
+        assert ro.stats().cold_rows == 3
+        assert [i.key for i in ro.search(("d",), filter={"n": {"$gte": 2}})] == ["b", "c"]
+        assert [i.key for i in ro.search(("d",), query="dog")] == ["b"]  # the index as it is
+        for write in (
+            lambda: ro.put(("d",), "x", 1),
+            lambda: ro.delete(("d",), "b"),
+            lambda: ro.raw.write(ranges=[("d", "", None)]),
+            ro.maintain,
+            ro.sweep,
+        ):
+            with pytest.raises(tieredmem.ReadOnlyError, match="readonly"):
+                write()
+    assert _sql(pg_server, f'SELECT v, vid, n FROM "{prefix}version"') == version
+    pending = _sql(pg_server, f'SELECT count(*) FROM "{prefix}items" WHERE tsv IS NULL')
+    assert pending == [(1,)]  # "c": a read-only search indexed nothing
+
+
+def test_readonly_refuses_a_store_that_needs_upgrading(pg_server: PgServer) -> None:
+    url = pg_server.url()
+    prefix = _prefix(url)
+    tieredmem.open(url).close()
+    _sql(pg_server, f'ALTER TABLE "{prefix}version" DROP COLUMN n')
+    _sql(pg_server, f"UPDATE \"{prefix}meta\" SET value = '1' WHERE key = 'format_version'")
+    with pytest.raises(tieredmem.SchemaVersionError, match="without readonly to upgrade"):
+        tieredmem.open(url, readonly=True)
+    assert _sql(pg_server, f"SELECT value FROM \"{prefix}meta\" WHERE key = 'format_version'") == [
+        ("1",)
+    ]

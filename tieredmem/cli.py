@@ -136,9 +136,13 @@ def _existing(path: str) -> Store:
     """Open the store *path* for a read command (``stats``, ``inspect``, ``doctor``,
     ``export``): every read command opens its store here, and nothing else.  A file is
     opened read-only (``readonly=True``: it is never written), after a missing, empty or
-    non-store path is refused (:func:`_check_store_file`); a server URL (PostgreSQL,
-    Redis) is opened as it is, without background maintenance."""
-    if "://" in path and not path.startswith("sqlite://"):
+    non-store path is refused (:func:`_check_store_file`); so is a PostgreSQL URL (where
+    no store exists, nothing is created: a one-line refusal); a Redis URL is opened as it
+    is, without background maintenance."""
+    scheme = path.split("://", 1)[0].lower() if "://" in path else ""
+    if scheme in ("postgresql", "postgres"):
+        return open_store(path, readonly=True)
+    if scheme and scheme != "sqlite":
         return open_store(path, maintenance_interval=0)
     _check_store_file(path)
     return open_store(path, readonly=True)

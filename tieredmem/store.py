@@ -389,7 +389,9 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
         the database file (it may create the empty ``-wal``/``-shm`` it coordinates
         through, where the directory is writable, and removes them on close when no other
         connection uses the file), no background maintenance runs, and every write raises
-        :class:`ReadOnlyError`.  Works on a read-only file, directory or mount.
+        :class:`ReadOnlyError`.  Works on a read-only file, directory or mount.  On
+        PostgreSQL: nothing is created or migrated (a database, schema or prefix without a
+        store raises :class:`NotAStoreError`), and nothing is written.
     :param index: fields of dict values to index, dotted for nested ones (``["n",
         "user.lang"]``): a search filter on them (exact match or a range on a number or a
         string) reads only the matching items through SQL instead of decoding every item
@@ -426,7 +428,7 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     try:
         if readonly and not getattr(backend, "readonly", False):
             raise TieredMemError(
-                f"readonly=True is supported for SQLite stores, not {backend.url}; "
+                f"readonly=True is supported for SQLite and PostgreSQL stores, not {backend.url}; "
                 "open it without readonly"
             )
         return Store(

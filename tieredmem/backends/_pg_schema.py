@@ -54,6 +54,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " pvid bigint NOT NULL)",
         'INSERT INTO {s}."{p}version" (id, v, vid, pvid) VALUES (1, 0, 0, 0)',
     ),
+    # 2: the number of items, kept on the version row by every write batch (in the same
+    #    statement that bumps the version, so in the same transaction as the rows it
+    #    counts): stats() reads one row whatever the size of the table.  Counted once
+    #    here, with writers held off (SHARE mode) so the count is exact.
+    (
+        'LOCK TABLE {s}."{p}items" IN SHARE MODE',
+        'ALTER TABLE {s}."{p}version" ADD COLUMN n bigint NOT NULL DEFAULT 0',
+        'UPDATE {s}."{p}version" SET n = (SELECT count(*) FROM {s}."{p}items") WHERE id = 1',
+    ),
 )
 
 FORMAT_VERSION = len(MIGRATIONS)
@@ -94,6 +103,57 @@ def existing_tables(conn: Any, schema: str, prefix: str) -> set[str]:
     }
 
 
+def vet(conn: Any, schema: str, prefix: str, where: str) -> int | None:
+    """The format version of the store in *schema* under *prefix* (``None``: none of our
+    tables exist); reads only.
+
+    :raises NotAStoreError: our table names are taken by something else.
+    :raises SchemaVersionError: the store has a newer format.
+    """
+    tables = f"{schema}.{prefix}*"
+    found = existing_tables(conn, schema, prefix)
+    if not found:
+        return None
+    if prefix + "meta" not in found:
+        raise NotAStoreError(
+            f"{where}: tables named {tables} exist but are not a tieredmem store; "
+            "choose another ?table_prefix= or ?schema="
+        )
+    meta = dict(conn.execute(f'SELECT key, value FROM "{schema}"."{prefix}meta"').fetchall())
+    if meta.get("format") != "tieredmem":
+        raise NotAStoreError(
+            f"{where}: {tables} is not a tieredmem store; choose another ?table_prefix= or ?schema="
+        )
+    version = int(meta.get("format_version", "0"))
+    if version > FORMAT_VERSION:
+        raise SchemaVersionError(
+            f"{where}: {tables} has format version {version}, newer than this "
+            f"tieredmem understands ({FORMAT_VERSION}); upgrade tieredmem to open it"
+        )
+    return version
+
+
+def vet_readonly(conn: Any, schema: str, prefix: str, where: str) -> None:
+    """Refuse, for ``readonly=True``, a store that is not there or needs upgrading (both
+    would need writes); changes nothing.
+
+    :raises NotAStoreError: there is no tieredmem store, or something else holds our names.
+    :raises SchemaVersionError: the store has an older or newer format.
+    """
+    version = vet(conn, schema, prefix, where)
+    if version is None:
+        raise NotAStoreError(
+            f"{where}: no tieredmem store in {schema}.{prefix}* (no such tables); "
+            "a read-only open creates none: check the database, ?schema= and ?table_prefix="
+        )
+    if version < FORMAT_VERSION:
+        raise SchemaVersionError(
+            f"{where}: {schema}.{prefix}* has format version {version}, older than this "
+            f"tieredmem writes ({FORMAT_VERSION}); open it once without readonly to upgrade "
+            "it, then read it with readonly=True"
+        )
+
+
 def migrate(conn: Any, schema: str, prefix: str, where: str) -> list[int]:
     """Vet and bring the store's tables to :data:`FORMAT_VERSION`, in one transaction
     under an advisory lock (concurrent first opens wait for each other); return the
@@ -103,29 +163,11 @@ def migrate(conn: Any, schema: str, prefix: str, where: str) -> list[int]:
     :raises SchemaVersionError: the store has a newer format.
     """
     meta_table = f'"{schema}"."{prefix}meta"'
-    tables = f"{schema}.{prefix}*"
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tieredmem {tables}",))
-        found = existing_tables(conn, schema, prefix)
-        version = 0
-        if found:
-            if prefix + "meta" not in found:
-                raise NotAStoreError(
-                    f"{where}: tables named {tables} exist but are not a tieredmem store; "
-                    "choose another ?table_prefix= or ?schema="
-                )
-            meta = dict(conn.execute(f"SELECT key, value FROM {meta_table}").fetchall())
-            if meta.get("format") != "tieredmem":
-                raise NotAStoreError(
-                    f"{where}: {tables} is not a tieredmem store; "
-                    "choose another ?table_prefix= or ?schema="
-                )
-            version = int(meta.get("format_version", "0"))
-            if version > FORMAT_VERSION:
-                raise SchemaVersionError(
-                    f"{where}: {tables} has format version {version}, newer than this "
-                    f"tieredmem understands ({FORMAT_VERSION}); upgrade tieredmem to open it"
-                )
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tieredmem {schema}.{prefix}*",)
+        )
+        version = vet(conn, schema, prefix, where) or 0
         if version == FORMAT_VERSION:
             return []
         if schema != "public":

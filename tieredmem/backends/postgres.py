@@ -13,7 +13,10 @@
   for a connection (when the server is down: then the call raises).
 
 Every write batch is one transaction.  It also bumps the one row of ``<prefix>version``
-(a counter and a random id) and sends ``pg_notify``; both commit with the batch.
+(a counter and a random id), adds to that row's count of items the rows the batch added
+and removed (so :meth:`PostgresBackend.stats` never reads the items table), and sends
+``pg_notify``; all commit with the batch.  ``readonly=True`` opens an existing store
+without creating, migrating or writing anything.
 
 Coherence (``strict``): before a read trusts the hot tier, one round trip reads the
 version row; it moved (beyond this client's own batches) means another client committed,
@@ -42,13 +45,19 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..codec import JSON, Codec
-from ..errors import (
-    TieredMemError,
-)
+from ..errors import ReadOnlyError, TieredMemError
 from . import Delete, DeleteRange, Op, Put, Row, Touch, redact_url
 from ._pg_notify import Listener
 from ._pg_pool import Connections
-from ._pg_schema import FORMAT_VERSION, PENDING, TABLES, existing_tables, identifier, migrate
+from ._pg_schema import (
+    FORMAT_VERSION,
+    PENDING,
+    TABLES,
+    existing_tables,
+    identifier,
+    migrate,
+    vet_readonly,
+)
 from ._pg_search import filter_sql, tsquery
 from .sqlite import prefix_bounds
 
@@ -80,6 +89,11 @@ class PostgresBackend:
     :param str url: ``postgresql://[user[:password]@]host[:port]/db[?params]``.
     :param text_of: returns the text to full-text index for a stored frame (or ``None``).
     :param prepare_threshold: overrides the URL's (``None``: no prepared statements).
+    :param bool readonly: open an existing store for reading only: nothing is created,
+        migrated or written (no schema, table or row), writes raise
+        :class:`~tieredmem.errors.ReadOnlyError`, and searches read the full-text and
+        ``jsonb`` documents as they are (rows written since the last read-write search
+        are found by filters, not yet by ``query=``).
     """
 
     #: Every call is a network round trip (the store keeps them off event loops).
@@ -91,6 +105,7 @@ class PostgresBackend:
         *,
         text_of: Callable[[bytes], str | None] | None = None,
         prepare_threshold: int | str | None = "url",
+        readonly: bool = False,
         **_: Any,
     ) -> None:
         try:
@@ -112,6 +127,7 @@ class PostgresBackend:
         if mode not in ("strict", "notify"):
             raise ValueError(f"coherence must be 'strict' or 'notify', not {mode!r}")
         self.coherence = mode
+        self.readonly = readonly
         if prepare_threshold == "url":
             raw = ours.get("prepare_threshold", "5")
             prepare_threshold = None if raw.lower() in ("none", "") else int(raw)
@@ -130,14 +146,17 @@ class PostgresBackend:
             "ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value, "
             "created_at = coalesce(%s::float8, t.created_at), updated_at = excluded.updated_at, "
             "expires_at = excluded.expires_at, ttl = excluded.ttl, tsv = NULL, doc = NULL "
-            "RETURNING created_at"
+            # xmax is 0 on a row version this statement inserted (not on one it updated):
+            # whether the put added a row, for the kept count.
+            "RETURNING created_at, xmax = 0 AS added"
         )
         self._client_id = secrets.token_hex(8)
-        #: Bumps the version row to a new random vid (keeping the previous one) and
+        #: Bumps the version row to a new random vid (keeping the previous one), adds
+        #: the batch's change in the number of items ({delta}) to the kept count and
         #: notifies listeners; returns (v, pvid, notified).  In a write's transaction.
         self._bump_sql = (
-            f"UPDATE {self._version} SET v = v + 1, pvid = vid, vid = %s WHERE id = 1 "
-            "RETURNING v, pvid, pg_notify(%s, %s)"
+            f"UPDATE {self._version} SET v = v + 1, pvid = vid, vid = %s, n = n + ({{delta}}) "
+            "WHERE id = 1 RETURNING v, pvid, pg_notify(%s, %s)"
         )
         self._seen: tuple[int, int] | None = None
         self._seen_lock = threading.Lock()
@@ -173,7 +192,11 @@ class PostgresBackend:
 
     # -- schema ----------------------------------------------------------------------
     def _setup(self, conn: Any) -> None:
-        applied = migrate(conn, self.schema, self.prefix, f"PostgreSQL at {self.url}")
+        where = f"PostgreSQL at {self.url}"
+        if self.readonly:
+            vet_readonly(conn, self.schema, self.prefix, where)
+            return
+        applied = migrate(conn, self.schema, self.prefix, where)
         for number in applied:
             log.info("%s: applied migration %d", self.url, number)
 
@@ -285,7 +308,8 @@ class PostgresBackend:
         """
         if self._unframe is None:
             return self.scan(ns_prefix, after=after, limit=limit, skip_prefix=skip_prefix)
-        self.index_pending()
+        if not self.readonly:
+            self.index_pending()
         conds, cargs = filter_sql(filter)
         if not conds:
             return self.scan(ns_prefix, after=after, limit=limit, skip_prefix=skip_prefix)
@@ -345,7 +369,8 @@ class PostgresBackend:
     def text_search(
         self, ns_prefix: str, query: str, *, limit: int, skip_prefix: str | None = None
     ) -> list[tuple[Row, float]]:
-        self.index_pending()
+        if not self.readonly:
+            self.index_pending()
         # The query comes as FTS5 syntax from tieredmem.filters.fts_query: quoted words
         # joined by OR.  Each word becomes a lexeme of PostgreSQL's 'simple' configuration
         # (no stemming, like the SQLite backend's unicode61 tokenizer).
@@ -390,6 +415,7 @@ class PostgresBackend:
         """Compute the full-text documents (and ``jsonb`` values) of rows written since
         the last search; return how many.  Safe beside other clients: a row changed
         meanwhile is left pending."""
+        self._refuse_write()
         text_of = self._text_of
         done = 0
         select = (
@@ -425,23 +451,37 @@ class PostgresBackend:
                 return done
 
     # -- writes ------------------------------------------------------------------------
+    def _refuse_write(self) -> None:
+        if self.readonly:
+            raise ReadOnlyError(
+                f"{self.url} was opened with readonly=True; open it without readonly to write"
+            )
+
     def write(self, ops: Sequence[Op]) -> list[float]:
+        self._refuse_write()
         vid = secrets.randbits(63)
         bump_args = (vid, self._channel, self._client_id)
 
         def one(conn: Any) -> tuple[list[float], tuple[int, int, int]]:
             # A batch of distinct rows (a put, a checkpoint's rows) is one statement,
             # its own transaction: each op a data-modifying WITH query, all run once.
+            # The bump reads what each op did (rows added, rows deleted) for the kept
+            # count, so it runs after them: rows first, the version row last, as in many().
             parts: list[str] = []
             args: list[Any] = []
             puts: list[str] = []
+            delta: list[str] = []
             for i, op in enumerate(ops):
                 sql, op_args = self._statement(op)
-                parts.append(f"o{i} AS ({sql})")
-                args += op_args
                 if isinstance(op, Put):
                     puts.append(f"(SELECT created_at FROM o{i})")
-            parts.append(f"b AS ({self._bump_sql})")
+                    delta.append(f"+ (SELECT count(*) FROM o{i} WHERE added)")
+                elif isinstance(op, Delete | DeleteRange):
+                    sql += " RETURNING 1"
+                    delta.append(f"- (SELECT count(*) FROM o{i})")
+                parts.append(f"o{i} AS ({sql})")
+                args += op_args
+            parts.append(f"b AS ({self._bump_sql.format(delta=' '.join(['0', *delta]))})")
             args += bump_args
             columns = "".join(", " + p for p in puts)
             found = conn.execute(
@@ -451,13 +491,19 @@ class PostgresBackend:
 
         def many(conn: Any) -> tuple[list[float], tuple[int, int, int]]:
             created = []
+            delta = 0
             with conn.transaction():
                 for op in ops:
                     cur = conn.execute(*self._statement(op))
                     if isinstance(op, Put):
-                        created.append(float(cur.fetchone()[0]))
+                        at, added = cur.fetchone()
+                        created.append(float(at))
+                        delta += bool(added)
+                    elif isinstance(op, Delete | DeleteRange):
+                        delta -= max(cur.rowcount, 0)
                 # Last, so the row lock that serializes writers is held only until COMMIT.
-                bumped = conn.execute(self._bump_sql, bump_args).fetchone()
+                bump = self._bump_sql.format(delta="%s")
+                bumped = conn.execute(bump, (bump_args[0], delta, *bump_args[1:])).fetchone()
             return created, bumped
 
         # Two ops on one row cannot share a statement (they would see the same snapshot).
@@ -489,6 +535,7 @@ class PostgresBackend:
         )
 
     def expire(self, now: float, *, limit: int = 10_000) -> list[tuple[str, str]]:
+        self._refuse_write()
         sql = (
             f"DELETE FROM {self._items} WHERE (ns, key) IN (SELECT ns, key FROM {self._items} "
             "WHERE expires_at IS NOT NULL AND expires_at <= %s ORDER BY expires_at LIMIT %s "
@@ -501,7 +548,8 @@ class PostgresBackend:
                 if keys:
                     # Not taken as seen: a sweep drops this client's hot tier too.
                     conn.execute(
-                        self._bump_sql, (secrets.randbits(63), self._channel, self._client_id)
+                        self._bump_sql.format(delta="%s"),
+                        (secrets.randbits(63), -len(keys), self._channel, self._client_id),
                     )
                 return keys
 
@@ -518,6 +566,7 @@ class PostgresBackend:
         return None if found is None else bytes(found[0])
 
     def add_dictionary(self, data: bytes) -> int:
+        self._refuse_write()
         sql = f"INSERT INTO {self._dicts} (data, created_at) VALUES (%s, %s) RETURNING id"
         found = self._run(lambda conn: conn.execute(sql, (data, time.time())).fetchone())
         return int(found[0])
@@ -583,6 +632,9 @@ class PostgresBackend:
         return self._run(run)
 
     def stats(self) -> dict[str, Any]:
+        """Sizes from the catalog and the count of items kept by the writes: the same
+        cost at any size (no statement reads the items table)."""
+
         def run(conn: Any) -> tuple[int, int]:
             size = conn.execute(
                 "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
@@ -590,7 +642,8 @@ class PostgresBackend:
                 "AND c.relkind = 'r'",
                 (self.schema, [self.prefix + t for t in TABLES]),
             ).fetchone()[0]
-            rows = conn.execute(f"SELECT count(*) FROM {self._items}").fetchone()[0]
+            # Kept by every write batch (format 2): one row, whatever the table's size.
+            rows = conn.execute(f"SELECT n FROM {self._version} WHERE id = 1").fetchone()[0]
             return int(size or 0), int(rows)
 
         size, rows = self._run(run)
