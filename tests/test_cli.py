@@ -514,3 +514,13 @@ def test_every_command_is_documented() -> None:
             for option in action.option_strings:
                 if option not in ("-h", "--help", "--json"):
                     assert option in page, f"tieredmem {name} {option}"
+
+
+def test_an_unreachable_server_is_one_line_without_the_password() -> None:
+    """psycopg's pool reports every failed connection on its own logger; the command says
+    what failed once, in its words."""
+    pytest.importorskip("psycopg_pool")
+    out = run("stats", "postgresql://app:s3cretpw@127.0.0.1:1/db?pool_timeout=1")
+    assert out.returncode == 2
+    assert "cannot connect to PostgreSQL" in _one_clean_line(out)
+    assert "s3cretpw" not in out.stderr + out.stdout

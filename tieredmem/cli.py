@@ -26,6 +26,7 @@ import base64
 import errno
 import importlib.util
 import json
+import logging
 import os
 import resource
 import stat
@@ -755,11 +756,27 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _route_logs() -> None:
+    """tieredmem's own warnings (a server being retried) go to stderr, one line each;
+    other libraries' (psycopg's pool reporting every failed connection) do not: the
+    command's one-line error says what failed.  Left alone where the embedding program
+    configured logging itself."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    root.addHandler(logging.NullHandler())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("tieredmem: %(message)s"))
+    logging.getLogger("tieredmem").addHandler(handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``tieredmem`` command; return its exit code (0 ok, 1 a check failed, 2 bad
     input, each error one line on stderr)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    _route_logs()
     try:
         return int(args.func(args))
     except (CLIError, TieredMemError, OSError) as exc:

@@ -272,11 +272,24 @@ class PostgresBackend:
         limit: int = 1000,
         skip_prefix: str | None = None,
     ) -> list[Row]:
+        return self._scan(ns_prefix, "", [], after, limit, skip_prefix)
+
+    def _scan(
+        self,
+        ns_prefix: str,
+        narrow: str,
+        narrow_args: list[Any],
+        after: tuple[str, str] | None,
+        limit: int,
+        skip_prefix: str | None,
+    ) -> list[Row]:
+        """The rows under *ns_prefix* (less *skip_prefix*) after *after*, in (ns, key)
+        order, at most *limit*; *narrow* (with its *narrow_args*) an extra condition."""
         parts: list[str] = []
         args: list[Any] = []
         for lo, hi in self._ranges(ns_prefix, skip_prefix):
-            where = "ns >= %s AND ns < %s"
-            args += [lo, hi]
+            where = "ns >= %s AND ns < %s" + (f" AND {narrow}" if narrow else "")
+            args += [lo, hi, *narrow_args]
             if after is not None:
                 where += " AND (ns, key) > (%s, %s)"
                 args += list(after)
@@ -314,23 +327,7 @@ class PostgresBackend:
         if not conds:
             return self.scan(ns_prefix, after=after, limit=limit, skip_prefix=skip_prefix)
         narrow = f"(doc IS NULL OR ({' AND '.join(conds)}))"
-        parts: list[str] = []
-        args: list[Any] = []
-        for lo, hi in self._ranges(ns_prefix, skip_prefix):
-            where = f"ns >= %s AND ns < %s AND {narrow}"
-            args += [lo, hi, *cargs]
-            if after is not None:
-                where += " AND (ns, key) > (%s, %s)"
-                args += list(after)
-            parts.append(
-                f"(SELECT {_COLS} FROM {self._items} WHERE {where} ORDER BY ns, key LIMIT %s)"
-            )
-            args.append(limit)
-        if not parts:
-            return []
-        sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) u ORDER BY ns, key LIMIT %s"
-        args.append(limit)
-        return self._run(lambda conn: [Row(*r) for r in conn.execute(sql, args, binary=True)])
+        return self._scan(ns_prefix, narrow, list(cargs), after, limit, skip_prefix)
 
     def namespaces(
         self,
