@@ -54,7 +54,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from ..backends import SEP
 from ..errors import InvalidKeyError, SharingError
-from ..history import History, open_histories
+from ..history import History, default_budget, open_histories
 from ..item import Stats
 from ..memory import DEFAULT_PATH, MemorySaver
 from ..names import is_text, ttl_seconds
@@ -1087,17 +1087,26 @@ class TieredSaver(BaseCheckpointSaver[str]):
 
     def stats(self) -> Stats:
         """The store's :class:`~tieredmem.Stats` plus, as extra fields, the threads
-        (``threads``) and logs (``open_logs``) this saver knows, and the items of decoded
-        list values it holds (``held_list_items``, at most ``held_list_items_max``)."""
+        (``threads``) and logs (``open_logs``) this saver knows, the items of decoded
+        list values it holds (``held_list_items``, at most ``held_list_items_max``), the
+        History objects of the store alive in the process (``live_histories``), the bytes
+        their open tails hold (``tail_bytes``, at most ``tail_bytes_max``) and the threads
+        whose checkpoint count or last use the saver keeps (``tracked_threads``)."""
         base = self.store.stats()
         threads = len({t for t, _ in self._namespaces(None)})
+        tails = default_budget(self.store)
         with self._cache_lock:
             held, held_max = self._last_lists.currsize, self._last_lists.maxsize
+            open_logs = len(self._logs)
         return base.with_extra(
             threads=threads,
-            open_logs=len(self._logs),
+            open_logs=open_logs,
             held_list_items=held,
             held_list_items_max=held_max,
+            live_histories=len(open_histories.under(self.store, "")),
+            tail_bytes=tails.used,
+            tail_bytes_max=tails.max_bytes,
+            tracked_threads=len(self._counts) + len(self._touched),
         )
 
     # -- migration ----------------------------------------------------------------------
