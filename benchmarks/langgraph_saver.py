@@ -531,6 +531,45 @@ def worker_concurrent(slug: str, args: argparse.Namespace, directory: str) -> Re
     }
 
 
+def memory_split() -> Result:
+    """Where the process's memory is: RSS of anonymous memory and of mapped files
+    (``/proc/self/status``), and pymalloc's arenas against the bytes in its live
+    blocks (``sys._debugmallocstats``, CPython): the difference is memory the
+    interpreter keeps in partly used arenas (objects of 512 B or less only; larger ones
+    come from the C allocator, which ``sys.getallocatedblocks`` does not see)."""
+    out: Result = {}
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                name, _, value = line.partition(":")
+                if name in ("RssAnon", "RssFile", "RssShmem"):
+                    out[name.lower() + "_mb"] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    stats = getattr(sys, "_debugmallocstats", None)
+    if stats is None:
+        return out
+    with tempfile.TemporaryFile("w+") as fh:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(fh.fileno(), 2)
+        try:
+            stats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        fh.seek(0)
+        text = fh.read()
+    for line in text.splitlines():
+        name, _, value = line.partition("=")
+        name = name.strip()
+        if name.endswith("bytes/arena"):
+            out["pymalloc_arenas_mb"] = int(value.replace(",", "")) / MiB
+        elif name == "# bytes in allocated blocks":
+            out["pymalloc_live_mb"] = int(value.replace(",", "")) / MiB
+    return out
+
+
 # -- (threads) the write side with many threads ----------------------------------------
 def worker_threads(slug: str, args: argparse.Namespace, directory: str, count: int) -> Result:
     """*count* threads of ``--thread-turns`` turns each, one after the other."""
@@ -558,6 +597,7 @@ def worker_threads(slug: str, args: argparse.Namespace, directory: str, count: i
         "ms_per_turn": ms(seconds / (count * args.thread_turns)),
         "file_mb": (saver.size_bytes() or 0) / MiB,
     }
+    out.update(memory_split())
     if slug == "tiered":
         stats = saver.saver.stats()
         out["held"] = {
@@ -573,6 +613,7 @@ def worker_threads(slug: str, args: argparse.Namespace, directory: str, count: i
                 "tail_bytes",
                 "tail_bytes_max",
                 "tracked_threads",
+                "saver_budget",
             )
         }
     saver.close()
@@ -989,7 +1030,7 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[Result]
         for wid, r in runs:
             _, slug, count = wid.split("/")
             if "error" in r:
-                rows.append([CONFIGS[slug], int(count), "FAILED", *[None] * 10])
+                rows.append([CONFIGS[slug], int(count), "FAILED", *[None] * 13])
                 continue
             held = r.get("held", {})
             rows.append(
@@ -1006,6 +1047,9 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[Result]
                     held.get("live_histories"),
                     held.get("tail_bytes", 0) / MiB if held else None,
                     held.get("tracked_threads"),
+                    r.get("rssanon_mb"),
+                    r.get("pymalloc_arenas_mb"),
+                    r.get("pymalloc_live_mb"),
                 ]
             )
         print(
@@ -1023,16 +1067,21 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[Result]
                     "Histories",
                     "tails MB",
                     "tracked",
+                    "anon MB",
+                    "arenas MB",
+                    "in blocks MB",
                 ],
                 rows,
-                digits=(0, 0, 1, 1, 1, 2, 1, 0, 0, 0, 2, 0),
+                digits=(0, 0, 1, 1, 1, 2, 1, 0, 0, 0, 2, 0, 1, 1, 1),
             )
         )
         print(
             "  start RSS = after imports and graph set-up; Δ peak = peak - start; hot MB = the "
             "hot tier's charged bytes; list items = decoded list items held; Histories = live "
             "History objects of the store; tails MB = bytes held by open log tails; tracked = "
-            "threads whose checkpoint count or last use the saver keeps."
+            "threads whose checkpoint count or last use the saver keeps; anon MB = "
+            "anonymous RSS at the end; arenas / in blocks MB = pymalloc's arenas and the "
+            "bytes of its live blocks (objects of 512 B or less) at the end."
         )
 
         def growth(slug: str) -> float | None:
@@ -1044,7 +1093,7 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[Result]
 
         tiered_growth, floor = growth("tiered"), growth("sqlite")
         few = ok(results, f"threads/tiered/{args.few_threads}")
-        budget = few["held"]["hot_budget"] / MiB if few else None
+        budget = few["held"]["saver_budget"] / MiB if few else None
         target(
             f"TieredSaver peak RSS growth from {args.few_threads:,} to {args.many_threads:,} "
             "threads, beyond SqliteSaver's, within its hot_bytes (MB)",
