@@ -533,10 +533,10 @@ def worker_concurrent(slug: str, args: argparse.Namespace, directory: str) -> Re
 
 def memory_split() -> Result:
     """Where the process's memory is: RSS of anonymous memory and of mapped files
-    (``/proc/self/status``), and pymalloc's arenas against the bytes in its live
-    blocks (``sys._debugmallocstats``, CPython): the difference is memory the
-    interpreter keeps in partly used arenas (objects of 512 B or less only; larger ones
-    come from the C allocator, which ``sys.getallocatedblocks`` does not see)."""
+    (``/proc/self/status``); pymalloc's arenas against the bytes in its live blocks
+    (``sys._debugmallocstats``, CPython): the difference is memory the interpreter keeps
+    in partly used arenas (objects of 512 B or less; larger ones come from the C
+    allocator); and, on Linux, the free memory glibc's allocator kept (``malloc_trim``)."""
     out: Result = {}
     try:
         with open("/proc/self/status") as fh:
@@ -549,6 +549,15 @@ def memory_split() -> Result:
     stats = getattr(sys, "_debugmallocstats", None)
     if stats is None:
         return out
+    if sys.platform == "linux":
+        # Free memory the C allocator keeps instead of returning it to the OS: what RSS
+        # drops by when glibc is asked to return it (measured last: it changes RSS).
+        try:
+            import ctypes
+
+            trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            trim = None
     with tempfile.TemporaryFile("w+") as fh:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -567,6 +576,10 @@ def memory_split() -> Result:
             out["pymalloc_arenas_mb"] = int(value.replace(",", "")) / MiB
         elif name == "# bytes in allocated blocks":
             out["pymalloc_live_mb"] = int(value.replace(",", "")) / MiB
+    if sys.platform == "linux" and trim is not None:
+        before = rss_mb()
+        trim(0)
+        out["malloc_free_mb"] = before - rss_mb()
     return out
 
 
@@ -1030,7 +1043,7 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[Result]
         for wid, r in runs:
             _, slug, count = wid.split("/")
             if "error" in r:
-                rows.append([CONFIGS[slug], int(count), "FAILED", *[None] * 13])
+                rows.append([CONFIGS[slug], int(count), "FAILED", *[None] * 14])
                 continue
             held = r.get("held", {})
             rows.append(
@@ -1050,6 +1063,7 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[Result]
                     r.get("rssanon_mb"),
                     r.get("pymalloc_arenas_mb"),
                     r.get("pymalloc_live_mb"),
+                    r.get("malloc_free_mb"),
                 ]
             )
         print(
@@ -1070,9 +1084,10 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[Result]
                     "anon MB",
                     "arenas MB",
                     "in blocks MB",
+                    "malloc free MB",
                 ],
                 rows,
-                digits=(0, 0, 1, 1, 1, 2, 1, 0, 0, 0, 2, 0, 1, 1, 1),
+                digits=(0, 0, 1, 1, 1, 2, 1, 0, 0, 0, 2, 0, 1, 1, 1, 1),
             )
         )
         print(
@@ -1081,7 +1096,9 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[Result]
             "History objects of the store; tails MB = bytes held by open log tails; tracked = "
             "threads whose checkpoint count or last use the saver keeps; anon MB = "
             "anonymous RSS at the end; arenas / in blocks MB = pymalloc's arenas and the "
-            "bytes of its live blocks (objects of 512 B or less) at the end."
+            "bytes of its live blocks (objects of 512 B or less) at the end; malloc free MB = "
+            "what RSS then drops by when glibc's malloc_trim(0) returns the free memory the "
+            "C allocator kept."
         )
 
         def growth(slug: str) -> float | None:
