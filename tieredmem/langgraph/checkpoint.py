@@ -54,7 +54,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from ..backends import SEP
 from ..errors import InvalidKeyError, SharingError
-from ..history import History, TailBudget, open_histories
+from ..history import History, TailBudget, default_budget, open_histories
 from ..hot import parse_bytes
 from ..item import Stats
 from ..memory import DEFAULT_PATH, MemorySaver
@@ -275,10 +275,10 @@ class TieredSaver(BaseCheckpointSaver[str]):
         store's hot tier, a quarter the decoded lists below, a quarter its open logs
         (the History objects of recently used threads, at most 256, and their tails).
         With a :class:`~tieredmem.Store` or :class:`~tieredmem.MemorySaver` passed as
-        *conn*, the budget is that store's ``hot_bytes`` and the saver's lists and logs
-        come on top of its hot tier.  The saver
-        keeps the decoded list values (``messages``) of recently used threads'
-        newest checkpoints, up to an estimated quarter of the budget (2 KiB per
+        *conn*, the budget is that store's ``hot_bytes``, and the saver's lists and logs
+        come on top of its hot tier (the logs' tails on the budget the store's histories
+        share).  The saver keeps the decoded list values (``messages``) of recently used
+        threads' newest checkpoints, up to an estimated quarter of the budget (2 KiB per
         item), so that ``get_state`` on a hot thread decodes no message: it copies them
         (a message's copy costs about a fifth of its decoding; a list of 256 items or
         more is built with Python's cyclic garbage collector paused, see
@@ -347,8 +347,9 @@ class TieredSaver(BaseCheckpointSaver[str]):
         self._cache_lock = threading.Lock()  # the in-memory LRUs below (never during I/O)
         # History objects of open logs: each checks the store's generation at every use
         # and reloads its index after another handle or process wrote.  Their tails are
-        # charged to an eighth of the budget, their objects (estimated) to another.
-        self._tails = TailBudget(self.budget // 8)
+        # charged to an eighth of the budget (of a store passed in: the budget its own
+        # histories share), their objects (estimated) to another.
+        self._tails = TailBudget(self.budget // 8) if self._owns else default_budget(self.store)
         self._logs: LRUCache[tuple[str, str], History] = LRUCache(
             maxsize=max(16, min(_MAX_LOGS, self.budget // 8 // _HISTORY_BYTES))
         )
