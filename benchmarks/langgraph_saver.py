@@ -49,8 +49,9 @@ Three scenarios:
 
 Run from the repository root::
 
-    PYTHONPATH=. python benchmarks/langgraph_saver.py            # full sizes (~25 minutes)
+    PYTHONPATH=. python benchmarks/langgraph_saver.py            # full sizes (~35 minutes)
     PYTHONPATH=. python benchmarks/langgraph_saver.py --quick    # smoke run (< 1 minute)
+    PYTHONPATH=. python benchmarks/langgraph_saver.py --only threads  # 20, 2,000 threads (~8 min)
     PYTHONPATH=. python benchmarks/langgraph_saver.py --only turns/tiered,concurrent
 
 ``--quick`` runs 200 turns measured at 50, 100 and 200 (sampled every 10), 20 threads x 5
