@@ -14,7 +14,7 @@ Configurations:
                               ``snapshot_frequency=100``)
 ``TieredSaver``               ``tieredmem.langgraph.TieredSaver(path)`` with its defaults
 
-Two scenarios:
+Three scenarios:
 
 (turns) one conversation: a real ``StateGraph`` over ``MessagesState`` whose single node
     appends one ``AIMessage`` of 500 characters per turn; a turn is
@@ -37,15 +37,26 @@ Two scenarios:
     ``asyncio.gather``.  A request's latency runs from the moment its worker thread (or
     its task) starts it to its result, so the asyncio figures include the wait for the
     event loop and for the savers' own executors; throughput is requests / wall time.
+(threads) the write side with many threads: the chat graph of (turns) is invoked for
+    ``--thread-turns`` (20) turns on each of ``--few-threads`` (20) and, in another fresh
+    process, ``--many-threads`` (2,000) threads, one thread after the other, with
+    TieredSaver and with SqliteSaver (which holds nothing per thread: its growth is
+    LangGraph's and the interpreter's).  Each worker records its peak RSS, its RSS after
+    the imports and the graph were set up, and, for TieredSaver, what the saver holds
+    (``saver.stats()``): hot-tier bytes and items, decoded list items, open logs, live
+    History objects of the store, bytes held by open log tails, and the threads whose
+    checkpoint counts or last uses it keeps.
 
 Run from the repository root::
 
-    PYTHONPATH=. python benchmarks/langgraph_saver.py            # full sizes (~25 minutes)
+    PYTHONPATH=. python benchmarks/langgraph_saver.py            # full sizes (~35 minutes)
     PYTHONPATH=. python benchmarks/langgraph_saver.py --quick    # smoke run (< 1 minute)
+    PYTHONPATH=. python benchmarks/langgraph_saver.py --only threads  # 20, 2,000 threads (~8 min)
     PYTHONPATH=. python benchmarks/langgraph_saver.py --only turns/tiered,concurrent
 
 ``--quick`` runs 200 turns measured at 50, 100 and 200 (sampled every 10), 20 threads x 5
-turns and 200 requests.  ``--only`` takes scenarios (``turns``, ``concurrent``),
+turns and 200 requests, and 5 against 50 threads of 5 turns.  ``--only`` takes scenarios
+(``turns``, ``concurrent``, ``threads``),
 configurations (``tiered``, ``sqlite-delta``, ``InMemorySaver``) or worker ids
 (``turns/sqlite``).
 
@@ -103,7 +114,9 @@ CONFIGS = {
     "sqlite-delta": "SqliteSaver+DeltaChannel",
     "tiered": "TieredSaver",
 }
-SCENARIOS = ("turns", "concurrent")
+SCENARIOS = ("turns", "concurrent", "threads")
+#: Configurations of the (threads) scenario: SqliteSaver is the floor (it holds nothing).
+THREAD_CONFIGS = ("sqlite", "tiered")
 CHECKPOINTS = (100, 1000, 4000)
 QUICK = {
     "turns": 200,
@@ -112,6 +125,9 @@ QUICK = {
     "state_threads": 20,
     "state_turns": 5,
     "requests": 200,
+    "few_threads": 5,
+    "many_threads": 50,
+    "thread_turns": 5,
 }
 GET_STATE_CALLS = 20
 LIST_CALLS = 5
@@ -516,12 +532,116 @@ def worker_concurrent(slug: str, args: argparse.Namespace, directory: str) -> Re
     }
 
 
+def memory_split() -> Result:
+    """Where the process's memory is: RSS of anonymous memory and of mapped files
+    (``/proc/self/status``); pymalloc's arenas against the bytes in its live blocks
+    (``sys._debugmallocstats``, CPython): the difference is memory the interpreter keeps
+    in partly used arenas (objects of 512 B or less; larger ones come from the C
+    allocator); and, on Linux, the free memory glibc's allocator kept (``malloc_trim``)."""
+    out: Result = {}
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                name, _, value = line.partition(":")
+                if name in ("RssAnon", "RssFile", "RssShmem"):
+                    out[name.lower() + "_mb"] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    stats = getattr(sys, "_debugmallocstats", None)
+    if stats is None:
+        return out
+    if sys.platform == "linux":
+        # Free memory the C allocator keeps instead of returning it to the OS: what RSS
+        # drops by when glibc is asked to return it (measured last: it changes RSS).
+        try:
+            import ctypes
+
+            trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            trim = None
+    with tempfile.TemporaryFile("w+") as fh:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(fh.fileno(), 2)
+        try:
+            stats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        fh.seek(0)
+        text = fh.read()
+    for line in text.splitlines():
+        name, _, value = line.partition("=")
+        name = name.strip()
+        if name.endswith("bytes/arena"):
+            out["pymalloc_arenas_mb"] = int(value.replace(",", "")) / MiB
+        elif name == "# bytes in allocated blocks":
+            out["pymalloc_live_mb"] = int(value.replace(",", "")) / MiB
+    if sys.platform == "linux" and trim is not None:
+        before = rss_mb()
+        trim(0)
+        out["malloc_free_mb"] = before - rss_mb()
+    return out
+
+
+# -- (threads) the write side with many threads ----------------------------------------
+def worker_threads(slug: str, args: argparse.Namespace, directory: str, count: int) -> Result:
+    """*count* threads of ``--thread-turns`` turns each, one after the other."""
+    from langchain_core.messages import HumanMessage
+
+    replies = Replies(args.seed)
+    saver = Saver(slug, directory)
+    graph = build_graph(False, saver.saver, replies)
+    base = rss_mb()
+    t0 = time.perf_counter()
+    for i in range(count):
+        config = thread_config(f"thread-{i:05d}")
+        for turn in range(1, args.thread_turns + 1):
+            graph.invoke({"messages": [HumanMessage(question(turn))]}, config)
+    seconds = time.perf_counter() - t0
+    first = message_count(graph, thread_config("thread-00000"))
+    if first != 2 * args.thread_turns:
+        raise AssertionError(f"thread-00000 has {first} messages")
+    out: Result = {
+        "config": CONFIGS[slug],
+        "threads": count,
+        "thread_turns": args.thread_turns,
+        "start_rss_mb": base,
+        "end_rss_mb": rss_mb(),
+        "ms_per_turn": ms(seconds / (count * args.thread_turns)),
+        "file_mb": (saver.size_bytes() or 0) / MiB,
+    }
+    out.update(memory_split())
+    if slug == "tiered":
+        stats = saver.saver.stats()
+        out["held"] = {
+            k: stats[k]
+            for k in (
+                "hot_bytes",
+                "hot_budget",
+                "hot_items",
+                "held_list_items",
+                "held_list_items_max",
+                "open_logs",
+                "live_histories",
+                "tail_bytes",
+                "tail_bytes_max",
+                "tracked_threads",
+                "saver_budget",
+            )
+        }
+    saver.close()
+    return out
+
+
 def worker(args: argparse.Namespace) -> None:
-    scenario, slug = args.worker.split("/")
-    run: Callable[[str, argparse.Namespace, str], Result] = {
-        "turns": worker_turns,
-        "concurrent": worker_concurrent,
-    }[scenario]
+    scenario, slug, *count = args.worker.split("/")
+    run: Callable[[str, argparse.Namespace, str], Result]
+    if scenario == "threads":
+        n = int(count[0])
+        run = lambda slug, args, directory: worker_threads(slug, args, directory, n)  # noqa: E731
+    else:
+        run = {"turns": worker_turns, "concurrent": worker_concurrent}[scenario]
     directory = tempfile.mkdtemp(prefix=f"{scenario}-{slug}-", dir=args.dir)
     try:
         result = run(slug, args, directory)
@@ -542,6 +662,9 @@ WORKER_OPTIONS = (
     "state_turns",
     "requests",
     "pool_size",
+    "few_threads",
+    "many_threads",
+    "thread_turns",
     "seed",
 )
 
@@ -572,10 +695,15 @@ def plan(args: argparse.Namespace) -> list[str]:
     out = []
     for scenario in SCENARIOS:
         for slug, name in CONFIGS.items():
+            if scenario == "threads" and slug not in THREAD_CONFIGS:
+                continue
             wid = f"{scenario}/{slug}"
             tokens = (scenario, slug, name.lower(), wid)
             if not args.only or any(t.lower() in tokens for t in args.only):
-                out.append(wid)
+                if scenario == "threads":  # two worker processes: few, then many threads
+                    out += [f"{wid}/{args.few_threads}", f"{wid}/{args.many_threads}"]
+                else:
+                    out.append(wid)
     return out
 
 
@@ -906,6 +1034,95 @@ def report(args: argparse.Namespace, results: dict[str, Result]) -> list[Result]
                     strict,
                 )
 
+    runs = [(wid, r) for wid, r in results.items() if wid.startswith("threads/")]
+    if runs:
+        print(
+            f"\n(threads) {args.few_threads:,} and {args.many_threads:,} threads x "
+            f"{args.thread_turns} turns, each in a fresh process"
+        )
+        rows = []
+        for wid, r in runs:
+            _, slug, count = wid.split("/")
+            if "error" in r:
+                rows.append([CONFIGS[slug], int(count), "FAILED", *[None] * 14])
+                continue
+            held = r.get("held", {})
+            rows.append(
+                [
+                    r["config"],
+                    r["threads"],
+                    r["peak_rss_mb"],
+                    r["start_rss_mb"],
+                    r["peak_rss_mb"] - r["start_rss_mb"],
+                    r["ms_per_turn"],
+                    held.get("hot_bytes", 0) / MiB if held else None,
+                    held.get("held_list_items"),
+                    held.get("open_logs"),
+                    held.get("live_histories"),
+                    held.get("tail_bytes", 0) / MiB if held else None,
+                    held.get("tracked_threads"),
+                    r.get("rssanon_mb"),
+                    r.get("pymalloc_arenas_mb"),
+                    r.get("pymalloc_live_mb"),
+                    r.get("malloc_free_mb"),
+                ]
+            )
+        print(
+            table(
+                [
+                    "config",
+                    "threads",
+                    "peak RSS MB",
+                    "start RSS MB",
+                    "Δ peak MB",
+                    "ms/turn",
+                    "hot MB",
+                    "list items",
+                    "open logs",
+                    "Histories",
+                    "tails MB",
+                    "tracked",
+                    "anon MB",
+                    "arenas MB",
+                    "in blocks MB",
+                    "malloc free MB",
+                ],
+                rows,
+                digits=(0, 0, 1, 1, 1, 2, 1, 0, 0, 0, 2, 0, 1, 1, 1, 1),
+            )
+        )
+        print(
+            "  start RSS = after imports and graph set-up; Δ peak = peak - start; hot MB = the "
+            "hot tier's charged bytes; list items = decoded list items held; Histories = live "
+            "History objects of the store; tails MB = bytes held by open log tails; tracked = "
+            "threads whose checkpoint count or last use the saver keeps; anon MB = "
+            "anonymous RSS at the end; arenas / in blocks MB = pymalloc's arenas and the "
+            "bytes of its live blocks (objects of 512 B or less) at the end; malloc free MB = "
+            "what RSS then drops by when glibc's malloc_trim(0) returns the free memory the "
+            "C allocator kept."
+        )
+
+        def growth(slug: str) -> float | None:
+            few = ok(results, f"threads/{slug}/{args.few_threads}")
+            many = ok(results, f"threads/{slug}/{args.many_threads}")
+            if few is None or many is None:
+                return None
+            return float(many["peak_rss_mb"] - few["peak_rss_mb"])
+
+        tiered_growth, floor = growth("tiered"), growth("sqlite")
+        few = ok(results, f"threads/tiered/{args.few_threads}")
+        budget = few["held"]["saver_budget"] / MiB if few else None
+        target(
+            f"TieredSaver peak RSS growth from {args.few_threads:,} to {args.many_threads:,} "
+            "threads, beyond SqliteSaver's, within its hot_bytes (MB)",
+            tiered_growth - floor if tiered_growth is not None and floor is not None else None,
+            budget or 0.0,
+            f"+{tiered_growth:.1f} MB against SqliteSaver's +{floor:.1f} MB; hot_bytes "
+            f"{budget:.0f} MiB"
+            if tiered_growth is not None and floor is not None and budget
+            else "n/a",
+        )
+
     if targets:
         print("\nTargets" + (" (informative only at --quick sizes)" if args.quick else ""))
         for t in targets:
@@ -1034,16 +1251,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-turns", type=int, default=20, help="turns per thread")
     p.add_argument("--requests", type=int, default=1000, help="get_state requests")
     p.add_argument("--pool-size", type=int, default=32, help="ThreadPoolExecutor workers")
+    p.add_argument("--few-threads", type=int, default=20, help="(threads) the small run")
+    p.add_argument("--many-threads", type=int, default=2000, help="(threads) the large run")
+    p.add_argument("--thread-turns", type=int, default=20, help="(threads) turns per thread")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument(
         "--quick",
         action="store_true",
-        help="smoke sizes: 200 turns measured at 50/100/200, 20 threads x 5 turns, 200 requests",
+        help="smoke sizes: 200 turns measured at 50/100/200, 20 threads x 5 turns, 200 "
+        "requests, 5 and 50 threads x 5 turns",
     )
     p.add_argument(
         "--only",
         default="",
-        help="comma-separated scenarios (turns, concurrent), configurations (tiered, "
+        help="comma-separated scenarios (turns, concurrent, threads), configurations (tiered, "
         "sqlite-delta, InMemorySaver) or worker ids (turns/sqlite)",
     )
     p.add_argument("--dir", help="scratch directory (default: a new temp dir, removed after)")
@@ -1115,6 +1336,9 @@ def main(argv: list[str] | None = None) -> int:
             "state_turns": args.state_turns,
             "requests": args.requests,
             "pool_size": args.pool_size,
+            "few_threads": args.few_threads,
+            "many_threads": args.many_threads,
+            "thread_turns": args.thread_turns,
             "seed": args.seed,
             "reply_chars": REPLY_CHARS,
             "get_state_calls": GET_STATE_CALLS,

@@ -487,3 +487,56 @@ def test_decoded_lists_held_stay_within_their_share_of_the_budget(tmp_path: Path
         assert 200 < stats["held_list_items"] <= 256
         for i, (graph, config) in enumerate(graphs):
             assert contents(graph.get_state(config))[-1] == "reply 39: " + "x" * 400, i
+
+
+def test_memory_a_saver_holds_stays_within_its_budget_whatever_the_threads(
+    tmp_path: Path,
+) -> None:
+    # Issue #16: what a saver holds must not grow with the threads it has seen.  Every
+    # Python allocation made while 150 threads run, and still alive after them, is
+    # counted (tracemalloc): the hot tier, the decoded lists, the open logs' History
+    # objects and tails, and anything kept per thread.  Deterministic: no timing.
+    import gc
+    import random
+    import threading
+    import tracemalloc
+
+    import tieredmem
+
+    path = str(tmp_path / "m.db")
+    # A file whose zstd dictionary is trained: a new store samples its first 1 MiB of
+    # values once to train one, a one-time cost that is not the saver's.
+    trained = threading.Event()
+    rng = random.Random(7)
+    words = ["".join(rng.choices("abcdefghij", k=6)) for _ in range(500)]
+    with tieredmem.open(
+        path, metrics=lambda e: e["event"] == "dictionary" and trained.set()
+    ) as store:
+        for i in range(1600):
+            store.put(("seed",), f"k{i}", {"text": " ".join(rng.choices(words, k=100))})
+        assert trained.wait(60)
+    budget = 2 * 1024 * 1024
+    with TieredSaver(path, hot_bytes=budget, maintenance_interval=0) as saver:
+        graph = chat_graph(saver)
+        for i in range(3):  # warm up: LangGraph's and the codec's first-use caches
+            for turn in range(3):
+                msg = HumanMessage(content=f"hello {turn}", id=f"h-{i}-{turn}")
+                graph.invoke({"messages": [msg]}, {"configurable": {"thread_id": f"w{i}"}})
+        gc.collect()
+        tracemalloc.start()
+        try:
+            for i in range(150):
+                config = {"configurable": {"thread_id": f"t{i}"}}
+                for turn in range(3):
+                    msg = HumanMessage(content=f"hello {turn}", id=f"h-{i}-{turn}")
+                    graph.invoke({"messages": [msg]}, config)
+            gc.collect()
+            held = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        stats = saver.stats()
+        assert held <= 1.25 * budget, (held, dict(stats))
+        assert stats["open_logs"] <= 64 and stats["live_histories"] <= 64
+        assert stats["tracked_threads"] == 0
+        state = graph.get_state({"configurable": {"thread_id": "t0"}})
+        assert contents(state)[-1] == "reply 5: " + "x" * 400

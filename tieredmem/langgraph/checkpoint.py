@@ -54,7 +54,8 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from ..backends import SEP
 from ..errors import InvalidKeyError, SharingError
-from ..history import History, open_histories
+from ..history import History, TailBudget, default_budget, open_histories
+from ..hot import parse_bytes
 from ..item import Stats
 from ..memory import DEFAULT_PATH, MemorySaver
 from ..names import is_text, ttl_seconds
@@ -76,6 +77,10 @@ _TOUCHED = "touched"
 _PAGE = 64
 #: Threads whose checkpoint count the saver keeps in memory at most.
 _TRACKED = 4096
+#: Estimated memory of an open log's History besides its tail (its index, lock, ...).
+_HISTORY_BYTES = 4096
+#: Open logs a saver keeps at most, whatever its budget.
+_MAX_LOGS = 256
 #: Key of the marker row in the id index: every checkpoint of the file has its index row.
 _IDS_BUILT = "~built"
 #: The id index's keys sort before this (checkpoint ids are hex digits and dashes).
@@ -265,9 +270,15 @@ class TieredSaver(BaseCheckpointSaver[str]):
         ``tieredmem.MemorySaver()`` uses: checkpoints survive a restart unless you ask
         for ``":memory:"`` (or use :class:`tieredmem.langgraph.MemorySaver` with
         ``persistent=False``).
-    :param hot_bytes: hot-tier budget when the saver opens the store itself.  The saver
-        also keeps the decoded list values (``messages``) of recently used threads'
-        newest checkpoints, up to an estimated quarter of the store's budget (2 KiB per
+    :param hot_bytes: the memory budget of everything the saver holds, when it opens
+        the store itself, whatever the number of threads it has seen: half is the
+        store's hot tier, a quarter the decoded lists below, a quarter its open logs
+        (the History objects of recently used threads, at most 256, and their tails).
+        With a :class:`~tieredmem.Store` or :class:`~tieredmem.MemorySaver` passed as
+        *conn*, the budget is that store's ``hot_bytes``, and the saver's lists and logs
+        come on top of its hot tier (the logs' tails on the budget the store's histories
+        share).  The saver keeps the decoded list values (``messages``) of recently used
+        threads' newest checkpoints, up to an estimated quarter of the budget (2 KiB per
         item), so that ``get_state`` on a hot thread decodes no message: it copies them
         (a message's copy costs about a fifth of its decoding; a list of 256 items or
         more is built with Python's cyclic garbage collector paused, see
@@ -313,9 +324,14 @@ class TieredSaver(BaseCheckpointSaver[str]):
         # Only LangGraph's own serializer (and ours) is known to decode "msgpack" with one
         # plain msgpack call, so that an array of items' encodings decodes to the items.
         self._batch_decode = type(self.serde) in (JsonPlusSerializer, CheckpointSerializer)
+        budget = parse_bytes(hot_bytes)
+        # Everything the saver holds comes out of one budget: half for the store's hot
+        # tier (when the saver opens the store), a quarter for decoded lists, a quarter
+        # for open logs (their tails and History objects).  A store passed in keeps its
+        # own hot tier, and the saver's shares are of that tier's budget.
         self.store, self._owns = resolve_store(
             conn,
-            hot_bytes=hot_bytes,
+            hot_bytes=budget // 2,
             durability=durability,
             maintenance_interval=maintenance_interval,
             wal_bytes=wal_bytes,
@@ -326,11 +342,17 @@ class TieredSaver(BaseCheckpointSaver[str]):
         self.max_checkpoints = max_checkpoints
         self.ttl = ttl
         self.chunk_items = chunk_items
+        self.budget = budget if self._owns else self.store.hot_budget
         self._lock = threading.RLock()  # writes of this saver (held during disk I/O)
         self._cache_lock = threading.Lock()  # the in-memory LRUs below (never during I/O)
         # History objects of open logs: each checks the store's generation at every use
-        # and reloads its index after another handle or process wrote.
-        self._logs: LRUCache[tuple[str, str], History] = LRUCache(maxsize=256)
+        # and reloads its index after another handle or process wrote.  Their tails are
+        # charged to an eighth of the budget (of a store passed in: the budget its own
+        # histories share), their objects (estimated) to another.
+        self._tails = TailBudget(self.budget // 8) if self._owns else default_budget(self.store)
+        self._logs: LRUCache[tuple[str, str], History] = LRUCache(
+            maxsize=max(16, min(_MAX_LOGS, self.budget // 8 // _HISTORY_BYTES))
+        )
         # Per (thread, ns, channel), the newest list's log, its items decoded (served as
         # copies: the newest checkpoint of a hot thread is read without decoding its log
         # again) and marks of the lists a graph holds (its next put sees in O(1) memory
@@ -338,7 +360,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
         # estimated _ITEM_BYTES each, to a quarter of the hot-tier budget; dropped when
         # the store's generation moves.
         self._last_lists: LRUCache[tuple[str, str, str], _Held] = LRUCache(
-            maxsize=max(_PAGE, self.store.hot_budget // 4 // _ITEM_BYTES),
+            maxsize=max(_PAGE, self.budget // 4 // _ITEM_BYTES),
             getsizeof=_held_size,
         )
         # Every checkpoint of the file by id, across threads (a row each, written with the
@@ -409,6 +431,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
                     loads=self._load_item,
                     loads_many=self._load_items,
                     codec=_SerdeCodec(self.serde),
+                    budget=self._tails,
                 )
             except SharingError:
                 raise SharingError(
@@ -1087,17 +1110,28 @@ class TieredSaver(BaseCheckpointSaver[str]):
 
     def stats(self) -> Stats:
         """The store's :class:`~tieredmem.Stats` plus, as extra fields, the threads
-        (``threads``) and logs (``open_logs``) this saver knows, and the items of decoded
-        list values it holds (``held_list_items``, at most ``held_list_items_max``)."""
+        (``threads``) and logs (``open_logs``) this saver knows, the items of decoded
+        list values it holds (``held_list_items``, at most ``held_list_items_max``), the
+        History objects of the store alive in the process (``live_histories``), the bytes
+        the tails of its open logs hold (``tail_bytes``, at most ``tail_bytes_max``), the
+        threads whose checkpoint count or last use it keeps (``tracked_threads``) and its
+        budget (``saver_budget``, see *hot_bytes*)."""
         base = self.store.stats()
         threads = len({t for t, _ in self._namespaces(None)})
+        tails = self._tails
         with self._cache_lock:
             held, held_max = self._last_lists.currsize, self._last_lists.maxsize
+            open_logs = len(self._logs)
         return base.with_extra(
             threads=threads,
-            open_logs=len(self._logs),
+            open_logs=open_logs,
             held_list_items=held,
             held_list_items_max=held_max,
+            live_histories=len(open_histories.under(self.store, "")),
+            tail_bytes=tails.used,
+            tail_bytes_max=tails.max_bytes,
+            tracked_threads=len(self._counts) + len(self._touched),
+            saver_budget=self.budget,
         )
 
     # -- migration ----------------------------------------------------------------------
