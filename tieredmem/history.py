@@ -690,7 +690,6 @@ class History(Sequence[Any]):
 
         :raises SerializationError: *item* cannot be encoded; the history is unchanged.
         """
-        self._sync()
         if self._dumps is None:
             try:
                 # dumps_json without its error path: orjson's buffer is over-allocated,
@@ -706,8 +705,7 @@ class History(Sequence[Any]):
 
     def extend(self, items: Any) -> None:
         """Append several items atomically (all or none), encoded now."""
-        self._sync()
-        base = self._length()
+        base = self._length()  # for error messages only: _add re-reads the tail
         payloads = [self._encode(item, base + i) for i, item in enumerate(items)]
         if payloads:
             self._add(payloads)
@@ -718,8 +716,11 @@ class History(Sequence[Any]):
         return dumps_json(item, key=f"{self.name}[{position}]")
 
     def _add(self, payloads: list[bytes]) -> None:
+        """Append encoded items after the tail as the store has it now (the one
+        coherence check of an append)."""
         store = self._store
         if self._registry is not None and not store.raw.in_transaction():
+            self._sync()
             self._add_locked(payloads)  # durability="batch": see _Deferred
             return
         # Serializable across handles and processes: the transaction holds the store's
