@@ -27,7 +27,7 @@ from .buffer import Batch, WriteBuffer, backend_ops
 from .codec import JSON, RAW, Codec
 from .dictionaries import Dictionaries
 from .errors import CorruptValueError, ReadOnlyError, StoreClosedError, ValueTooLargeError
-from .hot import ENTRY_OVERHEAD, Entry, HotTier, parse_bytes
+from .hot import ENTRY_OVERHEAD, Entry, HotTier, new_tier, parse_bytes
 from .item import Item, Stats
 from .names import Namespace, damaged, hot_key
 from .names import ttl_seconds as _ttl_seconds
@@ -88,6 +88,7 @@ class Engine:
         backend: Backend,
         *,
         hot_bytes: int | str = "64MiB",
+        hot_policy: str = "tinylfu",
         durability: str = "sync",
         flush_interval: float = 1.0,
         maintenance_interval: float = 60.0,
@@ -122,7 +123,7 @@ class Engine:
         self.durability = durability
         self.flush_interval = float(flush_interval)
         self.maintenance_interval = float(maintenance_interval)
-        self._hot = HotTier(parse_bytes(hot_bytes))
+        self._hot = new_tier(parse_bytes(hot_bytes), hot_policy)
         self._buffer = WriteBuffer(parse_bytes(max_pending_bytes))
         self._max_value = parse_bytes(max_value_bytes)
         self._closed = False
@@ -556,7 +557,7 @@ class Engine:
                 del hot[hk]
         for hk, entry, keep in entries:
             if keep and current and entry is not None:
-                hot.offer(hk, entry)
+                hot.offer(hk, entry, False)
             else:
                 hot.pop(hk, None)
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Union
 
 from cachetools import Cache, LRUCache
 
-__all__ = ["ENTRY_OVERHEAD", "Entry", "HotTier", "parse_bytes"]
+from .tinylfu import TinyLFUTier
+
+__all__ = ["ENTRY_OVERHEAD", "POLICIES", "Entry", "HotTier", "Tier", "new_tier", "parse_bytes"]
 
 #: Bytes charged per entry on top of its payload and key: the Entry object, the key's
 #: str header, and the LRU's dict/order slots.  Measured in tests/test_hot.py.
@@ -41,6 +43,10 @@ _UNITS = {
     "gib": 1024**3,
 }
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+#: A hot tier of either policy.
+Tier = Union["HotTier", TinyLFUTier]
 
 
 def parse_bytes(size: int | str) -> int:
@@ -123,6 +129,7 @@ def _entry_size(entry: Entry) -> int:
 class HotTier(LRUCache[str, Entry]):
     """A byte-bounded LRU of :class:`Entry` objects; ``maxsize`` is a byte budget."""
 
+    policy = "lru"
     #: At most this share of the budget holds remembered absences (read misses and
     #: deletes' tombstones), so lookups of absent keys or mass deletes cannot push real
     #: data out.
@@ -216,9 +223,10 @@ class HotTier(LRUCache[str, Entry]):
             return None
         return Cache.__getitem__(self, key)
 
-    def offer(self, key: str, entry: Entry) -> None:
+    def offer(self, key: str, entry: Entry, read: bool = True) -> None:
         """Insert *entry* unless it alone exceeds the budget, or it remembers an absence
-        past :attr:`MISS_SHARE` of it (then drop any old copy of the key instead)."""
+        past :attr:`MISS_SHARE` of it (then drop any old copy of the key instead).
+        (*read*: whether a read loaded it; the LRU admits either alike.)"""
         size = entry.size
         if size > self.maxsize or (
             entry.absent and self.miss_bytes + size > self.maxsize // self.MISS_SHARE
@@ -259,3 +267,21 @@ class HotTier(LRUCache[str, Entry]):
         state["_Cache__currsize"] = current + size
         if entry.absent:
             self.miss_bytes += size
+
+
+#: The hot tier's policies (``hot_policy=``): ``"tinylfu"`` (W-TinyLFU admission, see
+#: :mod:`tieredmem.tinylfu`) and ``"lru"`` (admit everything, evict the least recently
+#: used).
+POLICIES = ("tinylfu", "lru")
+
+
+def new_tier(maxsize: int, policy: str) -> Tier:
+    """An empty hot tier of *maxsize* bytes under *policy* (one of :data:`POLICIES`).
+
+    :raises ValueError: an unknown policy.
+    """
+    if policy == "lru":
+        return HotTier(maxsize)
+    if policy == "tinylfu":
+        return TinyLFUTier(maxsize)
+    raise ValueError(f"hot_policy must be one of {', '.join(map(repr, POLICIES))}, not {policy!r}")

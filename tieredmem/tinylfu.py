@@ -1,0 +1,386 @@
+"""The hot tier's admission policy: W-TinyLFU over a byte budget.
+
+An LRU admits every miss and evicts on every insert, so one pass over cold keys (a scan, a
+backfill, a uniform read of a store larger than the tier) pushes the hot set out.
+W-TinyLFU (Einziger, Friedman and Manes, "TinyLFU: A Highly Efficient Cache Admission
+Policy", 2017; the policy of Java's Caffeine) keeps the hot set instead:
+
+- a small **window** LRU (1% of the budget) takes every new entry, so a burst of new keys
+  still hits while it is recent;
+- the **main** segment is a segmented LRU: a **probation** part for entries admitted once
+  and a **protected** part (80% of the main segment) for entries read again while there;
+- a **frequency sketch** (a count-min sketch of 4-bit counters, four rows) estimates how
+  often each key was asked for lately; every counter is halved after a sample of
+  ``10 x width`` accesses (aging), so old popularity fades;
+- a **doorkeeper** (a one-bit-per-slot Bloom filter, cleared with the aging) takes a key's
+  first access, so keys asked for once never reach the sketch's counters;
+- when the window overflows, its least recently used entry is a **candidate** for the
+  main segment: it is admitted only if the sketch says it is asked for more often than
+  the main segment's victim (probation's least recently used entry), else it is dropped.
+
+The budget is in bytes and entries differ in size: the candidate replaces as many victims
+as it needs, each compared with it, and is dropped on the first victim it does not beat.
+The sketch and doorkeeper are charged to the budget too (their bytes are not available to
+entries), so the memory the tier holds stays honest.
+
+Reads take no lock: :meth:`TinyLFUTier.lookup` is a ``dict.get`` and a ``deque.append`` of
+the key into a bounded read buffer (both atomic under the GIL); the writer, which holds
+the store's lock, replays the buffer into the sketch and the segments' recency before
+each change (Caffeine's read buffer, here lossy when full: a read that finds it full
+drops its oldest record).  Readers never touch the segments, so the writer's iteration
+never races with them.
+
+>>> from tieredmem.hot import Entry
+>>> tier = TinyLFUTier(100_000)
+>>> tier.offer("a", Entry(1, None, "x", 0.0, 0.0, None, 500))
+>>> tier.lookup("a").value
+'x'
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .hot import Entry
+
+__all__ = ["FrequencySketch", "TinyLFUTier"]
+
+_M64 = (1 << 64) - 1
+_MIX = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: spreads a hash's bits for the 2nd pair
+#: Counters saturate at 15 (4 bits' worth, as Caffeine's).
+_CAP = 15
+#: ``bytes.translate`` table that halves every counter (the aging step, at C speed).
+_HALVE = bytes(b >> 1 for b in range(256))
+
+
+class FrequencySketch:
+    """A count-min sketch of saturating counters with a doorkeeper, over ``hash(key)``.
+
+    :param int width: counters per row (about the number of keys it tells apart).
+    """
+
+    __slots__ = ("_door", "_rows", "_samples", "_until_reset", "width")
+
+    def __init__(self, width: int) -> None:
+        self.width = width = max(64, width)
+        self._rows = bytearray(4 * width)
+        self._door = bytearray(4 * width)
+        self._samples = 10 * width
+        self._until_reset = self._samples
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the sketch holds (charged to the tier's budget)."""
+        return len(self._rows) + len(self._door) + 200
+
+    def _slots(self, key: str) -> tuple[int, int, int, int]:
+        h = hash(key) & _M64
+        g = (h * _MIX) & _M64
+        w = self.width
+        return h % w, w + (h >> 32) % w, 2 * w + g % w, 3 * w + (g >> 32) % w
+
+    def increment(self, key: str) -> None:
+        """Count one access to *key* (its first since the last aging goes to the
+        doorkeeper only)."""
+        h = hash(key) & _M64
+        door, dw = self._door, len(self._door)
+        d1, d2 = h % dw, (h >> 24) % dw
+        if not (door[d1] and door[d2]):
+            door[d1] = door[d2] = 1
+        else:
+            rows = self._rows
+            for i in self._slots(key):
+                if rows[i] < _CAP:
+                    rows[i] += 1
+        self._until_reset -= 1
+        if self._until_reset <= 0:
+            self.age()
+
+    def frequency(self, key: str) -> int:
+        """The estimated number of recent accesses to *key* (0 to 16)."""
+        rows = self._rows
+        a, b, c, d = self._slots(key)
+        count = min(rows[a], rows[b], rows[c], rows[d])
+        h = hash(key) & _M64
+        door, dw = self._door, len(self._door)
+        if door[h % dw] and door[(h >> 24) % dw]:
+            count += 1
+        return count
+
+    def age(self) -> None:
+        """Halve every counter and clear the doorkeeper (old popularity fades)."""
+        self._rows = bytearray(self._rows.translate(_HALVE))
+        self._door = bytearray(len(self._door))
+        self._until_reset = self._samples
+
+
+class TinyLFUTier:
+    """A byte-bounded W-TinyLFU tier of :class:`~tieredmem.hot.Entry` objects; the same
+    interface as :class:`~tieredmem.hot.HotTier` (``maxsize`` is a byte budget).
+
+    :param int maxsize: the byte budget (sketch included).
+    :param int average_entry: the entry size the sketch is sized for (one counter a row
+        per that many bytes of budget; entries are charged at least
+        :data:`~tieredmem.hot.ENTRY_OVERHEAD` bytes each).
+    """
+
+    #: See :attr:`tieredmem.hot.HotTier.MISS_SHARE`.
+    MISS_SHARE = 8
+    #: Share of the entry budget given to the window (Caffeine's default, 1%).
+    WINDOW_SHARE = 0.01
+    #: Share of the main segment given to protected entries.
+    PROTECTED_SHARE = 0.8
+    #: Reads remembered between two writes (older ones are dropped when it is full).
+    READ_BUFFER = 4096
+    policy = "tinylfu"
+
+    def __init__(self, maxsize: int, *, average_entry: int = 512) -> None:
+        self.maxsize = maxsize
+        self.spills = 0
+        self.spilled_bytes = 0
+        self.miss_bytes = 0
+        self._data: dict[str, Entry] = {}
+        self._window: OrderedDict[str, None] = OrderedDict()
+        self._probation: OrderedDict[str, None] = OrderedDict()
+        self._protected: OrderedDict[str, None] = OrderedDict()
+        self._window_bytes = self._probation_bytes = self._protected_bytes = 0
+        self._sketch = FrequencySketch(maxsize // max(1, average_entry))
+        self._reads: deque[str] = deque(maxlen=self.READ_BUFFER)
+        self._budgets()
+        data_get, record = self._data.get, self._reads.append
+
+        def lookup(key: str) -> Entry | None:
+            entry = data_get(key)
+            if entry is not None:
+                record(key)
+            return entry
+
+        #: A reader that needs no lock (see the module text).
+        self.lookup: Callable[[str], Entry | None] | None = lookup
+
+    def _budgets(self) -> None:
+        room = max(0, self.maxsize - self._sketch.nbytes)
+        self._room = room
+        self._window_max = max(1, int(room * self.WINDOW_SHARE))
+        self._main_max = room - self._window_max
+        self._protected_max = int(self._main_max * self.PROTECTED_SHARE)
+
+    # -- the mapping part of HotTier's interface ------------------------------------------
+    @property
+    def currsize(self) -> int:
+        """Bytes charged: entries plus the sketch."""
+        return (
+            self._window_bytes
+            + self._probation_bytes
+            + self._protected_bytes
+            + self._sketch.nbytes
+        )
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._data))
+
+    def __getitem__(self, key: str) -> Entry:
+        entry: Entry | None = self.get(key)
+        if entry is None:
+            raise KeyError(key)
+        return entry
+
+    def __setitem__(self, key: str, entry: Entry) -> None:
+        self.offer(key, entry)
+
+    def __delitem__(self, key: str) -> None:
+        if self._remove(key) is None:
+            raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The entry under *key*, recorded as a read, or *default*."""
+        entry = self._data.get(key)
+        if entry is None:
+            return default
+        self._reads.append(key)
+        return entry
+
+    def peek(self, key: str) -> Entry | None:
+        """The entry under *key* without recording a read, or ``None``."""
+        return self._data.get(key)
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        """Remove *key* (not counted as a spill) and return its entry, or *default*."""
+        entry = self._remove(key)
+        return default if entry is None else entry
+
+    def fresh(self) -> TinyLFUTier:
+        """An empty tier with the same budget and counters; the sketch is kept (what
+        was popular stays so after an invalidation)."""
+        tier = TinyLFUTier.__new__(TinyLFUTier)
+        TinyLFUTier.__init__(tier, self.maxsize)
+        tier._sketch = self._sketch
+        tier._budgets()
+        tier.spills, tier.spilled_bytes = self.spills, self.spilled_bytes
+        return tier
+
+    # -- policy -----------------------------------------------------------------------------
+    def _segment(self, key: str) -> tuple[OrderedDict[str, None], str]:
+        if key in self._window:
+            return self._window, "_window_bytes"
+        if key in self._probation:
+            return self._probation, "_probation_bytes"
+        return self._protected, "_protected_bytes"
+
+    def _remove(self, key: str) -> Entry | None:
+        self._drain()
+        entry = self._data.pop(key, None)
+        if entry is None:
+            return None
+        segment, field = self._segment(key)
+        del segment[key]
+        setattr(self, field, getattr(self, field) - entry.size)
+        if entry.absent:
+            self.miss_bytes -= entry.size
+        return entry
+
+    def _evict(self, key: str, segment: OrderedDict[str, None], field: str) -> None:
+        del segment[key]
+        entry = self._data.pop(key)
+        setattr(self, field, getattr(self, field) - entry.size)
+        if entry.absent:
+            self.miss_bytes -= entry.size
+        self.spills += 1
+        self.spilled_bytes += entry.size
+
+    def _drain(self) -> None:
+        """Replay the reads recorded since the last change: count them in the sketch,
+        refresh their recency, promote probation entries read again."""
+        reads = self._reads
+        if not reads:
+            return
+        increment = self._sketch.increment
+        data, window, probation, protected = (
+            self._data,
+            self._window,
+            self._probation,
+            self._protected,
+        )
+        pop = reads.popleft
+        for _ in range(len(reads)):
+            try:
+                key = pop()
+            except IndexError:  # pragma: no cover - emptied meanwhile
+                break
+            increment(key)
+            entry = data.get(key)
+            if entry is None:
+                continue
+            if key in window:
+                window.move_to_end(key)
+            elif key in protected:
+                protected.move_to_end(key)
+            elif key in probation:
+                del probation[key]
+                protected[key] = None
+                self._probation_bytes -= entry.size
+                self._protected_bytes += entry.size
+                self._demote()
+
+    def _demote(self) -> None:
+        """Move protected overflow back to probation (most recently used end)."""
+        protected, probation = self._protected, self._probation
+        while self._protected_bytes > self._protected_max and protected:
+            key = next(iter(protected))
+            del protected[key]
+            probation[key] = None
+            size = self._data[key].size
+            self._protected_bytes -= size
+            self._probation_bytes += size
+
+    def offer(self, key: str, entry: Entry, read: bool = True) -> None:
+        """Insert *entry* (into the window; it reaches the main segment only if it is
+        asked for more often than what it would replace), unless it alone exceeds the
+        budget, or it remembers an absence past :attr:`MISS_SHARE` of it (then drop any
+        old copy of the key instead).
+
+        *read*: the entry was read (a miss loaded it), so it counts as an access in the
+        sketch; a write's entry (``False``) does not: only reads make a key popular, so
+        a burst of writes (a backfill, retention's deletes) cannot outrank what is read."""
+        size = entry.size
+        if size > self._room or (
+            entry.absent and self.miss_bytes + size > self.maxsize // self.MISS_SHARE
+        ):
+            self._remove(key)
+            return
+        self._drain()
+        if read:
+            self._sketch.increment(key)
+        old = self._data.get(key)
+        if old is not None:  # an update: in place, and recently used
+            segment, field = self._segment(key)
+            self._data[key] = entry
+            segment.move_to_end(key)
+            setattr(self, field, getattr(self, field) + size - old.size)
+            self.miss_bytes += (size if entry.absent else 0) - (old.size if old.absent else 0)
+            self._shrink()
+            return
+        self._data[key] = entry
+        self._window[key] = None
+        self._window_bytes += size
+        if entry.absent:
+            self.miss_bytes += size
+        self._shrink()
+
+    def _shrink(self) -> None:
+        """Bring every segment back within its share: window overflow becomes candidates
+        for the main segment, which admits each only against its victims.  The window
+        always keeps its newest entry (a tier whose 1% is smaller than one entry still
+        serves the read that follows a write); the main segment then yields its room."""
+        window, probation, protected = self._window, self._probation, self._protected
+        data, frequency = self._data, self._sketch.frequency
+        while self._window_bytes > self._window_max and len(window) > 1:
+            cand = next(iter(window))
+            cand_size = data[cand].size
+            del window[cand]
+            self._window_bytes -= cand_size
+            limit = min(self._main_max, self._room - self._window_bytes)
+            admitted = True
+            cand_freq = -1
+            while self._probation_bytes + self._protected_bytes + cand_size > limit:
+                if probation:
+                    victim, segment, field = next(iter(probation)), probation, "_probation_bytes"
+                elif protected:
+                    victim, segment, field = next(iter(protected)), protected, "_protected_bytes"
+                else:
+                    admitted = False  # larger than the main segment on its own
+                    break
+                if cand_freq < 0:
+                    cand_freq = frequency(cand)
+                if cand_freq > frequency(victim):
+                    self._evict(victim, segment, field)
+                else:
+                    admitted = False
+                    break
+            if admitted:
+                probation[cand] = None
+                self._probation_bytes += cand_size
+            else:
+                window[cand] = None  # for _evict's bookkeeping, then out
+                self._window_bytes += cand_size
+                self._evict(cand, window, "_window_bytes")
+        # The main segment yields to an oversized newest entry, to an update that grew an
+        # entry, or to a larger sketch.
+        limit = min(self._main_max, self._room - self._window_bytes)
+        while self._probation_bytes + self._protected_bytes > limit:
+            if probation:
+                self._evict(next(iter(probation)), probation, "_probation_bytes")
+            elif protected:
+                self._evict(next(iter(protected)), protected, "_protected_bytes")
+            else:  # pragma: no cover - nothing left
+                break
+        self._demote()
