@@ -10,6 +10,8 @@ Every configuration runs in a fresh process (this script re-runs itself with a h
 ``tieredmem-relaxed`` ``tieredmem.open(path, coherence_interval=1.0)``: sync writes, and the
                       check for other processes' writes at most once a second instead of
                       once a read (what strict coherence costs a hot read)
+``tieredmem-lru``     ``tieredmem.open(path, hot_policy="lru")``: sync, the hot tier an LRU
+                      (the default is W-TinyLFU; what the admission policy costs a get)
 ``diskcache``         ``diskcache.Cache(dir)`` with its defaults (pickle, WAL)
 ``sqlitedict``        ``SqliteDict(file, autocommit=True)`` with its defaults (pickle, DELETE
                       journal, one commit per set), as a user would write it
@@ -101,6 +103,7 @@ CONFIGS = (
     "tieredmem-sync",
     "tieredmem-batch",
     "tieredmem-relaxed",
+    "tieredmem-lru",
     "diskcache",
     "sqlitedict",
     "cachetools-lru",
@@ -200,12 +203,14 @@ class TieredMem(Adapter):
         opts: argparse.Namespace,
         durability: str,
         coherence_interval: float = 0.0,
+        hot_policy: str | None = None,
     ) -> None:
         super().__init__(root, opts)
         import tieredmem
 
         self.store = tieredmem.open(
             str(root / "store.db"),
+            **({"hot_policy": hot_policy} if hot_policy else {}),
             hot_bytes=opts.hot_bytes,
             durability=durability,
             flush_interval=1.0,
@@ -372,6 +377,8 @@ def make_adapter(name: str, root: Path, opts: argparse.Namespace) -> Adapter:
         return TieredMem(root, opts, "batch")
     if name == "tieredmem-relaxed":
         return TieredMem(root, opts, "sync", coherence_interval=1.0)
+    if name == "tieredmem-lru":
+        return TieredMem(root, opts, "sync", hot_policy="lru")
     if name == "diskcache":
         return DiskCache(root, opts)
     if name == "sqlitedict":
@@ -606,13 +613,43 @@ RATIOS = (
     ("batch set: tieredmem / diskcache", "set", "tieredmem-batch", "diskcache"),
     ("4-thread hot get: tieredmem / diskcache", "get_hot_4threads", "tieredmem-sync", "diskcache"),
     ("disk size: tieredmem / diskcache", "disk_bytes", "tieredmem-sync", "diskcache"),
+    ("hot get: tinylfu / lru", "get_hot", "tieredmem-sync", "tieredmem-lru"),
+    ("cold get: tinylfu / lru", "get_cold", "tieredmem-sync", "tieredmem-lru"),
+    ("peak RSS: tinylfu / lru", "peak_rss_mb", "tieredmem-sync", "tieredmem-lru"),
 )
+
+#: Issue #20's targets: (ratio label, lowest or highest it may be, "min" or "max").
+TARGETS = (
+    ("cold get: tieredmem / diskcache", 1.0, "min"),
+    ("cold get: tieredmem / raw apsw SELECT", 0.7, "min"),
+    ("hot get: tieredmem / diskcache", 3.0, "min"),
+    ("hot get: tieredmem / raw apsw SELECT", 2.5, "min"),
+    ("sync set: tieredmem / diskcache", 2.0, "min"),
+    ("batch set: tieredmem / diskcache", 5.0, "min"),
+    ("disk size: tieredmem / diskcache", 0.34, "max"),
+    ("hot get: tinylfu / lru", 0.9, "min"),
+    ("peak RSS: tinylfu / lru", 1.1, "max"),
+)
+
+
+def verdicts(rats: dict[str, float | None]) -> list[tuple[str, str, str]]:
+    """(PASS, FAIL or SKIP, target, measured) for each of :data:`TARGETS`."""
+    out = []
+    for label, bound, kind in TARGETS:
+        val = rats.get(label)
+        want = f"{label} {'>=' if kind == 'min' else '<='} {bound:g}"
+        if val is None:
+            out.append(("SKIP", want, "not measured in this run"))
+            continue
+        ok = val >= bound if kind == "min" else val <= bound
+        out.append(("PASS" if ok else "FAIL", want, f"{val:.2f}"))
+    return out
 
 
 def ratios(summary: dict[str, Any]) -> dict[str, float | None]:
     out = {}
     for label, phase, num, den in RATIOS:
-        if phase == "disk_bytes":
+        if phase in ("disk_bytes", "peak_rss_mb"):
             a, b = summary.get(num, {}).get(phase), summary.get(den, {}).get(phase)
         else:
             a, b = metric(summary, num, phase), metric(summary, den, phase)
@@ -751,6 +788,10 @@ def report(opts: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
         width = max(len(k) for k in rats)
         for name, val in rats.items():
             print(f"  {name.ljust(width)}  {fmt(val, '.2f')}")
+    checks = verdicts(rats)
+    print("\ntargets (issue #20):")
+    for status, want, got in checks:
+        print(f"  {status}  {want}: {got}")
     for name in failed:
         print(f"\n{name} FAILED:\n{summary[name]['error']}")
 
@@ -777,6 +818,7 @@ def report(opts: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
         "machine": machine(),
         "summary": summary,
         "ratios": rats,
+        "targets": [{"status": st, "target": w, "measured": g} for st, w, g in checks],
         "runs": results,
     }
     out.write_text(json.dumps(doc, indent=2) + "\n")

@@ -62,12 +62,13 @@ class FrequencySketch:
     :param int width: counters per row (about the number of keys it tells apart).
     """
 
-    __slots__ = ("_door", "_rows", "_samples", "_until_reset", "width")
+    __slots__ = ("_door", "_dw", "_rows", "_samples", "_until_reset", "width")
 
     def __init__(self, width: int) -> None:
         self.width = width = max(64, width)
         self._rows = bytearray(4 * width)
         self._door = bytearray(4 * width)
+        self._dw = len(self._door)
         self._samples = 10 * width
         self._until_reset = self._samples
 
@@ -76,36 +77,35 @@ class FrequencySketch:
         """Bytes the sketch holds (charged to the tier's budget)."""
         return len(self._rows) + len(self._door) + 200
 
-    def _slots(self, key: str) -> tuple[int, int, int, int]:
-        h = hash(key) & _M64
-        g = (h * _MIX) & _M64
-        w = self.width
-        return h % w, w + (h >> 32) % w, 2 * w + g % w, 3 * w + (g >> 32) % w
-
+    # The four counters of a key: one per row, from two 32-bit halves of hash(key) and of
+    # its multiplicative mix; the doorkeeper's two slots from two other bit ranges.
     def increment(self, key: str) -> None:
         """Count one access to *key* (its first since the last aging goes to the
         doorkeeper only)."""
         h = hash(key) & _M64
-        door, dw = self._door, len(self._door)
+        door, dw = self._door, self._dw
         d1, d2 = h % dw, (h >> 24) % dw
-        if not (door[d1] and door[d2]):
-            door[d1] = door[d2] = 1
-        else:
-            rows = self._rows
-            for i in self._slots(key):
+        if door[d1] and door[d2]:
+            rows, w = self._rows, self.width
+            g = (h * _MIX) & _M64
+            for i in (h % w, w + (h >> 32) % w, 2 * w + g % w, 3 * w + (g >> 32) % w):
                 if rows[i] < _CAP:
                     rows[i] += 1
+        else:
+            door[d1] = door[d2] = 1
         self._until_reset -= 1
         if self._until_reset <= 0:
             self.age()
 
     def frequency(self, key: str) -> int:
         """The estimated number of recent accesses to *key* (0 to 16)."""
-        rows = self._rows
-        a, b, c, d = self._slots(key)
-        count = min(rows[a], rows[b], rows[c], rows[d])
         h = hash(key) & _M64
-        door, dw = self._door, len(self._door)
+        g = (h * _MIX) & _M64
+        rows, w = self._rows, self.width
+        count = min(
+            rows[h % w], rows[w + (h >> 32) % w], rows[2 * w + g % w], rows[3 * w + (g >> 32) % w]
+        )
+        door, dw = self._door, self._dw
         if door[h % dw] and door[(h >> 24) % dw]:
             count += 1
         return count
@@ -133,6 +133,13 @@ class TinyLFUTier:
     WINDOW_SHARE = 0.01
     #: Share of the main segment given to protected entries.
     PROTECTED_SHARE = 0.8
+    #: The window's largest share of the budget (the hill climber's bound).
+    WINDOW_LIMIT = 0.8
+    #: The hill climber's first step (share of the budget), the decay of its steps, and
+    #: the change in hit rate that restarts them (Caffeine's defaults).
+    CLIMB_STEP = 0.0625
+    CLIMB_DECAY = 0.98
+    CLIMB_RESTART = 0.05
     #: Reads remembered between two writes (older ones are dropped when it is full).
     READ_BUFFER = 4096
     policy = "tinylfu"
@@ -146,10 +153,14 @@ class TinyLFUTier:
         self._window: OrderedDict[str, None] = OrderedDict()
         self._probation: OrderedDict[str, None] = OrderedDict()
         self._protected: OrderedDict[str, None] = OrderedDict()
-        self._window_bytes = self._probation_bytes = self._protected_bytes = 0
+        self._segments = (self._window, self._probation, self._protected)
+        self._used = [0, 0, 0]
         self._sketch = FrequencySketch(maxsize // max(1, average_entry))
         self._reads: deque[str] = deque(maxlen=self.READ_BUFFER)
         self._budgets()
+        self._sample_hits = self._sample_misses = 0
+        self._last_rate = 0.0
+        self._step = self.CLIMB_STEP * self._room
         data_get, record = self._data.get, self._reads.append
 
         def lookup(key: str) -> Entry | None:
@@ -161,23 +172,37 @@ class TinyLFUTier:
         #: A reader that needs no lock (see the module text).
         self.lookup: Callable[[str], Entry | None] | None = lookup
 
-    def _budgets(self) -> None:
+    def _budgets(self, window_max: int | None = None) -> None:
         room = max(0, self.maxsize - self._sketch.nbytes)
         self._room = room
-        self._window_max = max(1, int(room * self.WINDOW_SHARE))
-        self._main_max = room - self._window_max
-        self._protected_max = int(self._main_max * self.PROTECTED_SHARE)
+        if window_max is None:
+            window_max = int(room * self.WINDOW_SHARE)
+        self._window_max = min(max(1, window_max), int(room * self.WINDOW_LIMIT))
+        self._protected_max = int((room - self._window_max) * self.PROTECTED_SHARE)
+
+    def _climb(self) -> None:
+        """Caffeine's hill climber: after each sample of accesses, move the window's
+        share a step in the direction that raised the hit rate (recency-heavy workloads
+        get a larger window, frequency-heavy ones a smaller one); steps shrink while the
+        hit rate settles and restart when it jumps."""
+        total = self._sample_hits + self._sample_misses
+        rate = self._sample_hits / total
+        self._sample_hits = self._sample_misses = 0
+        change = rate - self._last_rate
+        self._last_rate = rate
+        step = self._step if change >= 0 else -self._step
+        if abs(change) >= self.CLIMB_RESTART:
+            self._step = self.CLIMB_STEP * self._room * (1 if step >= 0 else -1)
+        else:
+            self._step = self.CLIMB_DECAY * step
+        self._budgets(int(self._window_max + step))
+        self._shrink()
 
     # -- the mapping part of HotTier's interface ------------------------------------------
     @property
     def currsize(self) -> int:
         """Bytes charged: entries plus the sketch."""
-        return (
-            self._window_bytes
-            + self._probation_bytes
-            + self._protected_bytes
-            + self._sketch.nbytes
-        )
+        return sum(self._used) + self._sketch.nbytes
 
     def __len__(self) -> int:
         return len(self._data)
@@ -229,33 +254,33 @@ class TinyLFUTier:
         return tier
 
     # -- policy -----------------------------------------------------------------------------
-    def _segment(self, key: str) -> tuple[OrderedDict[str, None], str]:
+    # Segments by index: 0 window, 1 probation, 2 protected; self._used[i] is its bytes.
+    def _where(self, key: str) -> int:
         if key in self._window:
-            return self._window, "_window_bytes"
-        if key in self._probation:
-            return self._probation, "_probation_bytes"
-        return self._protected, "_protected_bytes"
+            return 0
+        return 1 if key in self._probation else 2
 
     def _remove(self, key: str) -> Entry | None:
         self._drain()
         entry = self._data.pop(key, None)
         if entry is None:
             return None
-        segment, field = self._segment(key)
-        del segment[key]
-        setattr(self, field, getattr(self, field) - entry.size)
+        i = self._where(key)
+        del self._segments[i][key]
+        self._used[i] -= entry.size
         if entry.absent:
             self.miss_bytes -= entry.size
         return entry
 
-    def _evict(self, key: str, segment: OrderedDict[str, None], field: str) -> None:
-        del segment[key]
+    def _evict(self, key: str, i: int) -> None:
+        del self._segments[i][key]
         entry = self._data.pop(key)
-        setattr(self, field, getattr(self, field) - entry.size)
+        size = entry.size
+        self._used[i] -= size
         if entry.absent:
-            self.miss_bytes -= entry.size
+            self.miss_bytes -= size
         self.spills += 1
-        self.spilled_bytes += entry.size
+        self.spilled_bytes += size
 
     def _drain(self) -> None:
         """Replay the reads recorded since the last change: count them in the sketch,
@@ -264,14 +289,12 @@ class TinyLFUTier:
         if not reads:
             return
         increment = self._sketch.increment
-        data, window, probation, protected = (
-            self._data,
-            self._window,
-            self._probation,
-            self._protected,
-        )
+        data, window, probation, protected = self._data, *self._segments
+        used = self._used
         pop = reads.popleft
-        for _ in range(len(reads)):
+        n = len(reads)
+        self._sample_hits += n
+        for _ in range(n):
             try:
                 key = pop()
             except IndexError:  # pragma: no cover - emptied meanwhile
@@ -287,20 +310,21 @@ class TinyLFUTier:
             elif key in probation:
                 del probation[key]
                 protected[key] = None
-                self._probation_bytes -= entry.size
-                self._protected_bytes += entry.size
-                self._demote()
+                used[1] -= entry.size
+                used[2] += entry.size
+                if used[2] > self._protected_max:
+                    self._demote()
 
     def _demote(self) -> None:
         """Move protected overflow back to probation (most recently used end)."""
-        protected, probation = self._protected, self._probation
-        while self._protected_bytes > self._protected_max and protected:
+        protected, probation, used = self._protected, self._probation, self._used
+        while used[2] > self._protected_max and protected:
             key = next(iter(protected))
             del protected[key]
             probation[key] = None
             size = self._data[key].size
-            self._protected_bytes -= size
-            self._probation_bytes += size
+            used[2] -= size
+            used[1] += size
 
     def offer(self, key: str, entry: Entry, read: bool = True) -> None:
         """Insert *entry* (into the window; it reaches the main segment only if it is
@@ -317,70 +341,72 @@ class TinyLFUTier:
         ):
             self._remove(key)
             return
-        self._drain()
+        if self._reads:
+            self._drain()
         if read:
             self._sketch.increment(key)
-        old = self._data.get(key)
+            self._sample_misses += 1
+            if self._sample_hits + self._sample_misses >= 10 * max(64, len(self._data)):
+                self._climb()
+        data, used = self._data, self._used
+        old = data.get(key)
         if old is not None:  # an update: in place, and recently used
-            segment, field = self._segment(key)
-            self._data[key] = entry
-            segment.move_to_end(key)
-            setattr(self, field, getattr(self, field) + size - old.size)
+            i = self._where(key)
+            data[key] = entry
+            self._segments[i].move_to_end(key)
+            used[i] += size - old.size
             self.miss_bytes += (size if entry.absent else 0) - (old.size if old.absent else 0)
+        else:
+            data[key] = entry
+            self._window[key] = None
+            used[0] += size
+            if entry.absent:
+                self.miss_bytes += size
+        if used[0] > self._window_max or used[1] + used[2] > self._room - used[0]:
             self._shrink()
-            return
-        self._data[key] = entry
-        self._window[key] = None
-        self._window_bytes += size
-        if entry.absent:
-            self.miss_bytes += size
-        self._shrink()
 
     def _shrink(self) -> None:
         """Bring every segment back within its share: window overflow becomes candidates
         for the main segment, which admits each only against its victims.  The window
         always keeps its newest entry (a tier whose 1% is smaller than one entry still
-        serves the read that follows a write); the main segment then yields its room."""
-        window, probation, protected = self._window, self._probation, self._protected
-        data, frequency = self._data, self._sketch.frequency
-        while self._window_bytes > self._window_max and len(window) > 1:
+        serves the read that follows a write); the main segment may use what the window
+        leaves free, and yields it back as the window fills."""
+        window, probation, protected = self._segments
+        used, data, frequency = self._used, self._data, self._sketch.frequency
+        room = self._room
+        while used[0] > self._window_max and len(window) > 1:
             cand = next(iter(window))
             cand_size = data[cand].size
-            del window[cand]
-            self._window_bytes -= cand_size
-            limit = min(self._main_max, self._room - self._window_bytes)
-            admitted = True
             cand_freq = -1
-            while self._probation_bytes + self._protected_bytes + cand_size > limit:
+            while used[1] + used[2] + cand_size > room - used[0] + cand_size:
+                # Room for the candidate: each victim it beats goes; the first it does
+                # not beat sends the candidate out instead.
                 if probation:
-                    victim, segment, field = next(iter(probation)), probation, "_probation_bytes"
+                    victim, i = next(iter(probation)), 1
                 elif protected:
-                    victim, segment, field = next(iter(protected)), protected, "_protected_bytes"
+                    victim, i = next(iter(protected)), 2
                 else:
-                    admitted = False  # larger than the main segment on its own
-                    break
+                    break  # larger than the main segment on its own
                 if cand_freq < 0:
                     cand_freq = frequency(cand)
-                if cand_freq > frequency(victim):
-                    self._evict(victim, segment, field)
-                else:
-                    admitted = False
+                if cand_freq <= frequency(victim):
                     break
-            if admitted:
+                self._evict(victim, i)
+            if used[1] + used[2] + cand_size <= room - used[0] + cand_size:
+                del window[cand]
+                used[0] -= cand_size
                 probation[cand] = None
-                self._probation_bytes += cand_size
+                used[1] += cand_size
             else:
-                window[cand] = None  # for _evict's bookkeeping, then out
-                self._window_bytes += cand_size
-                self._evict(cand, window, "_window_bytes")
+                self._evict(cand, 0)
         # The main segment yields to an oversized newest entry, to an update that grew an
-        # entry, or to a larger sketch.
-        limit = min(self._main_max, self._room - self._window_bytes)
-        while self._probation_bytes + self._protected_bytes > limit:
+        # entry, or to a window the hill climber widened.
+        while used[1] + used[2] > room - used[0]:
             if probation:
-                self._evict(next(iter(probation)), probation, "_probation_bytes")
+                self._evict(next(iter(probation)), 1)
             elif protected:
-                self._evict(next(iter(protected)), protected, "_protected_bytes")
+                self._evict(next(iter(protected)), 2)
             else:  # pragma: no cover - nothing left
                 break
-        self._demote()
+        if used[2] > self._protected_max:
+            self._demote()
