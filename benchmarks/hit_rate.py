@@ -272,19 +272,34 @@ def check(results: dict[str, Any], hot: dict[str, float]) -> list[tuple[str, boo
     for trace in results:
         ours, lru = rate(trace, "tieredmem-tinylfu"), rate(trace, "cachetools-lru")
         worst = min(a - b for a, b in zip(ours, lru))
-        out.append((f"{trace}: >= LRU's hit rate at every budget", worst >= -0.005,
-                    f"worst {100 * worst:+.1f} points"))
+        out.append(
+            (
+                f"{trace}: >= LRU's hit rate at every budget",
+                worst >= -0.005,
+                f"worst {100 * worst:+.1f} points",
+            )
+        )
     ours, lru = rate("scan", "tieredmem-tinylfu"), rate("scan", "cachetools-lru")
     best = max(a - b for a, b in zip(ours, lru))
     out.append(("scan: >= +10 points over LRU", best >= 0.10, f"best {100 * best:+.1f} points"))
     for trace in ("zipf-0.7", "zipf-1.0", "zipf-1.2"):
         ours, theirs = rate(trace, "tieredmem-tinylfu"), rate(trace, "theine")
         worst = min(a - b for a, b in zip(ours, theirs))
-        out.append((f"{trace}: within 5 points of theine", worst >= -0.05,
-                    f"worst {100 * worst:+.1f} points"))
+        out.append(
+            (
+                f"{trace}: within 5 points of theine",
+                worst >= -0.05,
+                f"worst {100 * worst:+.1f} points",
+            )
+        )
     slower = hot["tinylfu"] / hot["lru"] - 1
-    out.append(("hot get within 10% of LRU's", slower <= 0.10,
-                f"tinylfu {hot['tinylfu']:.2f} us, lru {hot['lru']:.2f} us ({100 * slower:+.0f}%)"))
+    out.append(
+        (
+            "hot get within 10% of LRU's",
+            slower <= 0.10,
+            f"tinylfu {hot['tinylfu']:.2f} us, lru {hot['lru']:.2f} us ({100 * slower:+.0f}%)",
+        )
+    )
     return out
 
 
@@ -301,8 +316,13 @@ def plot(results: dict[str, Any], out: Path) -> None:
         xs = [100 * b for b in BUDGETS]
         for policy in POLICIES:
             style = "--" if policy in ("belady", "theine") else "-"
-            ax.plot(xs, [100 * r for r in res["policies"][policy]["hit_rate"]], style,
-                    marker="o", label=policy)
+            ax.plot(
+                xs,
+                [100 * r for r in res["policies"][policy]["hit_rate"]],
+                style,
+                marker="o",
+                label=policy,
+            )
         ax.set_xscale("log")
         ax.set_title(name)
         ax.set_xlabel("budget (% of distinct keys)")
@@ -334,16 +354,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             samples[policy].append(hot_get_us(policy, gets))
     hot = {k: statistics.median(v) for k, v in samples.items()}
 
-    print(f"\n{opts.length:,} accesses a trace; hit rate (%) at budgets of "
-          f"{', '.join(f'{100 * b:g}%' for b in BUDGETS)} of the distinct keys; replay ops/s")
+    print(
+        f"\n{opts.length:,} accesses a trace; hit rate (%) at budgets of "
+        f"{', '.join(f'{100 * b:g}%' for b in BUDGETS)} of the distinct keys; replay ops/s"
+    )
     for name, res in results.items():
         print(f"\n{name} ({res['distinct']:,} distinct keys; capacities {res['capacities']})")
         for policy, row in res["policies"].items():
             rates = "  ".join(f"{100 * r:5.1f}" for r in row["hit_rate"])
             speed = row["ops_per_s"][1]
             print(f"  {policy:18} {rates}   " + (f"{speed:>10,}/s" if speed else ""))
-    print(f"\nStore.get of a hot key: tinylfu {hot['tinylfu']:.2f} us, lru {hot['lru']:.2f} us "
-          f"(median of {opts.repeat} interleaved runs of {gets:,})")
+    print(
+        f"\nStore.get of a hot key: tinylfu {hot['tinylfu']:.2f} us, lru {hot['lru']:.2f} us "
+        f"(median of {opts.repeat} interleaved runs of {gets:,})"
+    )
     verdicts = check(results, hot)
     print()
     for label, ok, detail in verdicts:

@@ -354,6 +354,9 @@ class Engine:
         """Read ``pairs[i]`` for *i* in *cold* from the cold tier (one snapshot) into
         *found*, keeping them hot (a miss too, as a tombstone) when *cache* and no write
         or invalidation happened since *epoch*.  *misses*: hot-tier misses to count."""
+        if len(cold) == 1 and self._metrics is None:
+            self._load_one(pairs, cold[0], found, epoch, cache, misses)
+            return
         cold_access()
         started = time.perf_counter() if self._metrics is not None else 0.0
         wanted = [pairs[i] for i in cold]
@@ -381,6 +384,31 @@ class Engine:
             self.emit("load", bytes=size, seconds=time.perf_counter() - started)
             if spilled:
                 self.emit("spill", entries=spilled)
+
+    def _load_one(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        i: int,
+        found: list[Entry | None],
+        epoch: int,
+        cache: bool,
+        misses: int,
+    ) -> None:
+        """:meth:`_load` of one key without metrics (every cold ``get``): the same steps
+        without the lists and generators a batch needs."""
+        if _MEMORY_ONLY.get():
+            raise ColdReadError
+        ns, key = pairs[i]
+        row = self._backend.get(ns, key)
+        hk = ns + "\x1e" + key  # names.hot_key, inlined
+        entry = self._row_entry(hk, row) if row is not None else self.absent(hk)
+        with self._lock:
+            self._misses += misses
+            if row is not None:
+                self._loads += 1
+            if cache and epoch == self._epoch:
+                self._hot.offer(hk, entry)  # a miss too (within its share)
+        found[i] = entry
 
     def item(self, ns_t: Namespace, ns: str, key: str, entry: Entry) -> Item:
         created = entry.created

@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 
 __all__ = ["FrequencySketch", "TinyLFUTier"]
 
-_M64 = (1 << 64) - 1
-_MIX = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: spreads a hash's bits for the 2nd pair
+#: Counters a row at most (2**20: the rows' bit ranges of a 64-bit hash overlap past it).
+_MAX_WIDTH = 1 << 20
 #: Counters saturate at 15 (4 bits' worth, as Caffeine's).
 _CAP = 15
 #: ``bytes.translate`` table that halves every counter (the aging step, at C speed).
@@ -62,35 +62,46 @@ class FrequencySketch:
     :param int width: counters per row (about the number of keys it tells apart).
     """
 
-    __slots__ = ("_door", "_dw", "_rows", "_samples", "_until_reset", "width")
+    __slots__ = ("_dm", "_door", "_m", "_rows", "_samples", "_until_reset", "width")
 
     def __init__(self, width: int) -> None:
-        self.width = width = max(64, width)
-        self._rows = bytearray(4 * width)
+        width = min(_MAX_WIDTH, 1 << (max(64, width) - 1).bit_length())
+        self.width = width
+        self._m = width - 1
+        self._rows = [bytearray(width) for _ in range(4)]
         self._door = bytearray(4 * width)
-        self._dw = len(self._door)
+        self._dm = 4 * width - 1
         self._samples = 10 * width
         self._until_reset = self._samples
 
     @property
     def nbytes(self) -> int:
         """Bytes the sketch holds (charged to the tier's budget)."""
-        return len(self._rows) + len(self._door) + 200
+        return 4 * self.width + len(self._door) + 400
 
-    # The four counters of a key: one per row, from two 32-bit halves of hash(key) and of
-    # its multiplicative mix; the doorkeeper's two slots from two other bit ranges.
+    # A key's counter in each row, and its two doorkeeper slots, are bit ranges of
+    # hash(key) (str hashes are cached and SipHash-mixed, with a per-process seed).
     def increment(self, key: str) -> None:
         """Count one access to *key* (its first since the last aging goes to the
         doorkeeper only)."""
-        h = hash(key) & _M64
-        door, dw = self._door, self._dw
-        d1, d2 = h % dw, (h >> 24) % dw
+        h = hash(key)
+        door, dm = self._door, self._dm
+        d1, d2 = (h >> 3) & dm, (h >> 37) & dm
         if door[d1] and door[d2]:
-            rows, w = self._rows, self.width
-            g = (h * _MIX) & _M64
-            for i in (h % w, w + (h >> 32) % w, 2 * w + g % w, 3 * w + (g >> 32) % w):
-                if rows[i] < _CAP:
-                    rows[i] += 1
+            m = self._m
+            r0, r1, r2, r3 = self._rows
+            i = h & m
+            if r0[i] < _CAP:
+                r0[i] += 1
+            i = (h >> 16) & m
+            if r1[i] < _CAP:
+                r1[i] += 1
+            i = (h >> 32) & m
+            if r2[i] < _CAP:
+                r2[i] += 1
+            i = (h >> 44) & m
+            if r3[i] < _CAP:
+                r3[i] += 1
         else:
             door[d1] = door[d2] = 1
         self._until_reset -= 1
@@ -99,20 +110,34 @@ class FrequencySketch:
 
     def frequency(self, key: str) -> int:
         """The estimated number of recent accesses to *key* (0 to 16)."""
-        h = hash(key) & _M64
-        g = (h * _MIX) & _M64
-        rows, w = self._rows, self.width
-        count = min(
-            rows[h % w], rows[w + (h >> 32) % w], rows[2 * w + g % w], rows[3 * w + (g >> 32) % w]
-        )
-        door, dw = self._door, self._dw
-        if door[h % dw] and door[(h >> 24) % dw]:
+        h = hash(key)
+        m = self._m
+        r0, r1, r2, r3 = self._rows
+        count = min(r0[h & m], r1[(h >> 16) & m], r2[(h >> 32) & m], r3[(h >> 44) & m])
+        door, dm = self._door, self._dm
+        if door[(h >> 3) & dm] and door[(h >> 37) & dm]:
             count += 1
         return count
 
+    def admits(self, candidate: str, victim: str) -> bool:
+        """True if *candidate* was asked for more often than *victim* (one call for the
+        two :meth:`frequency` estimates an admission compares)."""
+        m, dm = self._m, self._dm
+        r0, r1, r2, r3 = self._rows
+        door = self._door
+        h = hash(candidate)
+        a = min(r0[h & m], r1[(h >> 16) & m], r2[(h >> 32) & m], r3[(h >> 44) & m])
+        if door[(h >> 3) & dm] and door[(h >> 37) & dm]:
+            a += 1
+        h = hash(victim)
+        b = min(r0[h & m], r1[(h >> 16) & m], r2[(h >> 32) & m], r3[(h >> 44) & m])
+        if door[(h >> 3) & dm] and door[(h >> 37) & dm]:
+            b += 1
+        return a > b
+
     def age(self) -> None:
         """Halve every counter and clear the doorkeeper (old popularity fades)."""
-        self._rows = bytearray(self._rows.translate(_HALVE))
+        self._rows = [bytearray(row.translate(_HALVE)) for row in self._rows]
         self._door = bytearray(len(self._door))
         self._until_reset = self._samples
 
@@ -161,6 +186,7 @@ class TinyLFUTier:
         self._sample_hits = self._sample_misses = 0
         self._last_rate = 0.0
         self._step = self.CLIMB_STEP * self._room
+        self._climb_at = 640  # accesses a sample (10 x entries; the climber updates it)
         data_get, record = self._data.get, self._reads.append
 
         def lookup(key: str) -> Entry | None:
@@ -188,6 +214,7 @@ class TinyLFUTier:
         total = self._sample_hits + self._sample_misses
         rate = self._sample_hits / total
         self._sample_hits = self._sample_misses = 0
+        self._climb_at = 10 * max(64, len(self._data))
         change = rate - self._last_rate
         self._last_rate = rate
         step = self._step if change >= 0 else -self._step
@@ -346,7 +373,7 @@ class TinyLFUTier:
         if read:
             self._sketch.increment(key)
             self._sample_misses += 1
-            if self._sample_hits + self._sample_misses >= 10 * max(64, len(self._data)):
+            if self._sample_hits + self._sample_misses >= self._climb_at:
                 self._climb()
         data, used = self._data, self._used
         old = data.get(key)
@@ -372,12 +399,11 @@ class TinyLFUTier:
         serves the read that follows a write); the main segment may use what the window
         leaves free, and yields it back as the window fills."""
         window, probation, protected = self._segments
-        used, data, frequency = self._used, self._data, self._sketch.frequency
+        used, data, admits = self._used, self._data, self._sketch.admits
         room = self._room
         while used[0] > self._window_max and len(window) > 1:
             cand = next(iter(window))
             cand_size = data[cand].size
-            cand_freq = -1
             while used[1] + used[2] + cand_size > room - used[0] + cand_size:
                 # Room for the candidate: each victim it beats goes; the first it does
                 # not beat sends the candidate out instead.
@@ -387,9 +413,7 @@ class TinyLFUTier:
                     victim, i = next(iter(protected)), 2
                 else:
                     break  # larger than the main segment on its own
-                if cand_freq < 0:
-                    cand_freq = frequency(cand)
-                if cand_freq <= frequency(victim):
+                if not admits(cand, victim):
                     break
                 self._evict(victim, i)
             if used[1] + used[2] + cand_size <= room - used[0] + cand_size:
