@@ -241,6 +241,33 @@ def hot_get_us(policy: str, gets: int) -> float:
         return (time.perf_counter() - t0) / gets * 1e6
 
 
+# -- end to end: Store.get over a Zipf trace, the cold tier behind the misses ------------
+def end_to_end(url: str, policy: str, trace: Sequence[str]) -> dict[str, float]:
+    """Microseconds per ``Store.get`` replaying *trace* on the store at *url* (filled
+    by :func:`fill`, opened afresh: an empty hot tier of 5% of the keys' charge), and
+    the hot tier's hit rate."""
+    import tieredmem
+    from tieredmem.hot import HotTier
+
+    keys = len(set(trace))
+    budget = int(0.05 * keys * HotTier.charge("e2e\x1ez00000", 930))
+    with tieredmem.open(url, hot_bytes=budget, hot_policy=policy, maintenance_interval=0) as s:
+        get, ns = s.get, ("e2e",)
+        t0 = time.perf_counter()
+        for key in trace:
+            get(ns, key)
+        us = (time.perf_counter() - t0) / len(trace) * 1e6
+        stats = s.stats()
+    return {"us_per_get": round(us, 2), "hit_rate": round(stats.hits / len(trace), 4)}
+
+
+def fill(url: str, trace: Sequence[str]) -> None:
+    import tieredmem
+
+    with tieredmem.open(url, maintenance_interval=0) as store:
+        store.put_many([(("e2e",), key, {"key": key, "text": "x" * 900}) for key in set(trace)])
+
+
 # -- run, report, plot --------------------------------------------------------------------
 def run(opts: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
@@ -335,6 +362,34 @@ def plot(results: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
+def end_to_end_runs(opts: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`end_to_end` of both policies on a SQLite file (and each ``--server``) for
+    Zipf traces of 0.7 and 1.0, repeats interleaved, medians."""
+    import tempfile
+
+    length = opts.length // 4
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for s in (0.7, 1.0):
+            trace = zipf_trace(max(1000, length // 3), length, s, opts.seed + 10)
+            urls = {f"sqlite zipf-{s}": str(Path(tmp) / f"e2e-{s}.db")}
+            urls.update({f"{u.split(':')[0]} zipf-{s}": u for u in opts.server})
+            for where, url in urls.items():
+                fill(url, trace)
+                runs: dict[str, list[dict[str, float]]] = {"tinylfu": [], "lru": []}
+                for _ in range(opts.repeat):
+                    for policy in runs:
+                        runs[policy].append(end_to_end(url, policy, trace))
+                out[where] = {
+                    pol: {
+                        "us_per_get": statistics.median(r["us_per_get"] for r in rs),
+                        "hit_rate": rs[0]["hit_rate"],
+                    }
+                    for pol, rs in runs.items()
+                }
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--length", type=int, help="accesses a trace (200000; 20000 --quick)")
@@ -342,6 +397,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--quick", action="store_true", help="small smoke run (CI)")
     p.add_argument("--out", help="JSON output (default benchmarks/results/hit_rate.json)")
+    p.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        help="also replay end to end on this store URL (redis://..., postgresql://...; "
+        "its database is filled with the trace's keys); repeatable",
+    )
     opts = p.parse_args(argv)
     require("benchmarks/hit_rate.py", REQUIRES)
     if opts.length is None:
@@ -353,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for policy in samples:
             samples[policy].append(hot_get_us(policy, gets))
     hot = {k: statistics.median(v) for k, v in samples.items()}
+    e2e = end_to_end_runs(opts)
 
     print(
         f"\n{opts.length:,} accesses a trace; hit rate (%) at budgets of "
@@ -368,6 +431,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nStore.get of a hot key: tinylfu {hot['tinylfu']:.2f} us, lru {hot['lru']:.2f} us "
         f"(median of {opts.repeat} interleaved runs of {gets:,})"
     )
+    print(
+        "\nend to end, Store.get over a Zipf trace (hot tier: 5% of the keys; median of "
+        f"{opts.repeat} interleaved runs):"
+    )
+    for where, by_policy in e2e.items():
+        cells = ", ".join(
+            f"{pol} {r['us_per_get']:.2f} us/get (hit rate {100 * r['hit_rate']:.1f}%)"
+            for pol, r in by_policy.items()
+        )
+        print(f"  {where}: {cells}")
     verdicts = check(results, hot)
     print()
     for label, ok, detail in verdicts:
@@ -383,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "budgets": BUDGETS,
         "traces": results,
         "hot_get_us": hot,
+        "end_to_end": e2e,
         "targets": [{"target": t, "pass": ok, "measured": d} for t, ok, d in verdicts],
     }
     out.write_text(json.dumps(doc, indent=2) + "\n")

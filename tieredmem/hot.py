@@ -269,9 +269,9 @@ class HotTier(LRUCache[str, Entry]):
             self.miss_bytes += size
 
 
-#: The hot tier's policies (``hot_policy=``): ``"tinylfu"`` (W-TinyLFU admission, see
+#: The hot tier's policies: ``"tinylfu"`` (W-TinyLFU admission, see
 #: :mod:`tieredmem.tinylfu`) and ``"lru"`` (admit everything, evict the least recently
-#: used).
+#: used).  (``hot_policy="auto"`` of :func:`tieredmem.open` picks one by backend.)
 POLICIES = ("tinylfu", "lru")
 
 
@@ -284,4 +284,4 @@ def new_tier(maxsize: int, policy: str) -> Tier:
         return HotTier(maxsize)
     if policy == "tinylfu":
         return TinyLFUTier(maxsize)
-    raise ValueError(f"hot_policy must be one of {', '.join(map(repr, POLICIES))}, not {policy!r}")
+    raise ValueError(f"hot_policy must be 'auto', 'tinylfu' or 'lru', not {policy!r}")
