@@ -66,7 +66,8 @@ def test_accounting_is_honest() -> None:
     assert held < 1.25 * budget, held
 
 
-def test_lockfree_readers_beside_an_evicting_writer(tmp_path: object) -> None:
+@pytest.mark.parametrize("policy", ["lru", "tinylfu"])
+def test_lockfree_readers_beside_an_evicting_writer(tmp_path: object, policy: str) -> None:
     """Hot reads take no lock: four reader threads and a writer that evicts all the time
     must neither raise nor see a wrong value, and the LRU stays within its budget."""
     import sys
@@ -74,7 +75,9 @@ def test_lockfree_readers_beside_an_evicting_writer(tmp_path: object) -> None:
 
     import tieredmem
 
-    with tieredmem.open(":memory:", hot_bytes="64KiB", maintenance_interval=0) as store:
+    with tieredmem.open(
+        ":memory:", hot_bytes="64KiB", maintenance_interval=0, hot_policy=policy
+    ) as store:
         assert store._engine._hot.lookup is not None  # the lock-free path is the one under test
         for i in range(200):
             store.put(("t",), f"k{i}", {"i": i, "pad": "x" * 200})

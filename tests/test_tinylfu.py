@@ -144,7 +144,7 @@ def test_hot_policy_option(tmp_path: Path) -> None:
             store.put(("a",), "k", {"v": 1})
             assert store.get(("a",), "k").value == {"v": 1}  # type: ignore[union-attr]
             assert store._engine._hot.policy == policy
-    with tieredmem.open(str(tmp_path / "auto.db")) as store:  # auto: a local file
+    with tieredmem.open(str(tmp_path / "default.db")) as store:
         assert store._engine._hot.policy == "lru"
     with pytest.raises(ValueError, match="hot_policy"):
         tieredmem.open(str(tmp_path / "bad.db"), hot_policy="fifo")

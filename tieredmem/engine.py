@@ -88,7 +88,7 @@ class Engine:
         backend: Backend,
         *,
         hot_bytes: int | str = "64MiB",
-        hot_policy: str = "auto",
+        hot_policy: str = "lru",
         durability: str = "sync",
         flush_interval: float = 1.0,
         maintenance_interval: float = 60.0,
@@ -123,10 +123,6 @@ class Engine:
         self.durability = durability
         self.flush_interval = float(flush_interval)
         self.maintenance_interval = float(maintenance_interval)
-        if hot_policy == "auto":
-            # Admission pays where a miss is a network round trip; on a local file its
-            # bookkeeping costs about what the misses it saves cost (benchmarks/hit_rate.py).
-            hot_policy = "tinylfu" if self._remote else "lru"
         self._hot = new_tier(parse_bytes(hot_bytes), hot_policy)
         self._buffer = WriteBuffer(parse_bytes(max_pending_bytes))
         self._max_value = parse_bytes(max_value_bytes)

@@ -271,8 +271,8 @@ class HotTier(LRUCache[str, Entry]):
 
 #: The hot tier's policies: ``"tinylfu"`` (W-TinyLFU admission, see
 #: :mod:`tieredmem.tinylfu`) and ``"lru"`` (admit everything, evict the least recently
-#: used).  (``hot_policy="auto"`` of :func:`tieredmem.open` picks one by backend.)
-POLICIES = ("tinylfu", "lru")
+#: used, the default).
+POLICIES = ("lru", "tinylfu")
 
 
 def new_tier(maxsize: int, policy: str) -> Tier:
@@ -284,4 +284,4 @@ def new_tier(maxsize: int, policy: str) -> Tier:
         return HotTier(maxsize)
     if policy == "tinylfu":
         return TinyLFUTier(maxsize)
-    raise ValueError(f"hot_policy must be 'auto', 'tinylfu' or 'lru', not {policy!r}")
+    raise ValueError(f"hot_policy must be 'lru' or 'tinylfu', not {policy!r}")

@@ -63,13 +63,11 @@ class Store(EngineView):
 
     :param backend: the cold tier.
     :param hot_bytes: byte budget of the hot tier (int or string such as ``"64MiB"``).
-    :param str hot_policy: what the hot tier keeps: ``"tinylfu"`` admits a new entry
-        past a small window only if it is asked for more often than what it would
-        replace, so scans and one-off reads do not flush what is read often; ``"lru"``
-        keeps the most recently used entries; ``"auto"`` (default): ``"tinylfu"`` on a
-        server backend (Redis, PostgreSQL), where a miss is a round trip, ``"lru"`` on
-        SQLite, where admission's bookkeeping costs about what the misses it saves cost
-        (see docs/concepts/tiers.md).
+    :param str hot_policy: what the hot tier keeps: ``"lru"`` (default) the most recently
+        used entries; ``"tinylfu"`` (W-TinyLFU) admits a new entry past a small window
+        only if it was read more often than what it would replace, so scans and one-off
+        reads do not flush what is read often, at a few microseconds of bookkeeping per
+        miss (see docs/concepts/tiers.md).
     :param str durability: ``"sync"`` (a returned call has committed) or ``"batch"``.
     :param float flush_interval: seconds between batch commits (``durability="batch"``).
     :param float maintenance_interval: seconds between background maintenance runs
@@ -90,7 +88,7 @@ class Store(EngineView):
         backend: Backend,
         *,
         hot_bytes: int | str = "64MiB",
-        hot_policy: str = "auto",
+        hot_policy: str = "lru",
         durability: str = "sync",
         flush_interval: float = 1.0,
         maintenance_interval: float = 60.0,
@@ -361,7 +359,7 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     url: str | os.PathLike[str],
     *,
     hot_bytes: int | str = "64MiB",
-    hot_policy: str = "auto",
+    hot_policy: str = "lru",
     durability: str = "sync",
     flush_interval: float = 1.0,
     maintenance_interval: float = 60.0,
@@ -383,8 +381,7 @@ def open(  # noqa: A001 - the library's entry point, like dbm.open / shelve.open
     :param str url: ``":memory:"`` (nothing on disk), a file path, ``"sqlite:///path"``,
         or a URL whose scheme a backend registered (see ``tieredmem.backends``).
     :param hot_bytes: hot-tier budget in bytes, e.g. ``"64MiB"``.
-    :param str hot_policy: ``"auto"`` (default), ``"tinylfu"`` or ``"lru"`` (see
-        :class:`Store`).
+    :param str hot_policy: ``"lru"`` (default) or ``"tinylfu"`` (see :class:`Store`).
     :param str durability: ``"sync"`` (default) or ``"batch"``.
     :param float flush_interval: seconds between batch commits (the most a crash loses).
     :param str synchronous: SQLite ``synchronous``: ``"NORMAL"`` survives a process crash,
