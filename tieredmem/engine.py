@@ -293,7 +293,8 @@ class Engine:
         cold: list[int] = []
         tx: _Tx | None = getattr(self._local, "tx", None) if self._tx_active else None
         lookup = self._hot.lookup
-        if lookup is not None and tx is None and not self._buffer:
+        buffer = self._buffer
+        if lookup is not None and tx is None and not (buffer.pending or buffer.flushing):
             # Hits take no lock (HotTier.lookup), so threads reading hot keys do not queue
             # on it; the hit counter is then approximate under threads.
             for i, (ns, key) in enumerate(pairs):

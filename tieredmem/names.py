@@ -119,18 +119,36 @@ def _as_namespace(namespace: Any) -> Namespace:
     raise InvalidNamespaceError(f"namespace must be a tuple of strings, not {namespace!r}")
 
 
+#: Namespaces validated lately (by ``internal``): a read or write of a namespace seen
+#: before skips the label checks (most calls name a handful of namespaces).  Cleared
+#: when full, so it stays small whatever the namespaces.
+_SEEN: tuple[dict[Any, tuple[Namespace, str]], dict[Any, tuple[Namespace, str]]] = ({}, {})
+_SEEN_MAX = 1024
+
+
 def namespace(namespace: Any, internal: bool = False) -> tuple[Namespace, str]:
     """``(labels, joined)`` of a namespace given as a tuple (or list) of labels.
 
     :raises InvalidNamespaceError: not a non-empty tuple of non-empty strings.
     """
+    seen = _SEEN[internal]
+    if type(namespace) is tuple:
+        try:
+            return seen[namespace]
+        except (KeyError, TypeError):  # new, or a label that is not hashable
+            pass
     ns = _as_namespace(namespace)
     try:
-        return ns, _join(ns, internal)
+        found = ns, _join(ns, internal)
     except TypeError:  # unhashable label
         raise InvalidNamespaceError(
             f"namespace {namespace!r}: every label must be a non-empty string"
         ) from None
+    if len(seen) >= _SEEN_MAX:
+        seen.clear()
+    if all(type(label) is str for label in ns):  # only plain strings: equal means same
+        seen[ns] = found
+    return found
 
 
 def prefix(namespace_prefix: Any) -> tuple[Namespace, str]:
