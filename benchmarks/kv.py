@@ -12,6 +12,10 @@ Every configuration runs in a fresh process (this script re-runs itself with a h
                       once a read (what strict coherence costs a hot read)
 ``tieredmem-tinylfu`` ``tieredmem.open(path, hot_policy="tinylfu")``: sync, W-TinyLFU
                       admission instead of the default LRU (what the policy costs a get)
+``tieredmem-baseline`` ``tieredmem-sync`` run with the tieredmem of ``--baseline DIR`` (a
+                      checkout of another version, e.g. ``git worktree add DIR main``):
+                      before/after figures from one run, repeats interleaved; only with
+                      ``--baseline``
 ``diskcache``         ``diskcache.Cache(dir)`` with its defaults (pickle, WAL)
 ``sqlitedict``        ``SqliteDict(file, autocommit=True)`` with its defaults (pickle, DELETE
                       journal, one commit per set), as a user would write it
@@ -104,6 +108,7 @@ CONFIGS = (
     "tieredmem-batch",
     "tieredmem-relaxed",
     "tieredmem-tinylfu",
+    "tieredmem-baseline",
     "diskcache",
     "sqlitedict",
     "cachetools-lru",
@@ -377,6 +382,8 @@ def make_adapter(name: str, root: Path, opts: argparse.Namespace) -> Adapter:
         return TieredMem(root, opts, "batch")
     if name == "tieredmem-relaxed":
         return TieredMem(root, opts, "sync", coherence_interval=1.0)
+    if name == "tieredmem-baseline":
+        return TieredMem(root, opts, "sync")  # worker() put the baseline first on sys.path
     if name == "tieredmem-tinylfu":
         return TieredMem(root, opts, "sync", hot_policy="tinylfu")
     if name == "diskcache":
@@ -565,7 +572,12 @@ def worker_rss(opts: argparse.Namespace) -> dict[str, Any]:
 
 
 def worker(name: str, opts: argparse.Namespace) -> None:
+    if name == "tieredmem-baseline":
+        sys.path.insert(0, str(Path(opts.baseline).resolve()))
     result = worker_rss(opts) if name == "tieredmem-rss" else worker_kv(name, opts)
+    module = sys.modules.get("tieredmem")
+    if module is not None and module.__file__:
+        result["tieredmem_from"] = str(Path(module.__file__).resolve().parent.parent)
     print(json.dumps(result), flush=True)
 
 
@@ -574,7 +586,8 @@ WORKER_OPTIONS = ("keys", "ops", "hot_keys", "hot_bytes", "threads", "rss_mb", "
 
 
 def run_worker(name: str, opts: argparse.Namespace, base: Path, rep: int) -> dict[str, Any]:
-    return _run_worker(__file__, name, worker_args(opts, WORKER_OPTIONS), base, rep)
+    names = WORKER_OPTIONS + (("baseline",) if opts.baseline else ())
+    return _run_worker(__file__, name, worker_args(opts, names), base, rep)
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -613,6 +626,10 @@ RATIOS = (
     ("batch set: tieredmem / diskcache", "set", "tieredmem-batch", "diskcache"),
     ("4-thread hot get: tieredmem / diskcache", "get_hot_4threads", "tieredmem-sync", "diskcache"),
     ("disk size: tieredmem / diskcache", "disk_bytes", "tieredmem-sync", "diskcache"),
+    ("hot get: this tieredmem / baseline", "get_hot", "tieredmem-sync", "tieredmem-baseline"),
+    ("cold get: this tieredmem / baseline", "get_cold", "tieredmem-sync", "tieredmem-baseline"),
+    ("miss get: this tieredmem / baseline", "get_miss", "tieredmem-sync", "tieredmem-baseline"),
+    ("sync set: this tieredmem / baseline", "set", "tieredmem-sync", "tieredmem-baseline"),
     ("hot get: tinylfu / lru", "get_hot", "tieredmem-tinylfu", "tieredmem-sync"),
     ("cold get: tinylfu / lru", "get_cold", "tieredmem-tinylfu", "tieredmem-sync"),
     ("peak RSS: tinylfu / lru", "peak_rss_mb", "tieredmem-tinylfu", "tieredmem-sync"),
@@ -754,7 +771,7 @@ def report(opts: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
     apsw_batched = metric(summary, "raw-apsw", "set_batched")
     if apsw_batched is not None:
         print(f"\nraw-apsw set_batched (1000 rows a transaction): {apsw_batched:,.0f}/s")
-    for config in ("tieredmem-sync", "tieredmem-batch", "tieredmem-tinylfu"):
+    for config in ("tieredmem-sync", "tieredmem-batch", "tieredmem-tinylfu", "tieredmem-baseline"):
         if config in summary and "phases" in summary[config]:
             rates = ", ".join(
                 f"{phase} {fmt(metric(summary, config, phase, 'hot_hit_rate'), '.0%')}"
@@ -813,6 +830,7 @@ def report(opts: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
                 "repeat",
                 "quick",
                 "only",
+                "baseline",
             )
         },
         "machine": machine(),
@@ -827,9 +845,9 @@ def report(opts: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
     return 1 if failed or errors else 0
 
 
-def configs_of(only: str | None) -> list[str]:
+def configs_of(only: str | None, baseline: str | None = None) -> list[str]:
     if not only:
-        return list(CONFIGS)
+        return [c for c in CONFIGS if baseline or c != "tieredmem-baseline"]
     names = [n.strip() for n in only.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONFIGS]
     if unknown:
@@ -867,6 +885,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=1,
         help="runs per configuration; > 1 reports medians (default 1)",
     )
+    p.add_argument(
+        "--baseline",
+        help="a checkout of another tieredmem version: adds tieredmem-baseline (its sync "
+        "store) to the run, for before/after ratios",
+    )
     p.add_argument("--dir", help="directory for the files (default: a new temporary one)")
     p.add_argument("--out", help="JSON output (default benchmarks/results/kv.json)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -893,7 +916,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker(opts.worker, opts)
         return 0
     require("benchmarks/kv.py", REQUIRES)
-    configs = configs_of(opts.only)
+    configs = configs_of(opts.only, opts.baseline)
+    if "tieredmem-baseline" in configs and not opts.baseline:
+        raise SystemExit("tieredmem-baseline needs --baseline DIR (a checkout of tieredmem)")
     base = Path(tempfile.mkdtemp(prefix="tieredmem-kv-", dir=opts.dir))
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
     try:
