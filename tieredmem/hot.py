@@ -1,4 +1,5 @@
-"""The hot tier: a byte-bounded LRU in process memory.
+"""The hot tier: a byte-bounded LRU in process memory (the default policy; W-TinyLFU
+admission is :mod:`tieredmem.tinylfu`, chosen with ``hot_policy="tinylfu"``).
 
 :class:`HotTier` is a small :class:`cachetools.LRUCache` subclass, following cachetools'
 composition: every eviction goes through :meth:`popitem`, which counts the spill.  The

@@ -5,15 +5,18 @@ backfill, a uniform read of a store larger than the tier) pushes the hot set out
 W-TinyLFU (Einziger, Friedman and Manes, "TinyLFU: A Highly Efficient Cache Admission
 Policy", 2017; the policy of Java's Caffeine) keeps the hot set instead:
 
-- a small **window** LRU (1% of the budget) takes every new entry, so a burst of new keys
-  still hits while it is recent;
+- a small **window** LRU takes every new entry, so a burst of new keys still hits while
+  it is recent; it starts at 1% of the budget and Caffeine's **hill climber** resizes it
+  (up to 80%) after each sample of ``10 x entries`` accesses, in the direction that raised
+  the hit rate, so recency-heavy workloads get a larger window;
 - the **main** segment is a segmented LRU: a **probation** part for entries admitted once
   and a **protected** part (80% of the main segment) for entries read again while there;
-- a **frequency sketch** (a count-min sketch of 4-bit counters, four rows) estimates how
-  often each key was asked for lately; every counter is halved after a sample of
-  ``10 x width`` accesses (aging), so old popularity fades;
-- a **doorkeeper** (a one-bit-per-slot Bloom filter, cleared with the aging) takes a key's
-  first access, so keys asked for once never reach the sketch's counters;
+- a **frequency sketch** (a count-min sketch of counters saturating at 15, four rows, one
+  byte a counter) estimates how often each key was read lately; every counter is halved
+  after a sample of ``10 x width`` reads (aging), so old popularity fades; writes do not
+  count, so a burst of writes or deletes cannot outrank what is read;
+- a **doorkeeper** (a two-probe Bloom filter, cleared with the aging) takes a key's
+  first read, so keys read once never reach the sketch's counters;
 - when the window overflows, its least recently used entry is a **candidate** for the
   main segment: it is admitted only if the sketch says it is asked for more often than
   the main segment's victim (probation's least recently used entry), else it is dropped.
@@ -27,7 +30,8 @@ Reads take no lock: :meth:`TinyLFUTier.lookup` is a ``dict.get`` and a ``deque.a
 the key into a bounded read buffer (both atomic under the GIL); the writer, which holds
 the store's lock, replays the buffer into the sketch and the segments' recency before
 each change (Caffeine's read buffer, here lossy when full: a read that finds it full
-drops its oldest record).  Readers never touch the segments, so the writer's iteration
+drops its oldest record).  So a hit costs about what an LRU hit costs, and the sketch
+work it defers is paid by the next miss.  Readers never touch the segments, so the writer's iteration
 never races with them.
 
 >>> from tieredmem.hot import Entry
@@ -107,6 +111,37 @@ class FrequencySketch:
         self._until_reset -= 1
         if self._until_reset <= 0:
             self.age()
+
+    def increment_all(self, keys: list[str]) -> None:
+        """:meth:`increment` of each of *keys* (a drained read buffer) in one call."""
+        door, dm, m = self._door, self._dm, self._m
+        r0, r1, r2, r3 = self._rows
+        left = self._until_reset
+        for key in keys:
+            h = hash(key)
+            d1, d2 = (h >> 3) & dm, (h >> 37) & dm
+            if door[d1] and door[d2]:
+                i = h & m
+                if r0[i] < _CAP:
+                    r0[i] += 1
+                i = (h >> 16) & m
+                if r1[i] < _CAP:
+                    r1[i] += 1
+                i = (h >> 32) & m
+                if r2[i] < _CAP:
+                    r2[i] += 1
+                i = (h >> 44) & m
+                if r3[i] < _CAP:
+                    r3[i] += 1
+            else:
+                door[d1] = door[d2] = 1
+            left -= 1
+            if left <= 0:
+                self.age()
+                door = self._door
+                r0, r1, r2, r3 = self._rows
+                left = self._until_reset
+        self._until_reset = left
 
     def frequency(self, key: str) -> int:
         """The estimated number of recent accesses to *key* (0 to 16)."""
@@ -315,26 +350,19 @@ class TinyLFUTier:
         reads = self._reads
         if not reads:
             return
-        increment = self._sketch.increment
+        pop = reads.popleft  # only the writer pops (readers append): n are there
+        keys = [pop() for _ in range(len(reads))]
+        self._sample_hits += len(keys)
+        self._sketch.increment_all(keys)
         data, window, probation, protected = self._data, *self._segments
         used = self._used
-        pop = reads.popleft
-        n = len(reads)
-        self._sample_hits += n
-        for _ in range(n):
-            try:
-                key = pop()
-            except IndexError:  # pragma: no cover - emptied meanwhile
-                break
-            increment(key)
-            entry = data.get(key)
-            if entry is None:
-                continue
-            if key in window:
-                window.move_to_end(key)
-            elif key in protected:
+        for key in keys:
+            if key in protected:
                 protected.move_to_end(key)
+            elif key in window:
+                window.move_to_end(key)
             elif key in probation:
+                entry = data[key]
                 del probation[key]
                 protected[key] = None
                 used[1] -= entry.size
