@@ -31,8 +31,8 @@ the key into a bounded read buffer (both atomic under the GIL); the writer, whic
 the store's lock, replays the buffer into the sketch and the segments' recency before
 each change (Caffeine's read buffer, here lossy when full: a read that finds it full
 drops its oldest record).  So a hit costs about what an LRU hit costs, and the sketch
-work it defers is paid by the next miss.  Readers never touch the segments, so the writer's iteration
-never races with them.
+work it defers is paid by the next miss.  Readers never touch the segments, so the
+writer's iteration never races with them.
 
 >>> from tieredmem.hot import Entry
 >>> tier = TinyLFUTier(100_000)
