@@ -199,3 +199,27 @@ def test_bad_tracking_parameters_are_refused(redis_server: RedisServer) -> None:
         tieredmem.open(redis_server.url("bad:") + "&coherence=notify")
     with pytest.raises(tieredmem.UnsupportedURLError, match="tracking_bound"):
         tieredmem.open(redis_server.url("bad:") + "&coherence=tracking&tracking_bound=0")
+
+
+def _child_writes(store: tieredmem.Store) -> None:
+    assert store.get(("n",), "k").value == "parent"  # type: ignore[union-attr]
+    store.put(("n",), "k", "child")
+    store.flush()
+
+
+def test_a_forked_child_is_a_writer_of_its_own(own_server: RedisServer) -> None:
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    with tieredmem.open(_tracking(own_server, "fork:"), hot_bytes="8MiB") as s:
+        s.put(("n",), "k", "parent")
+        assert s.get(("n",), "k").value == "parent"  # type: ignore[union-attr]
+        child = multiprocessing.get_context("fork").Process(target=_child_writes, args=(s,))
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0
+        _eventually(
+            lambda: s.get(("n",), "k").value == "child",  # type: ignore[union-attr]
+            "the child's write was taken for the parent's own",
+        )

@@ -40,6 +40,11 @@ __all__ = ()
 
 log = logging.getLogger(__name__)
 
+#: ``FORKS[0]`` counts the forks this process is a child of (cheaper to compare on every
+#: read than ``os.getpid()``): a tracking thread and a writer id do not survive a fork.
+FORKS = [0]
+os.register_at_fork(after_in_child=lambda: FORKS.__setitem__(0, FORKS[0] + 1))
+
 #: Seconds without traffic after which the tracking connection is pinged, and seconds a
 #: ping may go unanswered before the connection is taken as lost.
 _PING_AFTER, _PING_TIMEOUT = 2.0, 5.0
@@ -56,7 +61,6 @@ class Tracker:
         self._watch = prefix + b"w:"
         self._own = self._watch + writer
         self.bound = float(bound)
-        self.pid = os.getpid()
         self._dirty = True
         self._reset = False
         self._listening = False

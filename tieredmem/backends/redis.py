@@ -52,7 +52,6 @@ refused password fails at once.  The URL's password is only handed to redis-py:
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import threading
 import time
@@ -67,7 +66,7 @@ from ..errors import (
     UnsupportedURLError,
 )
 from . import Delete, DeleteRange, Op, Put, Row, Touch, redact_url
-from ._redis_tracking import Tracker
+from ._redis_tracking import FORKS, Tracker
 from .sqlite import prefix_bounds
 
 __all__ = ["RedisBackend"]
@@ -313,7 +312,7 @@ class RedisBackend:
         self._seen_ver: tuple[int, bytes] | None = None
         self._seen_lock = threading.Lock()
         self._closed = False
-        self._pid = os.getpid()
+        self._forks = FORKS[0]
         self._writer = secrets.token_hex(8)
         self._tracker: Tracker | None = None
         self.foreign_change()
@@ -334,9 +333,9 @@ class RedisBackend:
     def _forked(self) -> None:
         """In a child process: a writer id of its own, and a tracking thread (threads do
         not survive a fork)."""
-        if self._pid == os.getpid():
+        if self._forks == FORKS[0]:
             return
-        self._pid = os.getpid()
+        self._forks = FORKS[0]
         self._writer = secrets.token_hex(8)
         if self._tracker is not None:
             self._tracker = self._track(self._tracker.bound)
@@ -595,7 +594,8 @@ class RedisBackend:
     def unchanged(self) -> bool:
         """Tracking mode: True while the tracking connection reports nothing new (see
         :mod:`tieredmem.backends._redis_tracking`); strict mode: always ``False`` ("ask")."""
-        self._forked()
+        if self._forks != FORKS[0]:
+            self._forked()
         tracker = self._tracker
         return tracker is not None and tracker.quiet()
 
