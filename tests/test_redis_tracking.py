@@ -223,3 +223,22 @@ def test_a_forked_child_is_a_writer_of_its_own(own_server: RedisServer) -> None:
             lambda: s.get(("n",), "k").value == "child",  # type: ignore[union-attr]
             "the child's write was taken for the parent's own",
         )
+
+
+def test_a_transaction_takes_the_pushed_proof(own_server: RedisServer) -> None:
+    url = _tracking(own_server, "tx:")
+    with tieredmem.open(url, hot_bytes="8MiB") as a, tieredmem.open(own_server.url("tx:")) as b:
+        a.put(("n",), "k", 1)
+        assert a.get(("n",), "k").value == 1  # type: ignore[union-attr]
+        client = _client(own_server)
+        before = _calls(client)
+        with a.transaction():
+            assert a.get(("n",), "k").value == 1  # type: ignore[union-attr]
+        assert _calls(client) - before == 1  # no version check, nothing written
+        b.put(("n",), "k", 2)
+        _eventually(lambda: not a.backend.unchanged(), "the invalidation never arrived")  # type: ignore[attr-defined]
+        with a.transaction():  # signalled: the block checks and reads the new value
+            value = a.get(("n",), "k").value  # type: ignore[union-attr]
+            a.put(("n",), "k", value + 1)
+        assert b.get(("n",), "k").value == 3  # type: ignore[union-attr]
+        client.close()

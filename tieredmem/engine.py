@@ -659,8 +659,11 @@ class Engine:
         commit (the backend's ``locked()``: SQLite's ``BEGIN IMMEDIATE``, waited for up to
         the busy timeout; this process's other writers wait on the store's lock), and
         checks coherence once it has it, so what the block reads is the latest committed
-        state and stays so until it commits.  It commits when it exits, also with
-        ``durability="batch"`` (batched writes before it are committed first).
+        state and stays so until it commits.  Backends without ``locked()`` (Redis,
+        PostgreSQL) check on entry (in their pushed-invalidation modes, only if one
+        arrived), and other clients may commit while the block runs.  It commits when it
+        exits, also with ``durability="batch"`` (batched writes before it are committed
+        first).
         """
         self.check_open()
         tx: _Tx | None = getattr(self._local, "tx", None)
@@ -682,7 +685,8 @@ class Engine:
             committing = False
             try:
                 with locked:
-                    self._recheck()  # no commit by anyone else from here to ours
+                    if self._locked is not None or not self._pushed_quiet():
+                        self._recheck()  # no commit by anyone else from here to ours
                     tx = self._local.tx = _Tx()
                     with self._lock:
                         self._tx_active += 1
@@ -729,6 +733,16 @@ class Engine:
         if self._remote:
             cold_access()  # a network round trip is I/O: not on an event loop
         self._recheck()
+
+    def _pushed_quiet(self) -> bool:
+        """The backend's pushed proof that nothing was committed (``unchanged()``, e.g.
+        Redis ``coherence=tracking``), not overlapping a check (see
+        :meth:`_check_coherence`).  Without a backend write lock (Redis, PostgreSQL) a
+        transaction's reads are not locked against other clients anyway, so there the
+        proof of a pushed-invalidation mode stands in for the round trip."""
+        seq = self._check_seq
+        unchanged = self._unchanged
+        return not seq & 1 and unchanged is not None and unchanged() and self._check_seq == seq
 
     def _recheck(self) -> None:
         """The full coherence check, whatever the interval or snapshot."""
