@@ -242,3 +242,59 @@ def test_a_transaction_takes_the_pushed_proof(own_server: RedisServer) -> None:
             a.put(("n",), "k", value + 1)
         assert b.get(("n",), "k").value == 3  # type: ignore[union-attr]
         client.close()
+
+
+def test_a_cluster_node_is_refused_clearly(tmp_path: Any) -> None:
+    """A real cluster-enabled redis-server (no slots needed to be recognised)."""
+    pytest.importorskip("redis")
+    import subprocess
+
+    from .conftest import _free_port
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+            "--cluster-enabled",
+            "yes",
+            "--cluster-port",  # the bus (port + 10000 by default, maybe past 65535)
+            str(_free_port()),
+            "--requirepass",
+            "s3cret",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        import redis
+
+        client = redis.Redis(port=port, password="s3cret")
+        _eventually(lambda: _pings(client), "the cluster node never answered")
+        client.close()
+        with pytest.raises(tieredmem.UnsupportedURLError, match="Redis Cluster") as info:
+            tieredmem.open(f"redis://:s3cret@127.0.0.1:{port}/0")
+        assert "s3cret" not in str(info.value)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _pings(client: Any) -> bool:
+    import redis
+
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False

@@ -101,8 +101,9 @@ class ValueTooLargeError(TieredMemError, ValueError):
 
 
 class UnsupportedURLError(TieredMemError, ValueError):
-    """The URL scheme names no installed backend, or the URL is malformed (such as a port
-    that is not a number)."""
+    """The URL scheme names no installed backend, the URL is malformed (such as a port
+    that is not a number), or it names a server of a kind the backend does not run on
+    (a Redis Cluster node)."""
 
 
 class BackendUnavailableError(TieredMemError, ConnectionError):

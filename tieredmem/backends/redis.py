@@ -303,9 +303,19 @@ class RedisBackend:
         )
         try:
             self._client.ping()
+            clustered = int(self._client.info("cluster").get("cluster_enabled", 0))
         except redis.RedisError as exc:
             self._client.close()
             raise self._unavailable(exc) from None
+        if clustered:
+            self._client.close()
+            # Every write batch is one Lua script over keys of many slots, and the
+            # coherence version is one key: a cluster would refuse them (CROSSSLOT).
+            raise UnsupportedURLError(
+                f"Redis at {self.url} is a Redis Cluster node (cluster_enabled:1); the "
+                "Redis backend runs on one Redis server (with replicas and Sentinel if you "
+                "need failover), not on a cluster: point the URL at a standalone server"
+            )
         self._write_script = self._client.register_script(_WRITE)
         self._expire_script = self._client.register_script(_EXPIRE)
         self._secret = secret
