@@ -113,6 +113,10 @@ class Engine:
         #: Opened with readonly=True: writes raise ReadOnlyError, no background worker.
         self._readonly = bool(getattr(backend, "readonly", False))
         #: The backend's write lock held for a block (SQLite: BEGIN IMMEDIATE), if any.
+        #: A backend's refusal of a transaction it cannot commit atomically (Redis Cluster).
+        self._check_atomic: Callable[[Sequence[Any]], None] | None = getattr(
+            backend, "check_atomic", None
+        )
         self._locked: Callable[[], AbstractContextManager[None]] | None = getattr(
             backend, "locked", None
         )
@@ -697,6 +701,8 @@ class Engine:
                         with self._lock:
                             self._tx_active -= 1
                     ops = list(tx.overlay.values())
+                    if ops and self._check_atomic is not None:
+                        self._check_atomic([op for op, _ in ops])  # e.g. one Redis slot
                     if ops:
                         # Joins the held transaction; settles the hot tier before the
                         # final COMMIT, so a failed COMMIT drops the tier (below).

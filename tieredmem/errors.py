@@ -113,6 +113,12 @@ class BackendUnavailableError(TieredMemError, ConnectionError):
     back (the store reconnects by itself)."""
 
 
+class CrossSlotError(TieredMemError, ValueError):
+    """A ``transaction()`` on a Redis Cluster writes namespaces of several units (hash
+    slots), which cannot commit atomically; nothing was written.  Keep a transaction within
+    one unit, or write without a transaction (each unit is then atomic on its own)."""
+
+
 class CheckpointTypeError(SerializationError):
     """A stored checkpoint names a type outside the serializer's allow-list, so it was not
     imported or called; allow it with ``TieredSaver(..., allowed_types=[MyType])``."""

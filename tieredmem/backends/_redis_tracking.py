@@ -59,7 +59,7 @@ class Tracker:
     ) -> None:
         self._connect = connect
         self._watch = prefix + b"w:"
-        self._own = self._watch + writer
+        self._own = writer  # a signal key ending in it is this client's (16 hex digits)
         self.bound = float(bound)
         self._dirty = True
         self._reset = False
@@ -69,6 +69,10 @@ class Tracker:
         self.connects = 0
         self._stop = threading.Event()
         self._ready = threading.Event()
+        # PINGs sent and answered on the current connection (see ping()/answered()).
+        self._cond = threading.Condition()
+        self._conn: Any = None
+        self._sent = self._answered = 0
         self._thread = threading.Thread(
             target=self._run,
             name=f"tieredmem-tracking-{prefix.decode(errors='replace')}",
@@ -93,8 +97,41 @@ class Tracker:
         reset, self._reset = self._reset, False
         return reset
 
+    def dirty(self) -> bool:
+        """True if a signal (or a (re)connect) arrived since :meth:`before_check`."""
+        return self._dirty
+
+    def ping(self) -> int | None:
+        """Send a PING through the tracking connection; the number to pass to
+        :meth:`answered`, or ``None`` if the connection is down.  Redis queues a write's
+        signal before it answers the writer, and one connection delivers in order, so once
+        the PING is answered every signal of a write acknowledged before it was sent has
+        been handled."""
+        with self._cond:
+            conn = self._conn
+            if conn is None or not self._listening:
+                return None
+            try:
+                conn.send_command("PING")
+            except Exception:
+                return None
+            self._sent += 1
+            return self._sent
+
+    def answered(self, target: int, timeout: float = 5.0) -> bool:
+        """Wait until PING number *target* is answered on the same connection."""
+        with self._cond:
+            conn = self._conn
+            return bool(
+                self._cond.wait_for(
+                    lambda: self._answered >= target or self._conn is not conn, timeout
+                )
+                and self._conn is conn
+                and self._answered >= target
+            )
+
     def _signalled(self, keys: Any) -> None:
-        if keys is None or any(bytes(k) != self._own for k in keys):
+        if keys is None or any(not bytes(k).endswith(self._own) for k in keys):
             self._dirty = True
 
     def _run(self) -> None:
@@ -122,7 +159,10 @@ class Tracker:
                 # Tracking from here: whatever was applied before may have been missed.
                 self._reset = True
                 self._dirty = True
-                self._listening = True
+                with self._cond:
+                    self._conn = conn
+                    self._sent = self._answered = 0
+                    self._listening = True
                 self.connects += 1
                 self._ready.set()
                 backoff = 0.05
@@ -135,18 +175,27 @@ class Tracker:
                         if msg[0] == b"message":
                             self._signalled(msg[2])
                         elif msg[0] == b"pong":
-                            pinged = None
+                            with self._cond:
+                                self._answered += 1
+                                self._cond.notify_all()
                         continue
                     now = time.monotonic()
-                    if pinged is not None and now - pinged > _PING_TIMEOUT:
+                    with self._cond:
+                        waiting = self._sent > self._answered
+                    if waiting and pinged is not None and now - pinged > _PING_TIMEOUT:
                         raise ConnectionError("the tracking connection stopped answering")
+                    if not waiting:
+                        pinged = None
                     if pinged is None and now - last > _PING_AFTER:
-                        conn.send_command("PING")
                         pinged = now
+                        self.ping()
             except Exception:  # lost: strict checks until it is back, then a drop
                 log.debug("tracking connection on %r lost", self._watch, exc_info=True)
             finally:
-                self._listening = False
+                with self._cond:
+                    self._listening = False
+                    self._conn = None
+                    self._cond.notify_all()
                 self._dirty = True
                 self._ready.set()
                 if conn is not None:
