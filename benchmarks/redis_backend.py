@@ -46,14 +46,26 @@ from _common import require, results_path  # noqa: E402 (after the path set-up a
 #: What this benchmark needs beyond tieredmem (``tieredmem bench`` checks it first).
 REQUIRES: dict[str, list[str]] = {
     "modules": ["redis", "langgraph"],
-    "programs": ["redis-server"],
+    "programs": ["redis-server", "redis-cli"],
 }
 
 
-def commands(url: str) -> int:
-    import redis
+def _plain(url: str) -> str:
+    """*url* without tieredmem's parts: ``redis://host:port/db`` for redis-py."""
+    return url.split("?")[0].replace("redis+cluster://", "redis://")
 
-    client = redis.Redis.from_url(url.split("?")[0])
+
+def commands(url: str) -> int:
+    """Commands the server (every node of a cluster) executed so far."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    if url.startswith("redis+cluster://"):
+        cluster = RedisCluster.from_url(_plain(url))
+        found = cluster.info("commandstats", target_nodes=RedisCluster.ALL_NODES)
+        cluster.close()
+        return sum(int(v["calls"]) for node in found.values() for v in node.values())
+    client = redis.Redis.from_url(_plain(url))
     stats = client.info("commandstats")
     client.close()
     return sum(int(v["calls"]) for v in stats.values())
@@ -124,8 +136,10 @@ def worker_kv(url: str, name: str, keys: int, seed: int) -> dict[str, Any]:
         store.close()
     else:
         import redis
+        from redis.cluster import RedisCluster
 
-        client = redis.Redis.from_url(url.split("?")[0])
+        cluster = url.startswith("redis+cluster://")
+        client = (RedisCluster if cluster else redis.Redis).from_url(_plain(url))
         prefix = url.split("prefix=")[-1] if "prefix=" in url else "raw:"
 
         def rput() -> None:
@@ -176,8 +190,10 @@ def worker_chat(url: str, turns: int) -> dict[str, Any]:
     return out
 
 
-#: The configurations, each run in a fresh process once per round.
-CONFIGS = ("tieredmem", "tieredmem-tracking", "redis-py", "chat", "chat-tracking")
+#: The configurations, each run in a fresh process once per round (``cluster:`` ones on
+#: a Redis Cluster of 3 masters and 3 replicas).
+SINGLE = ("tieredmem", "tieredmem-tracking", "redis-py", "chat", "chat-tracking")
+CONFIGS = SINGLE + tuple(f"cluster:{name}" for name in SINGLE)
 
 
 def median_of(found: list[Any]) -> Any:
@@ -254,6 +270,12 @@ def main() -> int:
         "--quick", action="store_true", help="2,000 keys, 50 turns, 1 round (CI smoke run)"
     )
     p.add_argument("--url", help="an existing Redis (default: start a private one)")
+    p.add_argument(
+        "--cluster-url",
+        help="an existing Redis Cluster, redis+cluster://host:port/ (default: start a "
+        "private one of 3 masters and 3 replicas, unless --url is given)",
+    )
+    p.add_argument("--no-cluster", action="store_true", help="skip the Redis Cluster runs")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--prefix", help=argparse.SUPPRESS)
@@ -265,6 +287,7 @@ def main() -> int:
         url = f"{args.url}?prefix={args.prefix}"
         if args.worker.endswith("-tracking"):
             url += "&coherence=tracking"
+
         if args.worker.startswith("chat"):
             result = worker_chat(url, args.turns)
         else:
@@ -275,18 +298,29 @@ def main() -> int:
         "benchmarks/redis_backend.py",
         {"modules": REQUIRES["modules"]} if args.url else REQUIRES,
     )
+    configs = [c for c in CONFIGS if not c.startswith("cluster:") or not args.no_cluster]
+    if args.url and not args.cluster_url:
+        configs = [c for c in configs if not c.startswith("cluster:")]
     proc, url, workdir = (None, args.url, "") if args.url else start_server()
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
+    cluster: Any = None
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
     try:
+        cluster_url = args.cluster_url
+        if cluster_url is None and any(c.startswith("cluster:") for c in configs):
+            from tests.redis_cluster import RedisCluster
+
+            cluster = RedisCluster()
+            cluster_url = f"redis+cluster://127.0.0.1:{cluster.ports[0]}/"
         for r in range(args.repeats):
-            for n, name in enumerate(CONFIGS):
+            for n, name in enumerate(configs):
+                target, _, worker = name.rpartition(":")
                 cmd = [
                     sys.executable,
                     __file__,
                     "--worker",
-                    name,
+                    worker,
                     "--url",
-                    url,
+                    cluster_url if target else url,
                     "--prefix",
                     f"b{r}x{n}:",
                     "--keys",
@@ -303,40 +337,47 @@ def main() -> int:
                 runs[name].append(json.loads(out.stdout))
                 print(f"[round {r + 1}/{args.repeats}] {name} ok", file=sys.stderr)
     finally:
+        if cluster is not None:
+            cluster.remove()
         if proc is not None:
             stop_server(proc, workdir)
     results = {name: median_of(found) for name, found in runs.items()}
-    print(
-        f"\nRedis over loopback, {args.keys:,} keys of ~1 KB, median of {args.repeats} "
-        "interleaved rounds: ops/s, client round trips per op (RTT) and Redis commands "
-        "executed per op (cmds, Lua-internal ones included)"
-    )
-    print(
-        f"{'phase':10} {'strict ops/s':>13} {'RTT':>6} {'tracking ops/s':>15} {'RTT':>6} "
-        f"{'redis-py ops/s':>15} {'RTT':>5} {'tracking/redis-py':>18}"
-    )
-    for phase in ("set", "get_hot", "get_cold"):
-        t, k, r = (results[n][phase] for n in ("tieredmem", "tieredmem-tracking", "redis-py"))
+    for target, title in (("", "one Redis server"), ("cluster:", "a Redis Cluster (3+3)")):
+        if f"{target}tieredmem" not in results:
+            continue
         print(
-            f"{phase:10} {t['ops_per_s']:>13,.0f} {t['round_trips_per_op']:>6} "
-            f"{k['ops_per_s']:>15,.0f} {k['round_trips_per_op']:>6} "
-            f"{r['ops_per_s']:>15,.0f} {r['round_trips_per_op']:>5} "
-            f"{k['ops_per_s'] / r['ops_per_s']:>17.1f}x"
+            f"\n{title} over loopback, {args.keys:,} keys of ~1 KB, median of "
+            f"{args.repeats} interleaved rounds: ops/s and client round trips per op (RTT)"
         )
-    print(f"\nLangGraph chat loop on Redis, {args.turns} turns:")
-    for name in ("chat", "chat-tracking"):
-        chat = results[name]
         print(
-            f"  {'strict' if name == 'chat' else 'tracking':8} "
-            f"{1000 / chat['turns']['ops_per_s']:.2f} ms/turn, "
-            f"{chat['turns']['round_trips_per_op']} round trips/turn; get_state "
-            f"{1000 / chat['get_state']['ops_per_s']:.2f} ms, "
-            f"{chat['get_state']['round_trips_per_op']} round trips"
+            f"{'phase':10} {'strict ops/s':>13} {'RTT':>6} {'tracking ops/s':>15} {'RTT':>6} "
+            f"{'redis-py ops/s':>15} {'RTT':>5} {'tracking/redis-py':>18}"
         )
+        for phase in ("set", "get_hot", "get_cold"):
+            t, k, r = (
+                results[target + n][phase] for n in ("tieredmem", "tieredmem-tracking", "redis-py")
+            )
+            print(
+                f"{phase:10} {t['ops_per_s']:>13,.0f} {t['round_trips_per_op']:>6} "
+                f"{k['ops_per_s']:>15,.0f} {k['round_trips_per_op']:>6} "
+                f"{r['ops_per_s']:>15,.0f} {r['round_trips_per_op']:>5} "
+                f"{k['ops_per_s'] / r['ops_per_s']:>17.1f}x"
+            )
+        print(f"LangGraph chat loop on {title}, {args.turns} turns:")
+        for name in ("chat", "chat-tracking"):
+            chat = results[target + name]
+            print(
+                f"  {'strict' if name == 'chat' else 'tracking':8} "
+                f"{1000 / chat['turns']['ops_per_s']:.2f} ms/turn, "
+                f"{chat['turns']['round_trips_per_op']} round trips/turn; get_state "
+                f"{1000 / chat['get_state']['ops_per_s']:.2f} ms, "
+                f"{chat['get_state']['round_trips_per_op']} round trips"
+            )
     print(
-        "\nA hot get costs tieredmem one round trip in the strict mode (the version check"
-        " that keeps hosts coherent) and none in the tracking mode while its tracking"
-        " connection is quiet (one check a second); a write batch is one Lua script."
+        "\nOn one server a hot get costs tieredmem one round trip in the strict mode (the"
+        " version check that keeps hosts coherent); on a cluster, one PING per master (sent"
+        " together). In the tracking mode it costs none while the tracking connections are"
+        " quiet (one check a second). A write batch is one Lua script per unit."
     )
     out_path = results_path("redis_backend", args.quick)
     out_path.parent.mkdir(parents=True, exist_ok=True)
