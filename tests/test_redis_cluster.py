@@ -203,3 +203,13 @@ def test_a_cluster_url_is_redacted(redis_cluster: RedisCluster) -> None:
         assert s.url.startswith("redis+cluster://127.0.0.1:")
     with pytest.raises(tieredmem.UnsupportedURLError, match="coherence"):
         tieredmem.open(redis_cluster.url(_prefix(), coherence="notify"))
+
+
+def test_an_unreachable_cluster_fails_typed_without_the_password() -> None:
+    pytest.importorskip("redis")
+    from .conftest import _free_port
+
+    url = f"redis+cluster://:s3cret@127.0.0.1:{_free_port()}/?prefix=x:"
+    with pytest.raises(tieredmem.BackendUnavailableError) as info:
+        tieredmem.open(url)
+    assert "s3cret" not in str(info.value) and "***" in str(info.value)

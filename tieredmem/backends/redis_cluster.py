@@ -266,7 +266,12 @@ class RedisClusterBackend:
             self._client: Any = RedisCluster.from_url(
                 self._secret, socket_timeout=5, socket_connect_timeout=2
             )
-        except (ValueError, redis.RedisError, IndexError) as exc:
+        except (
+            ValueError,
+            IndexError,
+            redis.RedisError,
+            redis.exceptions.RedisClusterException,
+        ) as exc:
             raise self._unavailable(exc) from None
         self._writer = secrets.token_hex(8)
         self._forks = FORKS[0]
