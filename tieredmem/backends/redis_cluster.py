@@ -296,14 +296,16 @@ class RedisClusterBackend:
         )
 
     def _error(self, exc: BaseException) -> TieredMemError:
-        redis = self._redis
-        if (
-            isinstance(
-                exc, (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError)
-            )
-            or "CLUSTERDOWN" in str(exc)
-            or isinstance(exc, redis.exceptions.RedisClusterException)
-        ):
+        """The typed error of a failed call: unavailable (connection, timeout, cluster
+        down or failing over) or any other server error."""
+        errors = self._redis.exceptions
+        down = (
+            errors.ConnectionError,
+            errors.TimeoutError,
+            errors.ClusterError,
+            errors.RedisClusterException,
+        )
+        if isinstance(exc, down) or "CLUSTERDOWN" in str(exc):
             return BackendUnavailableError(
                 f"Redis Cluster at {self.url}: {self._scrub(exc)} (the operation did not "
                 "complete; check that the cluster is up, then retry)"
