@@ -304,6 +304,9 @@ class RedisClusterBackend:
             errors.TimeoutError,
             errors.ClusterError,
             errors.RedisClusterException,
+            errors.AskError,
+            errors.TryAgainError,
+            errors.ReadOnlyError,
         )
         if isinstance(exc, down) or "CLUSTERDOWN" in str(exc):
             return BackendUnavailableError(
@@ -355,21 +358,27 @@ class RedisClusterBackend:
         )
 
     def _retrying(self, fn: Any) -> Any:
-        """Run *fn* until it succeeds, retrying connection and cluster errors (a master
-        failing over) with backoff for up to a few seconds."""
-        redis = self._redis
+        """Run *fn* until it succeeds, retrying what a failover or a slot move answers
+        (connection errors, ``MOVED``/``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``,
+        ``READONLY`` from a master turned replica, ``LOADING``) with backoff, the
+        topology refreshed before each retry, for up to a few seconds."""
+        errors = self._redis.exceptions
+        transient = (
+            errors.ConnectionError,  # BusyLoadingError (LOADING) among them
+            errors.TimeoutError,
+            errors.ClusterError,  # CLUSTERDOWN, MASTERDOWN
+            errors.RedisClusterException,
+            errors.AskError,  # MOVED too
+            errors.TryAgainError,
+            errors.ReadOnlyError,
+        )
         deadline = time.monotonic() + _RETRY_SECONDS
         delay = 0.05
         while True:
             try:
                 return fn()
-            except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError,
-                    redis.exceptions.RedisClusterException) as exc:  # fmt: skip
+            except transient as exc:
                 failure: BaseException = exc
-            except redis.ResponseError as exc:
-                if not str(exc).startswith(("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")):
-                    raise
-                failure = exc
             if time.monotonic() + delay > deadline:
                 raise self._error(failure) from None
             log.warning(
