@@ -150,6 +150,24 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """A real Redis Cluster (3 masters, 3 replicas) for the session (tests/redis_cluster.py);
+    tests that kill nodes start their own."""
+    pytest.importorskip("redis")
+    from .redis_cluster import RedisCluster, cluster_binaries
+
+    if cluster_binaries() is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("redis-server/redis-cli are missing in CI: .ci/apt-packages")
+        pytest.skip("redis-server and redis-cli are not installed (apt-get install redis-server)")
+    cluster = RedisCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture(scope="session")
 def pg_server() -> Iterator[Any]:
     """A private PostgreSQL server for the session (see tests/pg_server.py)."""
     pytest.importorskip("psycopg")

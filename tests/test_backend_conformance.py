@@ -19,7 +19,9 @@ from .conftest import FakeClock, RedisServer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(params=["sqlite-file", "sqlite-memory", "redis", "postgres"])
+@pytest.fixture(
+    params=["sqlite-file", "sqlite-memory", "redis", "redis-tracking", "redis-cluster", "postgres"]
+)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite-file":
         return str(tmp_path / "b.db")
@@ -27,8 +29,11 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return ":memory:"
     if request.param == "postgres":
         return str(request.getfixturevalue("pg_server").url(pool_timeout="5"))
+    if request.param == "redis-cluster":
+        return str(request.getfixturevalue("redis_cluster").url(f"t{uuid.uuid4().hex[:8]}:"))
     server: RedisServer = request.getfixturevalue("redis_server")
-    return server.url(f"t{uuid.uuid4().hex[:8]}:")
+    url = server.url(f"t{uuid.uuid4().hex[:8]}:")
+    return url + "&coherence=tracking" if request.param == "redis-tracking" else url
 
 
 def test_protocol(url: str) -> None:

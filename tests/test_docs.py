@@ -18,7 +18,9 @@ The convention every page under ``docs/`` (and ``README.md``) follows:
   where it is not installed, an error in CI) and, in that block, replaces every
   ``redis://localhost:6379/0`` (write exactly that URL; a ``?prefix=...`` after it is
   kept) with the test server's URL, on database 9, which is emptied before each file.
-  Another kind of server gets its own marker by adding an entry to :data:`SERVERS`.
+  ``<!-- docs-test: redis-cluster -->`` does the same for ``redis+cluster://localhost:7000/``
+  on the test session's Redis Cluster (its ``prefix=`` made unique).  Another kind of
+  server gets its own marker by adding an entry to :data:`SERVERS`.
 
 The examples (``examples/*.py``) are run by ``tests/test_examples.py``.
 """
@@ -106,9 +108,19 @@ def _redis(request: pytest.FixtureRequest) -> Callable[[str], str]:
     return lambda code: code.replace("redis://localhost:6379/0", url)
 
 
+def _redis_cluster(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    import uuid
+
+    cluster = request.getfixturevalue("redis_cluster")
+    url = f"redis+cluster://127.0.0.1:{cluster.ports[0]}/"
+    fresh = f"{url}?prefix=d{uuid.uuid4().hex[:8]}"  # its own keys on the shared cluster
+    return lambda code: code.replace("redis+cluster://localhost:7000/?prefix=", fresh)
+
+
 #: marker name -> set-up returning the rewrite applied to a marked block's code.
 SERVERS: dict[str, Callable[[pytest.FixtureRequest], Callable[[str], str]]] = {
     "redis": _redis,
+    "redis-cluster": _redis_cluster,
 }
 
 

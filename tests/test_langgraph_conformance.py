@@ -49,3 +49,24 @@ def test_conformance_full(factory) -> None:  # type: ignore[no-untyped-def]
     }
     assert report.conformance_level() == "FULL"
     assert sum(r.tests_passed for r in report.results.values()) >= 81
+
+
+@pytest.mark.parametrize("coherence", ["strict", "tracking"])
+def test_conformance_full_on_redis_cluster(redis_cluster, coherence) -> None:  # type: ignore[no-untyped-def]
+    """The same suite on a real Redis Cluster (3 masters, 3 replicas)."""
+    import uuid
+
+    import tieredmem
+
+    @checkpointer_test(name=f"TieredSaver(redis cluster, {coherence})")
+    async def factory() -> AsyncIterator[TieredSaver]:
+        url = redis_cluster.url(f"lg{uuid.uuid4().hex[:8]}:", coherence=coherence)
+        store = tieredmem.open(url)
+        saver = TieredSaver(store)
+        yield saver
+        store.close()
+
+    report = asyncio.run(validate(factory))
+    failures = {k: r.failures for k, r in report.results.items() if r.passed is not True}
+    assert not failures, failures
+    assert report.conformance_level() == "FULL"

@@ -114,6 +114,10 @@ class Engine:
         #: Opened with readonly=True: writes raise ReadOnlyError, no background worker.
         self._readonly = bool(getattr(backend, "readonly", False))
         #: The backend's write lock held for a block (SQLite: BEGIN IMMEDIATE), if any.
+        #: A backend's refusal of a transaction it cannot commit atomically (Redis Cluster).
+        self._check_atomic: Callable[[Sequence[Any]], None] | None = getattr(
+            backend, "check_atomic", None
+        )
         self._locked: Callable[[], AbstractContextManager[None]] | None = getattr(
             backend, "locked", None
         )
@@ -689,8 +693,11 @@ class Engine:
         commit (the backend's ``locked()``: SQLite's ``BEGIN IMMEDIATE``, waited for up to
         the busy timeout; this process's other writers wait on the store's lock), and
         checks coherence once it has it, so what the block reads is the latest committed
-        state and stays so until it commits.  It commits when it exits, also with
-        ``durability="batch"`` (batched writes before it are committed first).
+        state and stays so until it commits.  Backends without ``locked()`` (Redis,
+        PostgreSQL) check on entry (in their pushed-invalidation modes, only if one
+        arrived), and other clients may commit while the block runs.  It commits when it
+        exits, also with ``durability="batch"`` (batched writes before it are committed
+        first).
         """
         self.check_open()
         tx: _Tx | None = getattr(self._local, "tx", None)
@@ -712,7 +719,8 @@ class Engine:
             committing = False
             try:
                 with locked:
-                    self._recheck()  # no commit by anyone else from here to ours
+                    if self._locked is not None or not self._pushed_quiet():
+                        self._recheck()  # no commit by anyone else from here to ours
                     tx = self._local.tx = _Tx()
                     with self._lock:
                         self._tx_active += 1
@@ -723,6 +731,8 @@ class Engine:
                         with self._lock:
                             self._tx_active -= 1
                     ops = list(tx.overlay.values())
+                    if ops and self._check_atomic is not None:
+                        self._check_atomic([op for op, _ in ops])  # e.g. one Redis slot
                     if ops:
                         # Joins the held transaction; settles the hot tier before the
                         # final COMMIT, so a failed COMMIT drops the tier (below).
@@ -759,6 +769,16 @@ class Engine:
         if self._remote:
             cold_access()  # a network round trip is I/O: not on an event loop
         self._recheck()
+
+    def _pushed_quiet(self) -> bool:
+        """The backend's pushed proof that nothing was committed (``unchanged()``, e.g.
+        Redis ``coherence=tracking``), not overlapping a check (see
+        :meth:`_check_coherence`).  Without a backend write lock (Redis, PostgreSQL) a
+        transaction's reads are not locked against other clients anyway, so there the
+        proof of a pushed-invalidation mode stands in for the round trip."""
+        seq = self._check_seq
+        unchanged = self._unchanged
+        return not seq & 1 and unchanged is not None and unchanged() and self._check_seq == seq
 
     def _recheck(self) -> None:
         """The full coherence check, whatever the interval or snapshot."""

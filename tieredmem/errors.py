@@ -101,8 +101,9 @@ class ValueTooLargeError(TieredMemError, ValueError):
 
 
 class UnsupportedURLError(TieredMemError, ValueError):
-    """The URL scheme names no installed backend, or the URL is malformed (such as a port
-    that is not a number)."""
+    """The URL scheme names no installed backend, the URL is malformed (such as a port
+    that is not a number), or it names a server of a kind the backend does not run on
+    (a Redis Cluster node)."""
 
 
 class BackendUnavailableError(TieredMemError, ConnectionError):
@@ -110,6 +111,12 @@ class BackendUnavailableError(TieredMemError, ConnectionError):
     credentials or dropped the connection; the operation was not acknowledged.  The
     message says what to check (passwords are never shown); retry once the server is
     back (the store reconnects by itself)."""
+
+
+class CrossSlotError(TieredMemError, ValueError):
+    """A ``transaction()`` on a Redis Cluster writes namespaces of several units (hash
+    slots), which cannot commit atomically; nothing was written.  Keep a transaction within
+    one unit, or write without a transaction (each unit is then atomic on its own)."""
 
 
 class CheckpointTypeError(SerializationError):

@@ -266,6 +266,12 @@ def _redis_factory(url: str, **options: Any) -> Backend:
     return RedisBackend(url, **options)
 
 
+def _redis_cluster_factory(url: str, **options: Any) -> Backend:
+    from .redis_cluster import RedisClusterBackend
+
+    return RedisClusterBackend(url, **options)
+
+
 def _postgres_factory(url: str, **options: Any) -> Backend:
     from .postgres import PostgresBackend
 
@@ -274,6 +280,8 @@ def _postgres_factory(url: str, **options: Any) -> Backend:
 
 register("sqlite", _sqlite_factory)
 register("redis", _redis_factory)
+register("redis+cluster", _redis_cluster_factory)
+register("rediss+cluster", _redis_cluster_factory)
 register("postgresql", _postgres_factory)
 register("postgres", _postgres_factory)
 

@@ -2,7 +2,12 @@
 
 ``tieredmem.open("redis://localhost:6379/0")`` — same API, the hot tier still in front.
 
-Layout (all keys under a prefix, ``tm:`` by default; ``?prefix=`` in the URL changes it):
+URL parameters: ``prefix`` (``tm:`` by default), ``coherence``: ``strict`` (default, one
+version check before each read) or ``tracking`` (pushed invalidations, see
+:mod:`tieredmem.backends._redis_tracking` for its guarantee), ``tracking_bound``: seconds,
+the tracking mode's staleness bound (default 1).
+
+Layout (all keys under the prefix):
 
 - ``<p>r:<ns>\\x1e<key>``: a hash per item: ``v`` frame, ``c`` created, ``u`` updated,
   ``e`` expires (absent: never), ``t`` ttl;
@@ -15,6 +20,8 @@ Layout (all keys under a prefix, ``tm:`` by default; ``?prefix=`` in the URL cha
 - ``<p>ver``: incremented by every write batch (and every expiry sweep that deletes
   something), and ``<p>vid``: a fresh random 64-bit id, chosen by the writing client, set by
   every such increment in the same script;
+- ``<p>w:<writer>``: set and deleted by every write batch's script (and ``<p>w:sweep`` by
+  every sweep that deletes something), so tracking clients are signalled; never left behind;
 - ``<p>dicts``: a hash of zstd dictionaries by id (see :mod:`tieredmem.codec`), ids from
   ``<p>dictid``.
 
@@ -59,6 +66,7 @@ from ..errors import (
     UnsupportedURLError,
 )
 from . import Delete, DeleteRange, Op, Put, Row, Touch, redact_url
+from ._redis_tracking import FORKS, Tracker
 from .sqlite import prefix_bounds
 
 __all__ = ["RedisBackend"]
@@ -69,15 +77,19 @@ _HK = b"\x1e"
 _TOP = "\U0010ffff"
 
 # KEYS: none (all keys derive from the prefix, passed as ARGV[1]).
-# ARGV: prefix, a random id for <p>vid, then ops:
+# ARGV: prefix, a random id for <p>vid, the writer's id, then ops:
 #       "P" ns key frame now expires|"" created|"" ttl|""
 #       "D" ns key | "R" ns start stop|"" | "T" ns key now
 _BUMP = r"""
 -- Returns the previous and the new (ver, vid): {prev_ver, prev_vid, ver, vid}.
-local function bump(p, vid)
+-- Setting and deleting <p>w:<writer> signals the change to tracking clients (see
+-- tieredmem.backends._redis_tracking) and leaves no key behind.
+local function bump(p, vid, writer)
   local prev = redis.call('GET', p .. 'vid') or ''
   local ver = redis.call('INCR', p .. 'ver')
   redis.call('SET', p .. 'vid', vid)
+  redis.call('SET', p .. 'w:' .. writer, vid)
+  redis.call('DEL', p .. 'w:' .. writer)
   return {ver - 1, prev, ver, vid}
 end
 """
@@ -87,7 +99,7 @@ _WRITE = (
     + r"""
 local p = ARGV[1]
 local created = {}
-local i = 3
+local i = 4
 local t = redis.call('TIME')
 local server_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- Native expiry reclaims memory even if no sweep runs; logical expiry (the store's clock,
@@ -153,7 +165,7 @@ while i <= #ARGV do
     return redis.error_reply('unknown op ' .. op)
   end
 end
-return {bump(p, ARGV[2]), created}
+return {bump(p, ARGV[2], ARGV[3]), created}
 """
 )
 
@@ -173,7 +185,7 @@ for _, member in ipairs(due) do
   if redis.call('ZCARD', p .. 'k:' .. ns) == 0 then redis.call('ZREM', p .. 'ns', ns) end
 end
 local v = {}
-if #due > 0 then v = bump(p, ARGV[4]) end
+if #due > 0 then v = bump(p, ARGV[4], 'sweep') end
 return {due, v}
 """
 )
@@ -245,6 +257,21 @@ class RedisBackend:
         parts = urlsplit(url)
         query = parse_qs(parts.query)
         self.prefix = query.get("prefix", ["tm:"])[0]
+        mode = query.get("coherence", ["strict"])[0]
+        if mode not in ("strict", "tracking"):
+            raise UnsupportedURLError(
+                f"coherence must be 'strict' or 'tracking' in a Redis URL, not {mode!r}"
+            )
+        #: ``strict`` (a version check before each read) or ``tracking`` (pushed signals).
+        self.coherence = mode
+        try:
+            bound = float(query.get("tracking_bound", ["1"])[0])
+        except ValueError:
+            bound = -1.0
+        if not bound > 0:
+            raise UnsupportedURLError(
+                "tracking_bound must be a positive number of seconds in a Redis URL"
+            )
         secret = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
         #: The URL as it may be shown: its password replaced by ``***``.
         self.url = redact_url(secret)
@@ -276,15 +303,52 @@ class RedisBackend:
         )
         try:
             self._client.ping()
+            clustered = int(self._client.info("cluster").get("cluster_enabled", 0))
         except redis.RedisError as exc:
             self._client.close()
             raise self._unavailable(exc) from None
+        if clustered:
+            self._client.close()
+            # Every write batch is one Lua script over keys of many slots, and the
+            # coherence version is one key: a cluster would refuse them (CROSSSLOT).
+            raise UnsupportedURLError(
+                f"Redis at {self.url} is a Redis Cluster node (cluster_enabled:1); the "
+                "Redis backend runs on one Redis server (with replicas and Sentinel if you "
+                "need failover), not on a cluster: point the URL at a standalone server"
+            )
         self._write_script = self._client.register_script(_WRITE)
         self._expire_script = self._client.register_script(_EXPIRE)
+        self._secret = secret
         self._seen_ver: tuple[int, bytes] | None = None
         self._seen_lock = threading.Lock()
         self._closed = False
+        self._forks = FORKS[0]
+        self._writer = secrets.token_hex(8)
+        self._tracker: Tracker | None = None
         self.foreign_change()
+        if mode == "tracking":
+            self._tracker = self._track(bound)
+
+    def _track(self, bound: float) -> Tracker:
+        """Start the tracking thread (see :mod:`tieredmem.backends._redis_tracking`)."""
+        from redis import connection
+
+        kwargs: dict[str, Any] = cast(Any, connection).parse_url(self._secret)
+        Connection = connection.Connection
+        kind = kwargs.pop("connection_class", Connection)  # SSLConnection for rediss://
+        kwargs.update(protocol=2, socket_timeout=10)  # RESP2: signals arrive as messages
+        connect = lambda: kind(**kwargs)  # noqa: E731
+        return Tracker(connect, self.prefix.encode(), self._writer.encode(), bound=bound)
+
+    def _forked(self) -> None:
+        """In a child process: a writer id of its own, and a tracking thread (threads do
+        not survive a fork)."""
+        if self._forks == FORKS[0]:
+            return
+        self._forks = FORKS[0]
+        self._writer = secrets.token_hex(8)
+        if self._tracker is not None:
+            self._tracker = self._track(self._tracker.bound)
 
     def _first_ping(self, probe: Any) -> None:
         """Reach the server, retrying an unanswered connection with backoff (each retry
@@ -468,7 +532,8 @@ class RedisBackend:
     # -- writes ------------------------------------------------------------------------
     def write(self, ops: Sequence[Op]) -> list[float]:
         self._check()
-        args: list[Any] = [self.prefix, secrets.token_hex(8)]
+        self._forked()
+        args: list[Any] = [self.prefix, secrets.token_hex(8), self._writer]
         for op in ops:
             if isinstance(op, Put):
                 args += [
@@ -536,23 +601,37 @@ class RedisBackend:
         return dict_id
 
     # -- coherence, maintenance, stats -------------------------------------------------
+    def unchanged(self) -> bool:
+        """Tracking mode: True while the tracking connection reports nothing new (see
+        :mod:`tieredmem.backends._redis_tracking`); strict mode: always ``False`` ("ask")."""
+        if self._forks != FORKS[0]:
+            self._forked()
+        tracker = self._tracker
+        return tracker is not None and tracker.quiet()
+
     def foreign_change(self) -> bool:
         """One round trip: has ``(ver, vid)`` moved since we last looked (beyond our writes)?
 
         Every change sets a new random ``vid``, so a ``ver`` that climbs back to the value we
-        saw (after a rollback of the server's data) cannot pass for it."""
+        saw (after a rollback of the server's data) cannot pass for it.  In tracking mode
+        also ``True`` when the tracking connection was (re)established since the last
+        check: signals may have been lost while it was down."""
         if self._closed:
             return False
+        tracker = self._tracker
+        if tracker is not None:
+            tracker.before_check()
         p = self.prefix.encode()
         try:
             raw, vid = self._client.mget([p + b"ver", p + b"vid"])
         except self._redis.RedisError as exc:
             raise self._error(exc) from exc
+        reset = tracker is not None and tracker.after_check()
         ver = (int(raw or 0), bytes(vid or b""))
         with self._seen_lock:
             changed = self._seen_ver is not None and ver != self._seen_ver
             self._seen_ver = ver
-        return changed
+        return changed or reset
 
     def maintain(self) -> dict[str, Any]:
         return {}
@@ -578,4 +657,7 @@ class RedisBackend:
         if self._closed:
             return
         self._closed = True
+        if self._tracker is not None:
+            self._tracker.close()
+            self._tracker = None
         self._client.close()

@@ -1,0 +1,767 @@
+"""The Redis Cluster backend: the cold tier spread over the masters of a Redis Cluster.
+
+``tieredmem.open("redis+cluster://host:port/?prefix=tm:")`` (``rediss+cluster://`` for
+TLS): any node of the cluster; the others are discovered.  URL parameters: ``prefix``
+(``tm:``), ``coherence`` (``strict``, the default, or ``tracking``), ``tracking_bound``
+(seconds, default 1), ``wait`` (replicas each write batch waits for, default 0) and
+``wait_timeout`` (milliseconds, default 2000).
+
+Units and hash tags.  A *unit* is what must change atomically: an item, a namespace's
+key index, a history, a ``State``, a LangGraph thread.  Its keys share one hash tag, so
+they live in one slot.  The unit of a namespace is its first two labels (three under
+tieredmem's own ``tieredmem`` root: ``tieredmem/history/<name>``,
+``tieredmem/lg/<thread>``, ...); its tag is a 64-bit hash of them.  Keys (``<p>`` the
+prefix, ``<t>`` the tag):
+
+- ``<p>{<t>}r:<ns>\\x1e<key>``: a hash per item, as on one server;
+- ``<p>{<t>}k:<ns>``: the namespace's keys; ``<p>{<t>}x:<ns>``: its keys with an expiry;
+- ``<p>w:{<t>}<writer>``: set and deleted by every write script, the tracking signal;
+- ``<p>{n<i>}ns`` and ``<p>{e<i>}exp`` (``i`` < 16): the namespaces holding items and
+  those holding items with an expiry, spread by hash over 16 sorted sets (on several
+  masters), for listing, scans and the expiry sweep;
+- ``<p>{d}dicts``, ``<p>{d}dictid``: zstd dictionaries.
+
+Writes.  The operations of a batch on one unit are one Lua script (atomic).  A batch over
+several units is split into one script per unit, run in order; each part is atomic, the
+batch as a whole is not: a failure (or a crash) part-way leaves the earlier parts written
+and raises.  :meth:`RedisClusterBackend.check_atomic` refuses a ``transaction()`` over
+several units with :class:`~tieredmem.errors.CrossSlotError` before anything is written.
+A namespace that gains its first key is added to its registry right after the script
+(and one that lost its last key removed, then checked again), so a listing never misses
+a namespace that holds items, except after a crash between those two steps.
+
+Durability.  Redis replicates asynchronously: a master that dies right after answering
+may take a write with it when its replica is promoted.  ``wait=1`` sends ``WAIT 1`` after
+each script on the same connection: a batch is acknowledged only once one replica has it
+(else it raises :class:`~tieredmem.errors.BackendUnavailableError`, the batch written on
+the master but not confirmed).  Redis's own documentation notes that even then a failover
+may, in rare cases, elect a replica without it; tieredmem's failover test kills a master
+under ``wait=1`` writes and finds every acknowledged write.
+
+Coherence.  There is no one version key a reader could check in one round trip: each
+master signals the writes of its slots on a tracking connection this client keeps to it
+(:mod:`tieredmem.backends._redis_tracking`).  ``strict``: before each read, a PING goes
+through every tracking connection; once all are answered, every signal of a write
+acknowledged before the read began has arrived, and any such signal (or a connection
+down, or a master new or gone) drops the hot tier.  A write acknowledged by another
+client is therefore seen by every read that starts after it, at one round trip to each
+master (sent together).  ``tracking``: reads skip those pings while no signal arrived and
+the last check is younger than ``tracking_bound``, as on one server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import Any, cast
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from ..errors import (
+    BackendUnavailableError,
+    CrossSlotError,
+    StoreClosedError,
+    TieredMemError,
+    UnsupportedURLError,
+)
+from ..names import INTERNAL_ROOT
+from . import SEP, Delete, DeleteRange, Op, Put, Row, Touch, redact_url
+from ._redis_tracking import FORKS, Tracker
+from .sqlite import prefix_bounds
+
+__all__ = ["RedisClusterBackend"]
+
+log = logging.getLogger(__name__)
+
+_HK = b"\x1e"
+_TOP = "\U0010ffff"
+#: Sorted sets each registry (namespaces, namespaces with expiring items) is spread over.
+_SHARDS = 16
+_RETRY_SECONDS = 8.0
+
+# KEYS[1]: the unit's key index of the first op (routes the script to its slot).
+# ARGV: base "<p>{<t>}", signal key, signal value, then ops as on one server:
+#       "P" ns key frame now expires|"" created|"" ttl|""
+#       "D" ns key | "R" ns start stop|"" | "T" ns key now
+# Returns {created..., "|", ns flags...}: per namespace touched, "+k" (gained its first
+# key), "-k" (lost its last), "+x"/"-x" the same for expiring keys.
+_WRITE = r"""
+local base = ARGV[1]
+local created = {}
+local cards = {}
+local function card(ns)
+  if cards[ns] == nil then
+    cards[ns] = {redis.call('ZCARD', base .. 'k:' .. ns), redis.call('ZCARD', base .. 'x:' .. ns)}
+  end
+end
+local t = redis.call('TIME')
+local server_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function native_expiry(r, exp)
+  local ms = math.floor(tonumber(exp) * 1000) + 60000
+  if ms > server_ms then redis.call('PEXPIREAT', r, ms) else redis.call('PERSIST', r) end
+end
+local function drop(ns, key)
+  local r = base .. 'r:' .. ns .. '\30' .. key
+  redis.call('DEL', r)
+  redis.call('ZREM', base .. 'k:' .. ns, key)
+  redis.call('ZREM', base .. 'x:' .. ns, key)
+end
+local i = 4
+while i <= #ARGV do
+  local op = ARGV[i]
+  local ns = ARGV[i+1]
+  card(ns)
+  if op == 'P' then
+    local key, frame, now = ARGV[i+2], ARGV[i+3], ARGV[i+4]
+    local exp, c, ttl = ARGV[i+5], ARGV[i+6], ARGV[i+7]
+    local r = base .. 'r:' .. ns .. '\30' .. key
+    local old = redis.call('HGET', r, 'c')
+    if c == '' then c = old or now end
+    redis.call('HSET', r, 'v', frame, 'c', c, 'u', now)
+    if exp == '' then
+      redis.call('HDEL', r, 'e', 't')
+      redis.call('PERSIST', r)
+      redis.call('ZREM', base .. 'x:' .. ns, key)
+    else
+      redis.call('HSET', r, 'e', exp)
+      native_expiry(r, exp)
+      if ttl ~= '' then redis.call('HSET', r, 't', ttl) else redis.call('HDEL', r, 't') end
+      redis.call('ZADD', base .. 'x:' .. ns, exp, key)
+    end
+    redis.call('ZADD', base .. 'k:' .. ns, 0, key)
+    table.insert(created, c)
+    i = i + 8
+  elseif op == 'D' then
+    drop(ns, ARGV[i+2])
+    i = i + 3
+  elseif op == 'R' then
+    local start, stop = ARGV[i+2], ARGV[i+3]
+    local hi = '+'
+    if stop ~= '' then hi = '(' .. stop end
+    local keys = redis.call('ZRANGEBYLEX', base .. 'k:' .. ns, '[' .. start, hi)
+    for _, key in ipairs(keys) do drop(ns, key) end
+    i = i + 4
+  elseif op == 'T' then
+    local key, now = ARGV[i+2], ARGV[i+3]
+    local r = base .. 'r:' .. ns .. '\30' .. key
+    local ttl = redis.call('HGET', r, 't')
+    if ttl then
+      local exp = tonumber(now) + tonumber(ttl)
+      redis.call('HSET', r, 'e', tostring(exp))
+      native_expiry(r, exp)
+      redis.call('ZADD', base .. 'x:' .. ns, exp, key)
+    end
+    i = i + 4
+  else
+    return redis.error_reply('unknown op ' .. op)
+  end
+end
+redis.call('SET', ARGV[2], ARGV[3])
+redis.call('DEL', ARGV[2])
+table.insert(created, '|')
+for ns, before in pairs(cards) do
+  local k = redis.call('ZCARD', base .. 'k:' .. ns)
+  local x = redis.call('ZCARD', base .. 'x:' .. ns)
+  if before[1] == 0 and k > 0 then table.insert(created, '+k' .. ns) end
+  if before[1] > 0 and k == 0 then table.insert(created, '-k' .. ns) end
+  if before[2] == 0 and x > 0 then table.insert(created, '+x' .. ns) end
+  if before[2] > 0 and x == 0 then table.insert(created, '-x' .. ns) end
+end
+return created
+"""
+
+# KEYS[1]: the namespace's expiry index.  ARGV: base, ns, now, limit, signal key.
+_EXPIRE = r"""
+local base, ns = ARGV[1], ARGV[2]
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
+for _, key in ipairs(due) do
+  redis.call('DEL', base .. 'r:' .. ns .. '\30' .. key)
+  redis.call('ZREM', base .. 'k:' .. ns, key)
+  redis.call('ZREM', KEYS[1], key)
+end
+if #due > 0 then
+  redis.call('SET', ARGV[5], '1')
+  redis.call('DEL', ARGV[5])
+end
+return {due, redis.call('ZCARD', base .. 'k:' .. ns), redis.call('ZCARD', KEYS[1])}
+"""
+
+
+def unit_of(ns: str) -> str:
+    """The unit a joined namespace belongs to: its first two labels (three under the
+    ``tieredmem`` root).
+
+    >>> unit_of("users\\x1falice\\x1fprefs")
+    'users\\x1falice'
+    >>> unit_of("tieredmem\\x1flg\\x1fthread-1\\x1f~")
+    'tieredmem\\x1flg\\x1fthread-1'
+    """
+    labels = ns.split(SEP)
+    return SEP.join(labels[: 3 if labels[0] == INTERNAL_ROOT else 2])
+
+
+def _tag(ns: str) -> str:
+    return hashlib.blake2b(unit_of(ns).encode(), digest_size=8).hexdigest()
+
+
+def _shard(ns: str) -> int:
+    return hashlib.blake2b(ns.encode(), digest_size=2).digest()[0] % _SHARDS
+
+
+def _num(v: bytes | None) -> float | None:
+    return None if v is None else float(v)
+
+
+class RedisClusterBackend:
+    """Cold tier on a Redis Cluster.  ``url`` is
+    ``redis+cluster://[:password@]host:port/[?prefix=tm:&coherence=strict&wait=0]``."""
+
+    #: Every call is a network round trip (the store keeps them off event loops).
+    remote = True
+
+    def __init__(self, url: str, **_: Any) -> None:
+        try:
+            import redis
+            from redis.cluster import RedisCluster
+        except ImportError:
+            raise TieredMemError(
+                "the Redis backend needs redis-py: pip install 'tieredmem[redis]'"
+            ) from None
+        parts = urlsplit(url)
+        #: The URL as it may be shown: its password replaced by ``***``.
+        self.url = redact_url(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
+        query = parse_qs(parts.query)
+        self.prefix = query.get("prefix", ["tm:"])[0]
+        if "{" in self.prefix or "}" in self.prefix:
+            raise UnsupportedURLError("a Redis Cluster prefix may not contain '{' or '}'")
+        self.coherence = query.get("coherence", ["strict"])[0]
+        if self.coherence not in ("strict", "tracking"):
+            raise UnsupportedURLError(
+                f"coherence must be 'strict' or 'tracking' in a Redis URL, not {self.coherence!r}"
+            )
+        try:
+            self._bound = float(query.get("tracking_bound", ["1"])[0])
+            self._wait = int(query.get("wait", ["0"])[0])
+            self._wait_ms = int(query.get("wait_timeout", ["2000"])[0])
+        except ValueError:
+            raise UnsupportedURLError(
+                "tracking_bound, wait and wait_timeout must be numbers in a Redis URL"
+            ) from None
+        if not self._bound > 0 or self._wait < 0 or self._wait_ms <= 0:
+            raise UnsupportedURLError(
+                "tracking_bound and wait_timeout must be positive and wait >= 0 in a Redis URL"
+            )
+        try:
+            self._password = parts.password or ""
+        except ValueError:
+            self._password = ""
+        scheme = "rediss" if parts.scheme.lower().startswith("rediss") else "redis"
+        self._secret = urlunsplit((scheme, parts.netloc, "", "", ""))
+        self._redis = redis
+        try:
+            self._client: Any = RedisCluster.from_url(
+                self._secret, socket_timeout=5, socket_connect_timeout=2
+            )
+        except (
+            ValueError,
+            IndexError,
+            redis.RedisError,
+            redis.exceptions.RedisClusterException,
+        ) as exc:
+            raise self._unavailable(exc) from None
+        self._writer = secrets.token_hex(8)
+        self._forks = FORKS[0]
+        self._closed = False
+        self._lock = threading.Lock()
+        self._trackers: dict[str, Tracker] = {}
+        self._topology_at = 0.0
+        self._refresh_trackers(force=False)
+
+    # -- helpers ----------------------------------------------------------------------
+    def _scrub(self, exc: BaseException) -> str:
+        text = str(exc)
+        return text.replace(self._password, "***") if self._password else text
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+        reason = self._scrub(exc).rstrip(". ")
+        return BackendUnavailableError(
+            f"cannot use the Redis Cluster at {self.url}: {reason}; check that its nodes "
+            "are running and reachable and that the cluster reports cluster_state:ok "
+            "(after a master failed, its replica takes over within the cluster's node "
+            "timeout; retry then)"
+        )
+
+    def _error(self, exc: BaseException) -> TieredMemError:
+        """The typed error of a failed call: unavailable (connection, timeout, cluster
+        down or failing over) or any other server error."""
+        errors = self._redis.exceptions
+        down = (
+            errors.ConnectionError,
+            errors.TimeoutError,
+            errors.ClusterError,
+            errors.RedisClusterException,
+            errors.AskError,
+            errors.TryAgainError,
+            errors.ReadOnlyError,
+        )
+        if isinstance(exc, down) or "CLUSTERDOWN" in str(exc):
+            return BackendUnavailableError(
+                f"Redis Cluster at {self.url}: {self._scrub(exc)} (the operation did not "
+                "complete; check that the cluster is up, then retry)"
+            )
+        return TieredMemError(
+            f"Redis Cluster at {self.url}: {self._scrub(exc)} (the operation did not complete)"
+        )
+
+    def _check(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{self.url} is closed; open the store again to use it")
+        if self._forks != FORKS[0]:
+            self._forked()
+
+    def _forked(self) -> None:
+        with self._lock:
+            if self._forks == FORKS[0]:
+                return
+            self._forks = FORKS[0]
+            self._writer = secrets.token_hex(8)
+            self._trackers = {}  # their threads did not survive the fork
+        self._refresh_trackers(force=True)
+
+    def _base(self, ns: str) -> str:
+        return f"{self.prefix}{{{_tag(ns)}}}"
+
+    def _r(self, ns: str, key: str) -> bytes:
+        return f"{self._base(ns)}r:".encode() + ns.encode() + _HK + key.encode()
+
+    def _k(self, ns: str) -> bytes:
+        return f"{self._base(ns)}k:{ns}".encode()
+
+    def _registry(self, kind: str, ns: str) -> str:
+        return f"{self.prefix}{{{kind}{_shard(ns)}}}{'ns' if kind == 'n' else 'exp'}"
+
+    def _registries(self, kind: str) -> list[str]:
+        return [
+            f"{self.prefix}{{{kind}{i}}}{'ns' if kind == 'n' else 'exp'}" for i in range(_SHARDS)
+        ]
+
+    @staticmethod
+    def _row(ns: str, key: str, h: dict[bytes, bytes]) -> Row | None:
+        if not h:
+            return None
+        return Row(
+            ns, key, h[b"v"], float(h[b"c"]), float(h[b"u"]), _num(h.get(b"e")), _num(h.get(b"t"))
+        )
+
+    def _retrying(self, fn: Any) -> Any:
+        """Run *fn* until it succeeds, retrying what a failover or a slot move answers
+        (connection errors, ``MOVED``/``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``,
+        ``READONLY`` from a master turned replica, ``LOADING``) with backoff, the
+        topology refreshed before each retry, for up to a few seconds."""
+        errors = self._redis.exceptions
+        transient = (
+            errors.ConnectionError,  # BusyLoadingError (LOADING) among them
+            errors.TimeoutError,
+            errors.ClusterError,  # CLUSTERDOWN, MASTERDOWN
+            errors.RedisClusterException,
+            errors.AskError,  # MOVED too
+            errors.TryAgainError,
+            errors.ReadOnlyError,
+        )
+        deadline = time.monotonic() + _RETRY_SECONDS
+        delay = 0.05
+        while True:
+            try:
+                return fn()
+            except transient as exc:
+                failure: BaseException = exc
+            if time.monotonic() + delay > deadline:
+                raise self._error(failure) from None
+            log.warning(
+                "Redis Cluster at %s: %s; retrying in %.2f s",
+                self.url,
+                self._scrub(failure),
+                delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            try:
+                self._client.nodes_manager.initialize()
+            except Exception:  # still failing over: the next attempt tells
+                pass
+
+    def _call(self, fn: Any) -> Any:
+        self._check()
+        try:
+            return self._retrying(fn)
+        except TieredMemError:
+            raise
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+
+    # -- reads -------------------------------------------------------------------------
+    def get(self, ns: str, key: str) -> Row | None:
+        return self._row(ns, key, self._call(lambda: self._client.hgetall(self._r(ns, key))))
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Row | None]:
+        if not keys:
+            return []
+
+        def run() -> list[Any]:
+            pipe = self._client.pipeline()
+            for ns, key in keys:
+                pipe.hgetall(self._r(ns, key))
+            return cast(list[Any], pipe.execute())
+
+        found = self._call(run)
+        return [self._row(ns, key, h) for (ns, key), h in zip(keys, found)]
+
+    def keys(self, ns: str, start: str = "", stop: str | None = None) -> list[str]:
+        hi = b"+" if stop is None else b"(" + stop.encode()
+        found = self._call(lambda: self._client.zrangebylex(self._k(ns), b"[" + start.encode(), hi))
+        return [k.decode() for k in found]
+
+    def range(
+        self,
+        ns: str,
+        start: str | None = None,
+        stop: str | None = None,
+        *,
+        limit: int | None = None,
+        reverse: bool = False,
+    ) -> list[Row]:
+        keys = self.keys(ns, start or "", stop)
+        if reverse:
+            keys.reverse()
+        if limit is not None:
+            keys = keys[:limit]
+        return [r for r in self.get_many([(ns, k) for k in keys]) if r is not None]
+
+    def namespaces(
+        self,
+        ns_prefix: str,
+        *,
+        after: str | None = None,
+        limit: int = 1000,
+        skip_prefix: str | None = None,
+    ) -> list[str]:
+        """Namespaces holding items, in order: a merge of the 16 registry shards, each
+        read a page at a time, so the work is bounded by what is returned (and skipped)."""
+        lo, hi = prefix_bounds(ns_prefix)
+        high = b"+" if hi == _TOP else b"(" + hi.encode()
+        s_lo, s_hi = prefix_bounds(skip_prefix) if skip_prefix else ("", "")
+        page = max(16, min(500, limit))
+        cursors: dict[str, bytes] = {
+            name: (b"(" + after.encode() if after is not None else b"[" + lo.encode())
+            for name in self._registries("n")
+        }
+        pending: list[str] = []
+        done: set[str] = set()
+        out: list[str] = []
+        while len(out) < limit and len(done) < len(cursors):
+            active = [n for n in cursors if n not in done]
+
+            def fetch(active: list[str] = active) -> list[Any]:
+                pipe = self._client.pipeline()
+                for name in active:
+                    pipe.zrangebylex(name, cursors[name], high, 0, page)
+                return cast(list[Any], pipe.execute())
+
+            bound: str | None = None
+            for name, found in zip(active, self._call(fetch)):
+                got = [raw.decode() for raw in found]
+                if len(got) < page:
+                    done.add(name)
+                else:
+                    cursors[name] = b"(" + got[-1].encode()
+                    bound = got[-1] if bound is None else min(bound, got[-1])
+                pending += [n for n in got if not (s_lo <= n < s_hi)]
+            pending.sort()
+            # Everything below the smallest last name of an unfinished shard is final.
+            ready = [n for n in pending if bound is None or n <= bound]
+            pending = pending[len(ready) :]
+            out += self._holding_items(ready)
+        return out[:limit]
+
+    def _holding_items(self, names: list[str]) -> list[str]:
+        """*names* whose key index is not empty (a registry may briefly list an emptied
+        namespace: removal comes after the script that emptied it)."""
+        if not names:
+            return []
+
+        def run() -> list[Any]:
+            pipe = self._client.pipeline()
+            for ns in names:
+                pipe.zcard(self._k(ns))
+            return cast(list[Any], pipe.execute())
+
+        return [ns for ns, n in zip(names, self._call(run)) if int(n) > 0]
+
+    def scan(
+        self,
+        ns_prefix: str,
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int = 1000,
+        skip_prefix: str | None = None,
+    ) -> list[Row]:
+        out: list[Row] = []
+        start_ns = after[0] if after is not None else None
+        spaces = self.namespaces(ns_prefix, limit=10**9, skip_prefix=skip_prefix)
+        for ns in spaces:
+            if start_ns is not None and ns < start_ns:
+                continue
+            first = ""
+            if after is not None and ns == start_ns:
+                first = after[1] + "\x00"  # strictly after
+            out += self.range(ns, first, limit=limit - len(out))
+            if len(out) >= limit:
+                break
+        return out
+
+    def text_search(
+        self, ns_prefix: str, query: str, *, limit: int, skip_prefix: str | None = None
+    ) -> list[tuple[Row, float]]:
+        raise TieredMemError(
+            "full-text search (query=) is not available on the Redis backend: plain Redis "
+            "has no text index; use filter=, or the SQLite backend for text search"
+        )
+
+    # -- writes ------------------------------------------------------------------------
+    def check_atomic(self, ops: Sequence[Op]) -> None:
+        """Refuse a batch that must be atomic (a ``transaction()``) but spans units.
+
+        :raises CrossSlotError: the batch writes namespaces of more than one unit."""
+        units = {unit_of(op.ns) for op in ops}
+        if len(units) > 1:
+            shown = ", ".join(sorted(repr(u.replace(SEP, "/")) for u in units)[:4])
+            raise CrossSlotError(
+                f"a transaction on the Redis Cluster at {self.url} writes {len(units)} "
+                f"units ({shown}), which live in different hash slots and cannot commit "
+                "atomically: keep a transaction within one unit (namespaces sharing their "
+                "first two labels), or write without transaction() (each unit is then "
+                "atomic on its own)"
+            )
+
+    def write(self, ops: Sequence[Op]) -> list[float]:
+        self._check()
+        groups: dict[str, list[Op]] = {}
+        for op in ops:
+            groups.setdefault(_tag(op.ns), []).append(op)
+        created: dict[int, float] = {}
+        order = {id(op): i for i, op in enumerate(ops)}
+        for group in groups.values():
+            for op, c in zip([o for o in group if isinstance(o, Put)], self._write_unit(group)):
+                created[order[id(op)]] = c
+        return [created[i] for i in sorted(created)]
+
+    def _write_unit(self, ops: list[Op]) -> list[float]:
+        base = self._base(ops[0].ns)
+        signal = f"{self.prefix}w:{{{_tag(ops[0].ns)}}}{self._writer}"
+        args: list[Any] = [base, signal, "1"]
+        for op in ops:
+            if isinstance(op, Put):
+                args += [
+                    "P",
+                    op.ns,
+                    op.key,
+                    op.frame,
+                    repr(op.now),
+                    "" if op.expires_at is None else repr(op.expires_at),
+                    "" if op.created is None else repr(op.created),
+                    "" if op.ttl is None else repr(op.ttl),
+                ]
+            elif isinstance(op, Delete):
+                args += ["D", op.ns, op.key]
+            elif isinstance(op, DeleteRange):
+                args += ["R", op.ns, op.start, "" if op.stop is None else op.stop]
+            elif isinstance(op, Touch):
+                args += ["T", op.ns, op.key, repr(op.now)]
+        result = self._call(lambda: self._run_script(_WRITE, self._k(ops[0].ns), args))
+        cut = result.index(b"|")
+        self._registry_changes([bytes(f).decode() for f in result[cut + 1 :]])
+        return [float(c) for c in result[:cut]]
+
+    def _run_script(self, script: str, key: bytes, args: list[Any]) -> Any:
+        """Run *script* on the master of *key*'s slot (with ``WAIT`` on the same
+        connection when asked)."""
+        redis = self._redis
+        node = self._client.get_node_from_key(key)
+        conn = self._client.get_redis_connection(node)
+        sha = hashlib.sha1(script.encode()).hexdigest()
+        for _ in range(2):
+            pipe = conn.pipeline(transaction=False)
+            pipe.execute_command("EVALSHA", sha, 1, key, *args)
+            if self._wait:
+                pipe.execute_command("WAIT", self._wait, self._wait_ms)
+            results = pipe.execute(raise_on_error=False)
+            if isinstance(results[0], redis.exceptions.NoScriptError):
+                conn.script_load(script)
+                continue
+            if isinstance(results[0], Exception):
+                raise results[0]
+            if self._wait and int(results[1]) < self._wait:
+                raise BackendUnavailableError(
+                    f"Redis Cluster at {self.url}: a write batch reached its master but "
+                    f"not {self._wait} replica(s) within {self._wait_ms} ms (wait=); it "
+                    "may or may not survive a failover: check the replicas, then retry"
+                )
+            return results[0]
+        raise TieredMemError(f"Redis Cluster at {self.url}: cannot load the write script")
+
+    def _registry_changes(self, flags: list[str]) -> None:
+        """Add namespaces that gained their first key (or expiring key) to their registry;
+        remove those that lost their last, then look again (a writer adding one back
+        right then re-adds it after its own script)."""
+        if not flags:
+            return
+        for flag in flags:
+            sign, kind, ns = flag[0], flag[1], flag[2:]
+            name = self._registry("n" if kind == "k" else "e", ns)
+            index = self._k(ns) if kind == "k" else f"{self._base(ns)}x:{ns}".encode()
+            client = self._client
+            if sign == "+":
+                self._call(partial(client.zadd, name, {ns: 0}))
+            else:
+                self._call(partial(client.zrem, name, ns))
+                if int(self._call(partial(client.zcard, index))) > 0:
+                    self._call(partial(client.zadd, name, {ns: 0}))
+
+    def expire(self, now: float, *, limit: int = 10_000) -> list[tuple[str, str]]:
+        self._check()
+        out: list[tuple[str, str]] = []
+        for name in self._registries("e"):
+            for raw in self._call(partial(self._client.zrange, name, 0, -1)):
+                ns = raw.decode()
+                base = self._base(ns)
+                index = f"{base}x:{ns}".encode()
+                signal = f"{self.prefix}w:{{{_tag(ns)}}}sweep"
+                args = [base, ns, repr(now), limit - len(out), signal]
+                due, keys_left, exp_left = self._call(
+                    partial(self._run_script, _EXPIRE, index, args)
+                )
+                out += [(ns, k.decode()) for k in due]
+                flags = ([] if int(keys_left) else ["-k" + ns]) if due else []
+                if due and not int(exp_left):
+                    flags.append("-x" + ns)
+                self._registry_changes(flags)
+                if len(out) >= limit:
+                    return out
+        return out
+
+    # -- zstd dictionaries -------------------------------------------------------------
+    def dictionaries(self) -> dict[int, bytes]:
+        found = self._call(lambda: self._client.hgetall(f"{self.prefix}{{d}}dicts"))
+        return {int(k): bytes(v) for k, v in found.items()}
+
+    def dictionary(self, dict_id: int) -> bytes | None:
+        data = self._call(lambda: self._client.hget(f"{self.prefix}{{d}}dicts", str(dict_id)))
+        return None if data is None else bytes(data)
+
+    def add_dictionary(self, data: bytes) -> int:
+        dict_id = int(self._call(lambda: self._client.incr(f"{self.prefix}{{d}}dictid")))
+        self._call(lambda: self._client.hset(f"{self.prefix}{{d}}dicts", str(dict_id), data))
+        return dict_id
+
+    # -- coherence ---------------------------------------------------------------------
+    def _refresh_trackers(self, *, force: bool) -> bool:
+        """Keep one tracking connection per master; True if the set changed."""
+        now = time.monotonic()
+        if force or now - self._topology_at > self._bound:
+            self._topology_at = now
+            try:
+                self._client.nodes_manager.initialize()
+            except Exception:  # failing over: the trackers of the old masters say so
+                log.debug("cannot refresh the cluster's topology", exc_info=True)
+        masters = {f"{n.host}:{n.port}": n for n in self._client.get_primaries()}
+        changed = False
+        with self._lock:
+            for name in [n for n in self._trackers if n not in masters]:
+                self._trackers.pop(name).close()
+                changed = True
+            for name, node in masters.items():
+                if name not in self._trackers:
+                    self._trackers[name] = self._track(node.host, node.port)
+                    changed = True
+        return changed
+
+    def _track(self, host: str, port: int) -> Tracker:
+        from redis import connection
+
+        kwargs: dict[str, Any] = cast(Any, connection).parse_url(self._secret)
+        kind = kwargs.pop("connection_class", connection.Connection)
+        kwargs.update(host=host, port=port, protocol=2, socket_timeout=10)
+        kwargs.pop("db", None)
+        return Tracker(
+            lambda: kind(**kwargs), self.prefix.encode(), self._writer.encode(), bound=self._bound
+        )
+
+    def unchanged(self) -> bool:
+        """Tracking mode: True while every master's tracking connection reports nothing
+        new; strict mode: always ``False`` (each read syncs with every master)."""
+        if self.coherence != "tracking" or self._forks != FORKS[0]:
+            return False
+        trackers = list(self._trackers.values())
+        return bool(trackers) and all(t.quiet() for t in trackers)
+
+    def foreign_change(self) -> bool:
+        """A PING through every master's tracking connection (sent together): True if a
+        signal of another writer arrived since the last check, a connection is or was
+        down, or the masters changed."""
+        if self._closed:
+            return False
+        self._check()
+        trackers = list(self._trackers.values())
+        seen = []
+        for t in trackers:
+            seen.append(t.dirty())
+            t.before_check()
+        targets = [t.ping() for t in trackers]
+        down = not trackers or any(x is None for x in targets)
+        if not down:
+            down = not all(t.answered(cast(int, x)) for t, x in zip(trackers, targets))
+        resets = [t.after_check() for t in trackers]  # every one, not up to the first
+        reset = any(resets)
+        moved = self._refresh_trackers(force=down)
+        return down or reset or moved or any(seen)
+
+    # -- maintenance, stats ------------------------------------------------------------
+    def maintain(self) -> dict[str, Any]:
+        return {}
+
+    def stats(self) -> dict[str, Any]:
+        self._check()
+        spaces = self.namespaces("", limit=10**9)
+
+        def run() -> list[Any]:
+            pipe = self._client.pipeline()
+            for ns in spaces:
+                pipe.zcard(self._k(ns))
+            return cast(list[Any], pipe.execute())
+
+        rows = sum(int(n) for n in self._call(run)) if spaces else 0
+        memory = self._call(
+            lambda: self._client.info("memory", target_nodes=self._client.PRIMARIES)
+        )
+        used = sum(int(v.get("used_memory", 0)) for v in memory.values()) if memory else 0
+        return {
+            "cold_bytes": used,
+            "cold_free_bytes": 0,
+            "wal_bytes": 0,
+            "cold_rows": rows,
+            "format_version": 1,
+        }
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            trackers, self._trackers = list(self._trackers.values()), {}
+        for t in trackers:
+            t.close()
+        self._client.close()
