@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Union
 
 from .codec import Codec
 from .errors import SerializationError
+from .filters import AnyOf, Cond, Node, necessary
 
-__all__ = ["Condition", "conditions", "fields_of", "sql_value"]
+__all__ = ["Condition", "FieldPlan", "field_plan", "fields_of", "sql_value"]
 
 #: ``(field, SQL operator, value)``: the index rows of *field* whose value satisfies it.
 Condition = tuple[str, str, Any]
+#: A :data:`Condition`, or ``("and", [plans])``/``("or", [plans])``.
+FieldPlan = Union[Condition, tuple[str, list["FieldPlan"]]]  # noqa: UP007
 
 _SQL_OPS = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _INT64 = 2**63
@@ -71,25 +74,47 @@ def fields_of(codec: Codec) -> Callable[[bytes, Sequence[str]], list[tuple[str, 
     return extract
 
 
-def conditions(filter: Mapping[str, Any] | None, fields: Sequence[str]) -> list[Condition]:
-    """The conditions of *filter* that the index of *fields* can answer (equality and
-    ranges on a number or a string), equalities first.
+def _condition(cond: Cond) -> FieldPlan | None:
+    """The index condition of one filter condition on a declared field, if any."""
+    if cond.op not in _SQL_OPS:
+        return None  # $contains, $exists: the index holds no rows for lists or None
+    value = sql_value(cond.operand)
+    if value is None:
+        return None
+    op = _SQL_OPS[cond.op]
+    if type(value) is float and abs(value) >= _INT64 and op in (">", "<"):
+        # Integers past 64 bits are indexed as floats: two of them may round to one
+        # float, so a strict order could lose a match; the filter decides instead.
+        op += "="
+    return (cond.path, op, value)
 
-    Every item matching *filter* satisfies them (``$ne`` also matches an absent field, and
-    ``None`` or containers are not indexed, so those are left to the filter alone)."""
+
+def field_plan(filter: Mapping[str, Any] | None, fields: Sequence[str]) -> FieldPlan | None:
+    """What the index of *fields* can answer of *filter* (``None``: nothing): equality,
+    ``$in`` and ranges on a number or a string of a declared field, combined by ``$and``
+    and ``$or``.
+
+    Every item matching *filter* satisfies it (``$ne``, ``$nin``, ``$not`` and
+    ``$exists: False`` also match an absent field, ``None`` and containers are not
+    indexed, so those are left to the filter alone), so the index is a sieve: the filter
+    still decides each item the index gives.
+    """
     if not filter or not fields:
-        return []
-    out: list[Condition] = []
-    for path, spec in filter.items():
-        if path not in fields:
-            continue
-        if isinstance(spec, Mapping) and spec and all(str(k).startswith("$") for k in spec):
-            ops = [(op, exp) for op, exp in spec.items() if op in _SQL_OPS]
-        else:
-            ops = [("$eq", spec)]
-        for op, expected in ops:
-            value = sql_value(expected)
-            if value is not None:
-                out.append((path, _SQL_OPS[op], value))
-    out.sort(key=lambda c: c[1] != "=")
-    return out
+        return None
+    declared = frozenset(fields)
+
+    def plan(node: Node) -> FieldPlan | None:
+        if isinstance(node, Cond):
+            return _condition(node) if node.path in declared else None
+        parts = [plan(p) for p in node.parts]
+        if isinstance(node, AnyOf):
+            if any(p is None for p in parts):
+                return None
+            return ("or", [p for p in parts if p is not None])
+        kept = [p for p in parts if p is not None]
+        if not kept:
+            return None
+        return kept[0] if len(kept) == 1 else ("and", kept)
+
+    root = necessary(filter)
+    return None if root is None else plan(root)

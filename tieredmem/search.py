@@ -14,7 +14,7 @@ from typing import Any
 from .backends import SEP, Backend, Row
 from .codec import JSON, Codec
 from .errors import CorruptValueError
-from .fieldindex import conditions
+from .fieldindex import field_plan
 from .filters import (
     check_depth,
     check_page,
@@ -86,9 +86,9 @@ def search_rows(
     indexed = getattr(backend, "indexed_fields", None)
     narrowing = getattr(backend, "filter_scan", None)
     if filter and indexed is not None:
-        conds = conditions(filter, indexed())
-        if conds:
-            scan = partial(backend.field_scan, conditions=conds)  # type: ignore[attr-defined]
+        plan = field_plan(filter, indexed())
+        if plan is not None:
+            scan = partial(backend.field_scan, plan=plan)  # type: ignore[attr-defined]
     elif filter and narrowing is not None:
         scan = partial(narrowing, filter=filter)
     after: tuple[str, str] | None = None

@@ -19,7 +19,7 @@ import orjson
 
 from ..names import INTERNAL_ROOT
 from . import SEP
-from ._schema import FIELDS_TRIGGER
+from ._schema import FIELDS_TRIGGER, FIELDS_VALUE_INDEX
 
 __all__ = ["FieldIndex", "FieldsOf", "internal"]
 
@@ -84,6 +84,7 @@ class FieldIndex:
         """In the caller's write transaction: add *fields* to the declared ones."""
         known = self.declared(con)
         new = [f for f in fields if f not in known]
+        con.execute(FIELDS_VALUE_INDEX)
         if new:
             con.execute(FIELDS_TRIGGER)
             self._set_meta(con, "index", [*known, *new])
@@ -117,35 +118,34 @@ class FieldIndex:
     @staticmethod
     def scan_sql(
         bounds: tuple[str, str],
-        conditions: Sequence[tuple[str, str, Any]],
+        plan: Any,
         after: tuple[str, str] | None,
         limit: int,
         skip: tuple[str, str] | None,
     ) -> tuple[str, list[Any]]:
         """The query of the items under *bounds* (``[lo, hi)`` of joined namespaces, less
-        *skip*) whose indexed fields satisfy *conditions* (``(field, op, value)``, op one
-        of ``= > >= < <=``), in (ns, key) order."""
-        (field, op, value), rest = conditions[0], conditions[1:]
-        if op not in _OPS or any(c[1] not in _OPS for c in rest):
-            raise ValueError(f"unknown field condition in {conditions!r}")
-        where = f"f.field = ? AND f.ns >= ? AND f.ns < ? AND f.value {op} ?"
-        args: list[Any] = [field, *bounds, value]
+        *skip*) whose indexed fields satisfy *plan* (a
+        :data:`~tieredmem.fieldindex.FieldPlan`), in (ns, key) order, at most *limit*.
+
+        Each part of the plan reads the index in (ns, key) order, so SQLite merges them
+        and stops at *limit*: an equality seeks ``(field, value, ns)``, a range walks the
+        field's rows under *bounds*, an ``or`` merges its parts (``UNION``), an ``and``
+        reads one part (an equality first) and checks the others item by item.
+        """
+        where: list[str] = ["ns >= ?", "ns < ?"]
+        scope: list[Any] = list(bounds)
         if after is not None:
-            where += " AND (f.ns, f.key) > (?, ?)"
-            args += list(after)
+            where.append("(ns, key) > (?, ?)")
+            scope += list(after)
         if skip is not None:
-            where += " AND NOT (f.ns >= ? AND f.ns < ?)"
-            args += list(skip)
-        for other, other_op, other_value in rest:
-            where += (
-                " AND EXISTS (SELECT 1 FROM fields g WHERE g.ns = f.ns AND g.key = f.key "
-                f"AND g.field = ? AND g.value {other_op} ?)"
-            )
-            args += [other, other_value]
+            where.append("NOT (ns >= ? AND ns < ?)")
+            scope += list(skip)
+        args: list[Any] = []
+        inner = _select(plan, " AND ".join(where), scope, args)
         sql = (
             "SELECT i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at, i.ttl "
-            "FROM fields f JOIN items i ON i.ns = f.ns AND i.key = f.key "
-            f"WHERE {where} ORDER BY f.ns, f.key LIMIT {int(limit)}"
+            f"FROM ({inner}) c JOIN items i ON i.ns = c.ns AND i.key = c.key "
+            f"ORDER BY c.ns, c.key LIMIT {int(limit)}"
         )
         return sql, args
 
@@ -157,3 +157,58 @@ class FieldIndex:
             (key, orjson.dumps(list(fields)).decode()),
         )
         con.execute(_BUMP_SCHEMA)
+
+
+def _test(cond: tuple[str, str, Any], column: str, args: list[Any]) -> str:
+    """SQL for one index condition on *column*.  A range keeps to the operand's type
+    (numbers sort before text, text before blobs), as the filter does."""
+    _, op, value = cond
+    if op not in _OPS:
+        raise ValueError(f"unknown field condition {cond!r}")
+    args.append(value)
+    if op == "=":
+        return f"{column} = ?"
+    if isinstance(value, str):
+        return f"{column} {op} ? AND {column} >= '' AND {column} < x''"
+    return f"{column} {op} ? AND {column} < ''"
+
+
+def _is_condition(plan: Any) -> bool:
+    return len(plan) == 3
+
+
+def _select(plan: Any, scope_sql: str, scope: list[Any], args: list[Any]) -> str:
+    """``SELECT ns, key`` of the items satisfying *plan* within the scope, (ns, key)
+    order; appends the arguments to *args*."""
+    if _is_condition(plan):
+        # An equality seeks (field, value, ns) in the value index; a range cannot use it
+        # in (ns, key) order ("+value"), so it walks the field's rows under the scope.
+        args.append(plan[0])
+        test = _test(plan, "value" if plan[1] == "=" else "+value", args)
+        args += scope
+        return f"SELECT ns, key FROM fields WHERE field = ? AND {test} AND {scope_sql}"
+    kind, parts = plan
+    if kind == "or":
+        arms = [f"SELECT ns, key FROM ({_select(p, scope_sql, scope, args)})" for p in parts]
+        return " UNION ".join(arms)
+    # "and": read the first equality (else the first part), check the others per item.
+    lead = next((p for p in parts if _is_condition(p) and p[1] == "="), parts[0])
+    rest = [p for p in parts if p is not lead]
+    lead_sql = _select(lead, scope_sql, scope, args)
+    checks = " AND ".join(_exists(p, args) for p in rest)
+    return f"SELECT ns, key FROM ({lead_sql}) c WHERE {checks}"
+
+
+def _exists(plan: Any, args: list[Any]) -> str:
+    """SQL that is true for the item ``(c.ns, c.key)`` when it satisfies *plan*."""
+    if _is_condition(plan):
+        args.append(plan[0])
+        test = _test(plan, "g.value", args)
+        return (
+            "EXISTS (SELECT 1 FROM fields g INDEXED BY fields_item "
+            "WHERE g.ns = c.ns AND g.key = c.key "
+            f"AND g.field = ? AND {test})"
+        )
+    kind, parts = plan
+    joiner = " OR " if kind == "or" else " AND "
+    return "(" + joiner.join(_exists(p, args) for p in parts) + ")"

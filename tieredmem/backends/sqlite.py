@@ -864,17 +864,16 @@ class SQLiteBackend:
     def field_scan(
         self,
         ns_prefix: str,
-        conditions: Sequence[tuple[str, str, Any]],
+        plan: Any,
         *,
         after: tuple[str, str] | None = None,
         limit: int = 1000,
         skip_prefix: str | None = None,
     ) -> list[Row]:
-        """:meth:`scan` narrowed to the items whose indexed fields satisfy *conditions*
-        (``(field, op, value)``, op one of ``= > >= < <=``; see
-        :func:`tieredmem.fieldindex.conditions`), in (ns, key) order."""
+        """:meth:`scan` narrowed to the items whose indexed fields satisfy *plan* (see
+        :func:`tieredmem.fieldindex.field_plan`), in (ns, key) order."""
         skip = prefix_bounds(skip_prefix) if skip_prefix else None
-        sql, args = FieldIndex.scan_sql(prefix_bounds(ns_prefix), conditions, after, limit, skip)
+        sql, args = FieldIndex.scan_sql(prefix_bounds(ns_prefix), plan, after, limit, skip)
         try:
             with self._reading() as con:
                 return list(map(_row, con.execute(sql, args)))
