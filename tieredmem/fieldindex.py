@@ -89,23 +89,31 @@ def _condition(cond: Cond) -> FieldPlan | None:
     return (cond.path, op, value)
 
 
-def field_plan(filter: Mapping[str, Any] | None, fields: Sequence[str]) -> FieldPlan | None:
+def field_plan(
+    filter: Mapping[str, Any] | None, fields: Sequence[str]
+) -> tuple[FieldPlan | None, bool]:
     """What the index of *fields* can answer of *filter* (``None``: nothing): equality,
     ``$in`` and ranges on a number or a string of a declared field, combined by ``$and``
-    and ``$or``.
+    and ``$or``; and whether every field the filter's positive conditions name is among
+    *fields* (if not, a fresher list of declared fields might answer more).
 
-    Every item matching *filter* satisfies it (``$ne``, ``$nin``, ``$not`` and
+    Every item matching *filter* satisfies the plan (``$ne``, ``$nin``, ``$not`` and
     ``$exists: False`` also match an absent field, ``None`` and containers are not
     indexed, so those are left to the filter alone), so the index is a sieve: the filter
     still decides each item the index gives.
     """
-    if not filter or not fields:
-        return None
+    if not filter:
+        return None, True
     declared = frozenset(fields)
+    complete = True
 
     def plan(node: Node) -> FieldPlan | None:
+        nonlocal complete
         if isinstance(node, Cond):
-            return _condition(node) if node.path in declared else None
+            if node.path not in declared:
+                complete = False
+                return None
+            return _condition(node)
         parts = [plan(p) for p in node.parts]
         if isinstance(node, AnyOf):
             if any(p is None for p in parts):
@@ -117,4 +125,4 @@ def field_plan(filter: Mapping[str, Any] | None, fields: Sequence[str]) -> Field
         return kept[0] if len(kept) == 1 else ("and", kept)
 
     root = necessary(filter)
-    return None if root is None else plan(root)
+    return (None if root is None else plan(root)), complete

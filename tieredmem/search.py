@@ -86,7 +86,11 @@ def search_rows(
     indexed = getattr(backend, "indexed_fields", None)
     narrowing = getattr(backend, "filter_scan", None)
     if filter and indexed is not None:
-        plan = field_plan(filter, indexed())
+        # Declared fields are never undeclared: the fields this handle last saw still
+        # are, and only a filter naming others needs the file's current list (a read).
+        plan, complete = field_plan(filter, indexed(fresh=False))
+        if not complete:
+            plan, _ = field_plan(filter, indexed())
         if plan is not None:
             scan = partial(backend.field_scan, plan=plan)  # type: ignore[attr-defined]
     elif filter and narrowing is not None:

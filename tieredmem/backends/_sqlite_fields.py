@@ -12,7 +12,7 @@ connections and transactions; this class owns the SQL and what it knows of the f
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import apsw
 import orjson
@@ -132,20 +132,22 @@ class FieldIndex:
         field's rows under *bounds*, an ``or`` merges its parts (``UNION``), an ``and``
         reads one part (an equality first) and checks the others item by item.
         """
-        where: list[str] = ["ns >= ?", "ns < ?"]
+        where: list[str] = ["{t}ns >= ?", "{t}ns < ?"]
         scope: list[Any] = list(bounds)
         if after is not None:
-            where.append("(ns, key) > (?, ?)")
+            where.append("({t}ns, {t}key) > (?, ?)")
             scope += list(after)
         if skip is not None:
-            where.append("NOT (ns >= ? AND ns < ?)")
+            where.append("NOT ({t}ns >= ? AND {t}ns < ?)")
             scope += list(skip)
         args: list[Any] = []
-        inner = _select(plan, " AND ".join(where), scope, args)
+        inner = _select(plan, _Scope(" AND ".join(where), scope), args)
+        # CROSS JOIN: SQLite keeps this order (the index's candidates, then their other
+        # fields, then the items), so only the items that pass are read.
         sql = (
             "SELECT i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at, i.ttl "
-            f"FROM ({inner}) c JOIN items i ON i.ns = c.ns AND i.key = c.key "
-            f"ORDER BY c.ns, c.key LIMIT {int(limit)}"
+            f"FROM ({inner}) s CROSS JOIN items i ON i.ns = s.ns AND i.key = s.key "
+            f"ORDER BY s.ns, s.key LIMIT {int(limit)}"
         )
         return sql, args
 
@@ -177,26 +179,53 @@ def _is_condition(plan: Any) -> bool:
     return len(plan) == 3
 
 
-def _select(plan: Any, scope_sql: str, scope: list[Any], args: list[Any]) -> str:
-    """``SELECT ns, key`` of the items satisfying *plan* within the scope, (ns, key)
-    order; appends the arguments to *args*."""
+class _Scope(NamedTuple):
+    """The namespaces searched: SQL with ``{t}`` for a table alias's prefix, arguments."""
+
+    sql: str
+    args: list[Any]
+
+    def on(self, alias: str, args: list[Any]) -> str:
+        args += self.args
+        return self.sql.format(t=f"{alias}." if alias else "")
+
+
+def _select(plan: Any, scope: _Scope, args: list[Any]) -> str:
+    """``SELECT ns, key`` of the items satisfying *plan* within *scope*, in (ns, key)
+    order; appends the arguments to *args*, in the order of the SQL text."""
     if _is_condition(plan):
         # An equality seeks (field, value, ns) in the value index; a range cannot use it
         # in (ns, key) order ("+value"), so it walks the field's rows under the scope.
         args.append(plan[0])
         test = _test(plan, "value" if plan[1] == "=" else "+value", args)
-        args += scope
-        return f"SELECT ns, key FROM fields WHERE field = ? AND {test} AND {scope_sql}"
+        return f"SELECT ns, key FROM fields WHERE field = ? AND {test} AND {scope.on('', args)}"
     kind, parts = plan
     if kind == "or":
-        arms = [f"SELECT ns, key FROM ({_select(p, scope_sql, scope, args)})" for p in parts]
+        arms = [f"SELECT ns, key FROM ({_select(p, scope, args)})" for p in parts]
         return " UNION ".join(arms)
-    # "and": read the first equality (else the first part), check the others per item.
+    # "and": read the first equality (else the first part); join each other condition
+    # (one seek of the item's row of that field), check the rest ("or"s) item by item.
     lead = next((p for p in parts if _is_condition(p) and p[1] == "="), parts[0])
     rest = [p for p in parts if p is not lead]
-    lead_sql = _select(lead, scope_sql, scope, args)
-    checks = " AND ".join(_exists(p, args) for p in rest)
-    return f"SELECT ns, key FROM ({lead_sql}) c WHERE {checks}"
+    where: list[str] = []
+    source = "fields c" if _is_condition(lead) else f"({_select(lead, scope, args)}) c"
+    joins = []
+    for n, part in enumerate(p for p in rest if _is_condition(p)):
+        args.append(part[0])
+        test = _test(part, f"g{n}.value", args)
+        joins.append(
+            f"CROSS JOIN fields g{n} INDEXED BY fields_item "
+            f"ON g{n}.ns = c.ns AND g{n}.key = c.key "
+            f"AND g{n}.field = ? AND {test}"
+        )
+    if _is_condition(lead):
+        args.append(lead[0])
+        where += ["c.field = ?", _test(lead, "c.value" if lead[1] == "=" else "+c.value", args)]
+        where.append(scope.on("c", args))
+    where += [_exists(p, args) for p in rest if not _is_condition(p)]
+    return f"SELECT c.ns, c.key FROM {source} {' '.join(joins)}" + (
+        f" WHERE {' AND '.join(where)}" if where else ""
+    )
 
 
 def _exists(plan: Any, args: list[Any]) -> str:

@@ -822,9 +822,15 @@ class SQLiteBackend:
         return created
 
     # -- declared field indexes (see tieredmem.fieldindex, ._sqlite_fields) ------------
-    def indexed_fields(self) -> tuple[str, ...]:
+    def indexed_fields(self, *, fresh: bool = True) -> tuple[str, ...]:
         """Fields whose index is complete (declared, and the items stored before the
-        declaration indexed), which searches may use (``tieredmem.open(..., index=...)``)."""
+        declaration indexed), which searches may use (``tieredmem.open(..., index=...)``).
+
+        ``fresh=False``: those this handle last read, without reading the file (fields
+        declared since by another handle may be missing; none listed is ever wrong, as a
+        declared field is never undeclared)."""
+        if not fresh:
+            return self._fields.ready
         try:
             with self._reading() as con:
                 self._fields.declared(con)
