@@ -20,6 +20,8 @@ import tieredmem
 from tieredmem import InvalidFilterError
 from tieredmem.filters import matches, validate_filter
 
+from .test_scale import PageCounter
+
 # -- semantics --------------------------------------------------------------------------
 DOC = {
     "kind": "fact",
@@ -256,3 +258,93 @@ def test_search_returns_what_the_python_filter_selects(
     assert [(i.namespace, i.key) for i in got] == want[offset : offset + limit]
     one = filled.search(("g1",), filter=flt, limit=limit)
     assert [(i.namespace, i.key) for i in one] == [w for w in want if w[0] == ("g1",)][:limit]
+
+
+# -- declared fields: index lookups, under sharing ---------------------------------------
+@pytest.fixture
+def steps() -> Iterator[PageCounter]:
+    """Pages visited by the connections opened meanwhile (see tests/test_scale.py)."""
+    import apsw
+
+    counter = PageCounter()
+    apsw.connection_hooks.append(counter.hook)
+    try:
+        yield counter
+    finally:
+        apsw.connection_hooks.remove(counter.hook)
+
+
+def test_in_and_or_on_declared_fields_read_only_candidates(
+    tmp_path: Path, steps: PageCounter
+) -> None:
+    import os
+
+    path = tmp_path / "x.db"
+    with tieredmem.open(path, maintenance_interval=0, hot_bytes=0, index=["n", "s"]) as store:
+        store.put_many(
+            (
+                ("docs",),
+                f"k{i:05d}",
+                {
+                    "n": i % 50,
+                    "s": "rare" if i == 2500 else "common",
+                    "blob": os.urandom(400).hex(),
+                },
+            )
+            for i in range(3_000)
+        )
+        store.search(("docs",), limit=1)  # the reader connection opens (schema pages)
+        cases = [
+            ({"n": {"$in": [7, 8]}}, 3, ["k00007", "k00008", "k00057"]),
+            ({"$or": [{"s": "rare"}, {"s": "x", "n": 49}]}, 5, ["k02500"]),  # s leads
+            ({"n": {"$in": [3, 4]}, "s": "rare"}, 5, []),
+            ({"n": 49, "s": "common"}, 2, ["k00049", "k00099"]),
+        ]
+        for flt, limit, want in cases:
+            with steps.measure() as cost:
+                found = store.search(("docs",), filter=flt, limit=limit)
+            assert [i.key for i in found] == want, flt
+            # Without the index: up to ~1,000 pages of values; with it, a few index pages
+            # and the matching rows' pages.
+            assert cost[0] < 30, f"{flt} visited {cost[0]} pages"
+
+
+def test_a_range_on_a_declared_field_costs_the_namespace_not_the_file(
+    tmp_path: Path, steps: PageCounter
+) -> None:
+    path = tmp_path / "r.db"
+    with tieredmem.open(path, maintenance_interval=0, hot_bytes=0, index=["n"]) as store:
+        store.put_many((("big",), f"k{i:05d}", {"n": i, "pad": "x" * 300}) for i in range(20_000))
+        store.put_many((("small",), f"k{i}", {"n": i}) for i in range(20))
+        store.search(("small",), limit=1)  # the reader connection opens (schema pages)
+        with steps.measure() as cost:
+            found = store.search(("small",), filter={"n": {"$gte": 15}}, limit=10)
+        assert [i.value["n"] for i in found] == [15, 16, 17, 18, 19]
+        assert cost[0] < 20, f"a range in a small namespace visited {cost[0]} pages"
+
+
+def test_declared_fields_see_other_processes(tmp_path: Path) -> None:
+    """A handle that knows a field is declared uses it without reading the file's list
+    again: another process's writes are still found, and a field another handle
+    declares later is used from the next search that names it."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "shared.db"
+    with tieredmem.open(path, maintenance_interval=0, index=["kind"]) as store:
+        store.put(("m",), "a", {"kind": "fact", "n": 1})
+        assert [i.key for i in store.search(("m",), filter={"kind": "fact"})] == ["a"]
+        code = (
+            "import sys, tieredmem\n"
+            "with tieredmem.open(sys.argv[1], maintenance_interval=0) as s:\n"
+            "    s.put(('m',), 'b', {'kind': 'fact', 'n': 2})\n"
+            "    s.put(('m',), 'a', {'kind': 'episode', 'n': 1})\n"
+        )
+        subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=120)
+        assert [i.key for i in store.search(("m",), filter={"kind": "fact"})] == ["b"]
+        assert [i.key for i in store.search(("m",), filter={"n": 2})] == ["b"]
+        with tieredmem.open(path, maintenance_interval=0, index=["n"]):
+            pass
+        assert store.backend.indexed_fields(fresh=False) == ("kind",)  # type: ignore[attr-defined]
+        assert [i.key for i in store.search(("m",), filter={"n": {"$in": [1, 2]}})] == ["a", "b"]
+        assert store.backend.indexed_fields(fresh=False) == ("kind", "n")  # type: ignore[attr-defined]

@@ -93,6 +93,9 @@ def search_rows(
             plan, _ = field_plan(filter, indexed())
         if plan is not None:
             scan = partial(backend.field_scan, plan=plan)  # type: ignore[attr-defined]
+            # The index's candidates mostly match: read about what is wanted (a page
+            # reads its rows' values whole, decoded or not), then more if need be.
+            page = min(_MAX_PAGE, wanted)
     elif filter and narrowing is not None:
         scan = partial(narrowing, filter=filter)
     after: tuple[str, str] | None = None
