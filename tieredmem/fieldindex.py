@@ -11,12 +11,12 @@ filter in Python, which decides, so an index never changes what a search returns
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Union
 
 from .codec import Codec
 from .errors import SerializationError
-from .filters import AnyOf, Cond, Node, necessary
+from .filters import AnyOf, Cond, Node
 
 __all__ = ["Condition", "FieldPlan", "field_plan", "fields_of", "sql_value"]
 
@@ -89,20 +89,19 @@ def _condition(cond: Cond) -> FieldPlan | None:
     return (cond.path, op, value)
 
 
-def field_plan(
-    filter: Mapping[str, Any] | None, fields: Sequence[str]
-) -> tuple[FieldPlan | None, bool]:
-    """What the index of *fields* can answer of *filter* (``None``: nothing): equality,
-    ``$in`` and ranges on a number or a string of a declared field, combined by ``$and``
-    and ``$or``; and whether every field the filter's positive conditions name is among
-    *fields* (if not, a fresher list of declared fields might answer more).
+def field_plan(node: Node | None, fields: Sequence[str]) -> tuple[FieldPlan | None, bool]:
+    """What the index of *fields* can answer of a filter, given its
+    :func:`~tieredmem.filters.necessary` condition *node* (``None``: nothing):
+    equality, ``$in`` and ranges on a number or a string of a declared field, combined
+    by ``$and`` and ``$or``; and whether every field the filter's positive conditions
+    name is among *fields* (if not, a fresher list of declared fields might answer more).
 
-    Every item matching *filter* satisfies the plan (``$ne``, ``$nin``, ``$not`` and
+    Every item matching the filter satisfies the plan (``$ne``, ``$nin``, ``$not`` and
     ``$exists: False`` also match an absent field, ``None`` and containers are not
     indexed, so those are left to the filter alone), so the index is a sieve: the filter
     still decides each item the index gives.
     """
-    if not filter:
+    if node is None:
         return None, True
     declared = frozenset(fields)
     complete = True
@@ -124,5 +123,4 @@ def field_plan(
             return None
         return kept[0] if len(kept) == 1 else ("and", kept)
 
-    root = necessary(filter)
-    return (None if root is None else plan(root)), complete
+    return plan(node), complete

@@ -30,6 +30,7 @@ __all__ = [
     "AnyOf",
     "Cond",
     "Node",
+    "Prepared",
     "check_depth",
     "check_page",
     "check_pattern",
@@ -39,6 +40,7 @@ __all__ = [
     "fts_query",
     "matches",
     "necessary",
+    "prepare_filter",
     "text_of",
     "validate_filter",
 ]
@@ -155,6 +157,10 @@ def validate_filter(filter: Any) -> None:
     """
     if filter is None:
         return
+    prepare_filter(filter)
+
+
+def _validate(filter: Any) -> None:
     _check_doc(filter, "filter")
 
 
@@ -478,6 +484,62 @@ def filter_needles(filter: Mapping[str, Any] | None) -> tuple[bytes, ...]:
 
     walk(necessary(filter))
     return tuple(dict.fromkeys(out))
+
+
+class Prepared(NamedTuple):
+    """A filter taken apart once: its test, its needles, its necessary condition."""
+
+    test: Test | None
+    needles: tuple[bytes, ...]
+    necessary: Node | None
+
+
+_NO_FILTER = Prepared(None, (), None)
+#: Filters prepared lately, by their JSON (a search repeats a few filter shapes with
+#: many values; each entry is small).  Cleared whole when full.
+_PREPARED: dict[bytes, Prepared] = {}
+_PREPARED_MAX = 1024
+_KEY_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def _prepare(filter: Mapping[str, Any]) -> Prepared:
+    return Prepared(compile_filter(filter), filter_needles(filter), necessary(filter))
+
+
+def prepare_filter(filter: Any) -> Prepared:
+    """Validate *filter* (see :func:`validate_filter`) and take it apart: what a search
+    needs of it.  A filter that JSON holds exactly (plain dicts, lists, str, numbers,
+    bools, ``None``; not tuples, str subclasses, NaN, datetimes) is prepared once from a
+    private copy and reused, so a caller mutating its filter later changes nothing.
+
+    :raises InvalidFilterError: the filter is malformed.
+    """
+    if not filter:
+        if filter is not None and not isinstance(filter, Mapping):
+            _validate(filter)
+        return _NO_FILTER
+    try:
+        key = orjson.dumps(filter, option=_KEY_OPTIONS)
+    except (TypeError, orjson.JSONEncodeError):
+        key = None
+    if key is not None:
+        found = _PREPARED.get(key)
+        if found is not None:
+            return found
+    _validate(filter)
+    if key is None:
+        return _prepare(filter)
+    copy = orjson.loads(key)
+    if copy != filter:  # e.g. a tuple, a NaN, a UUID: JSON does not hold it exactly
+        return _prepare(filter)
+    if len(_PREPARED) >= _PREPARED_MAX:
+        _PREPARED.clear()
+    prepared = _PREPARED[key] = _prepare(copy)
+    return prepared
 
 
 def _strings(value: Any, out: list[str]) -> None:

@@ -19,9 +19,8 @@ from .filters import (
     check_depth,
     check_page,
     check_pattern,
-    compile_filter,
-    filter_needles,
     fts_query,
+    prepare_filter,
 )
 from .item import Item
 from .names import INTERNAL_ROOT, Namespace, damaged, match_labels
@@ -52,8 +51,8 @@ def search_rows(
     wanted = offset + limit
     if limit == 0:
         return []
-    needles = filter_needles(filter)
-    test = compile_filter(filter)
+    prepared = prepare_filter(filter)
+    needles, test, node = prepared.needles, prepared.test, prepared.necessary
     names: dict[str, Namespace] = {}
     found: list[Item] = []
     if query is not None:
@@ -88,9 +87,9 @@ def search_rows(
     if filter and indexed is not None:
         # Declared fields are never undeclared: the fields this handle last saw still
         # are, and only a filter naming others needs the file's current list (a read).
-        plan, complete = field_plan(filter, indexed(fresh=False))
+        plan, complete = field_plan(node, indexed(fresh=False))
         if not complete:
-            plan, _ = field_plan(filter, indexed())
+            plan, _ = field_plan(node, indexed())
         if plan is not None:
             scan = partial(backend.field_scan, plan=plan)  # type: ignore[attr-defined]
             # The index's candidates mostly match: read about what is wanted (a page
