@@ -30,6 +30,12 @@ with ``perf_counter_ns`` (ops/s = ops / summed op time; p50/p99 in microseconds)
    eighth of them, so most gets read SQLite; its hot-tier hit rate is reported.
 3. ``search_filter``: ``--searches`` calls of ``store.search(("users", uN),
    filter={"kind": K, "score": {"$gte": 50}}, limit=10)`` for a random user and kind.
+   ``search_filter_in``: the same with ``{"kind": {"$in": [K, K2]}, ...}`` (LangGraph's
+   stores, which have no ``$in``, run one search per kind and keep the first 10).  Then
+   TieredStore declares ``kind`` and ``score`` (``declare_index``, timed as
+   ``filter_declare_s``) and both run again as ``search_filter_decl`` and
+   ``search_filter_in_decl`` (the LangGraph stores, without such a declaration, simply
+   run them again).
 4. ``search_query``: ``--searches`` calls of ``store.search(("users", uN), query=W,
    limit=10)`` for a random user and vocabulary word.  Without an ``index`` TieredStore
    answers ``query=`` with a full-text (SQLite FTS5) search; the first query builds the
