@@ -30,6 +30,12 @@ with ``perf_counter_ns`` (ops/s = ops / summed op time; p50/p99 in microseconds)
    eighth of them, so most gets read SQLite; its hot-tier hit rate is reported.
 3. ``search_filter``: ``--searches`` calls of ``store.search(("users", uN),
    filter={"kind": K, "score": {"$gte": 50}}, limit=10)`` for a random user and kind.
+   ``search_filter_in``: the same with ``{"kind": {"$in": [K, K2]}, ...}`` (LangGraph's
+   stores, which have no ``$in``, run one search per kind and keep the first 10).  Then
+   TieredStore declares ``kind`` and ``score`` (``declare_index``, timed as
+   ``filter_declare_s``) and both run again as ``search_filter_decl`` and
+   ``search_filter_in_decl`` (the LangGraph stores, without such a declaration, simply
+   run them again).
 4. ``search_query``: ``--searches`` calls of ``store.search(("users", uN), query=W,
    limit=10)`` for a random user and vocabulary word.  Without an ``index`` TieredStore
    answers ``query=`` with a full-text (SQLite FTS5) search; the first query builds the
@@ -363,6 +369,102 @@ def run_search_filter(store: BaseStore, work: Workload) -> dict[str, Any]:
     return phase_result(lat, sum(lat), errors)
 
 
+def run_search_filter_in(store: BaseStore, work: Workload, native: bool) -> dict[str, Any]:
+    """Filtered searches with the new operators: ``{"kind": {"$in": [K, K2]}, "score":
+    {"$gte": 50}}`` for a random user and two kinds; results as for ``search_filter``.
+    A store without ``$in`` (*native* false: LangGraph's) runs what its users would
+    write instead, one search per kind, and keeps the first ``SEARCH_LIMIT`` by key."""
+    n = len(work.filter_users)
+    lat = zeros(n)
+    errors = 0
+    search = store.search
+    kinds = len(KINDS)
+    for i in range(n):
+        u, k = work.filter_users[i], work.filter_kinds[i]
+        k2 = (k + 1 + i % (kinds - 1)) % kinds
+        prefix, pair = work.prefixes[u], (KINDS[k], KINDS[k2])
+        t0 = time.perf_counter_ns()
+        if native:
+            flt = {"kind": {"$in": list(pair)}, "score": {"$gte": MIN_SCORE}}
+            found = search(prefix, filter=flt, limit=SEARCH_LIMIT)
+        else:
+            found = []
+            for kind in pair:
+                flt = {"kind": kind, "score": {"$gte": MIN_SCORE}}
+                found += search(prefix, filter=flt, limit=SEARCH_LIMIT)
+            found = sorted(found, key=lambda it: (it.namespace, it.key))[:SEARCH_LIMIT]
+        lat[i] = time.perf_counter_ns() - t0
+        counts = work.filter_counts
+        want = min(SEARCH_LIMIT, counts[u * kinds + k] + counts[u * kinds + k2])
+        if len(found) != want or not all(
+            it.namespace == work.namespaces[u]
+            and it.value["kind"] in pair
+            and it.value["score"] >= MIN_SCORE
+            for it in found
+        ):
+            errors += 1
+    return phase_result(lat, sum(lat), errors)
+
+
+#: The filtered-search phases: as given, then after TieredStore declares ``kind`` and
+#: ``score`` as filter fields (the LangGraph stores have no such declaration: they run
+#: the same searches again).
+FILTER_PHASES = ("search_filter", "search_filter_in", "search_filter_decl", "search_filter_in_decl")
+FILTER_FIELDS = ["kind", "score"]
+
+
+def run_filter_phases(adapter: Adapter, work: Workload, phases: dict[str, Any]) -> dict[str, Any]:
+    """Run :data:`FILTER_PHASES` into *phases*; return what to record (the time
+    TieredStore takes to declare and index the filter fields of every stored item)."""
+    store = adapter.store
+    tiered = isinstance(adapter, Tiered)
+    phases["search_filter"] = run_search_filter(store, work)
+    phases["search_filter_in"] = run_search_filter_in(store, work, tiered)
+    declare_s = None
+    if tiered:
+        t0 = time.perf_counter()
+        adapter.tiered.store.declare_index(FILTER_FIELDS)
+        declare_s = round(time.perf_counter() - t0, 3)
+    phases["search_filter_decl"] = run_search_filter(store, work)
+    phases["search_filter_in_decl"] = run_search_filter_in(store, work, tiered)
+    return {"filter_declare_s": declare_s}
+
+
+def filter_table(summary: dict[str, Any]) -> str:
+    """ops/s of the filtered-search phases (``decl``: after TieredStore declared the
+    filter fields; the others have no declaration)."""
+    head = ["config", *(p.replace("search_", "") + "/s" for p in FILTER_PHASES)]
+    rows = [
+        [config, *(fmt(metric(summary, config, p)) for p in FILTER_PHASES)]
+        for config in CONFIGS
+        if config in summary and "error" not in summary[config]
+    ]
+    return table(head, rows)
+
+
+def filter_targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue #18: filtered search at least 2x SqliteStore's rate and at least
+    InMemoryStore's, with and without declared filter fields."""
+    out = []
+    for phase in FILTER_PHASES:
+        for other, label, least in (
+            (SQLITE, "2x SqliteStore", 2.0),
+            (INMEMORY, "InMemoryStore", 1.0),
+        ):
+            mine, theirs = metric(summary, TIERED, phase), metric(summary, other, phase)
+            value = ratio(mine, theirs)
+            out.append(
+                {
+                    "target": f"{phase}: TieredStore >= {label}",
+                    "value": value,
+                    "rule": f"ratio >= {least:g}",
+                    "pass": None if value is None else value >= least,
+                    "detail": f"{fmt(mine)} vs {fmt(theirs)} ops/s",
+                }
+            )
+    return out
+
+
 def run_search_query(store: BaseStore, work: Workload, text_search: bool) -> dict[str, Any]:
     """Text searches.  A store that searches text must return items containing the word
     (as many as there are, up to the limit); one that ignores ``query`` must return the
@@ -398,7 +500,7 @@ def worker(name: str, opts: argparse.Namespace) -> None:
     phases: dict[str, Any] = {"put": run_put(store, work)}
     rss_after_put = rss_now_mb()
     phases["get"] = with_hit_rate(adapter, lambda: run_get(store, work))
-    phases["search_filter"] = run_search_filter(store, work)
+    filter_info = run_filter_phases(adapter, work, phases)
     # The first text query (untimed in the phase): TieredStore builds its FTS index here.
     u, w = work.first_query
     t0 = time.perf_counter_ns()
@@ -425,6 +527,7 @@ def worker(name: str, opts: argparse.Namespace) -> None:
         "peak_rss_mb": round(peak_before_close, 1),
         "delta_rss_mb": round(peak_before_close - base, 1),
         "info": info,
+        **filter_info,
     }
     print(json.dumps(result), flush=True)
 
@@ -628,7 +731,7 @@ def report(opts: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
     summary = {name: summarize(runs) for name, runs in results.items()}
     failed = [name for name, s in summary.items() if "error" in s]
     rats = ratios(summary)
-    goals = targets(summary)
+    goals = targets(summary) + filter_targets(summary)
     command = shlex.join(["python", "benchmarks/store.py", *sys.argv[1:]])
 
     print()
@@ -648,6 +751,13 @@ def report(opts: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
         print(
             "* no text search: without an index LangGraph's stores ignore query= and return "
             "the namespace's first items (not like for like)"
+        )
+    print("\nfiltered search, ops/s (decl: TieredStore declared filter_index=['kind', 'score'])")
+    print(filter_table(summary))
+    declare_s = summary.get(TIERED, {}).get("filter_declare_s")
+    if declare_s is not None:
+        print(
+            f"{TIERED} declare_index({FILTER_FIELDS}) over {opts.items:,} items: {declare_s:.2f} s"
         )
     print("\nlatency per op, microseconds")
     print(latency_table(summary))

@@ -172,7 +172,7 @@ def test_bench_selects_benchmarks() -> None:
 
 
 # -- a newcomer's first hour (#14) and the CLI side of hardening (#15) ------------------
-READ_COMMANDS = ["stats", "inspect", "doctor", "export"]
+READ_COMMANDS = ["stats", "inspect", "search", "doctor", "export"]
 
 
 def _read_args(command: str, path: Path, tmp_path: Path) -> list[str]:
@@ -524,3 +524,52 @@ def test_an_unreachable_server_is_one_line_without_the_password() -> None:
     assert out.returncode == 2
     assert "cannot connect to PostgreSQL" in _one_clean_line(out)
     assert "s3cretpw" not in out.stderr + out.stdout
+
+
+def test_search_filters_and_queries(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with tieredmem.open(path) as store:
+        for i in range(30):
+            kind = ("fact", "episode", "preference")[i % 3]
+            store.put(
+                ("users", f"u{i % 2}"), f"m{i:02d}", {"kind": kind, "score": i, "text": f"w{i}"}
+            )
+    flt = '{"kind": {"$in": ["fact", "preference"]}, "score": {"$gte": 20}}'
+    out = run("search", str(path), "--namespace", "users/u0", "--filter", flt, "--json")
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    assert [i["key"] for i in found] == ["m20", "m24", "m26"]
+    assert found[0]["value"] == {"kind": "preference", "score": 20, "text": "w20"}
+    assert found[0]["namespace"] == ["users", "u0"]
+    out = run(
+        "search", str(path), "--filter", '{"$or": [{"score": 3}, {"score": 4}]}', "--limit", "1"
+    )
+    assert out.returncode == 0 and out.stdout.splitlines() == [
+        'users/u0  m04  {"kind": "episode", "score": 4, "text": "w4"}'
+    ]
+    out = run("search", str(path), "--filter", '{"kind": "none"}')
+    assert out.returncode == 0 and out.stdout == "" and "no items" in out.stderr
+    # Text: the file is opened read-only, so its full-text index must exist already.
+    out = run("search", str(path), "--query", "w7")
+    assert out.returncode == 2 and "search it read-write once" in _one_clean_line(out)
+    with tieredmem.open(path) as store:
+        store.search((), query="w1")
+    out = run("search", str(path), "--query", "w7 w8", "--filter", '{"score": 8}', "--json")
+    assert out.returncode == 0, out.stderr
+    (hit,) = json.loads(out.stdout)
+    assert hit["key"] == "m08" and hit["score"] > 0
+
+
+@pytest.mark.parametrize(
+    "flt, says",
+    [
+        ("{kind: fact}", "--filter is not JSON"),
+        ('{"score": {"$regex": "x"}}', "unknown filter operator '$regex' on field 'score'"),
+        ('{"kind": {"$in": "fact"}}', "$in on field 'kind' takes a list"),
+        ("[1, 2]", "filter must be a mapping"),
+    ],
+)
+def test_search_with_a_bad_filter_is_one_line_exit_2(filled: Path, flt: str, says: str) -> None:
+    out = run("search", str(filled), "--filter", flt)
+    assert out.returncode == 2
+    assert says in _one_clean_line(out)

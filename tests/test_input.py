@@ -47,7 +47,10 @@ BAD_FILTERS: list[Any] = [
     {None: 1},
     {"x": {"$foo": 1}},
     {"x": {"$gt": 1, "y": 2}},
-    {"$or": [{"a": 1}]},
+    {"$or": {"a": 1}},  # $or takes a list of filters
+    {"$nor": [{"a": 1}]},
+    {"x": {"$in": 3}},
+    {"x": {"$exists": "yes"}},
     "lang=fr",
     [("lang", "fr")],
 ]

@@ -44,7 +44,7 @@ specs = (
     | st.fixed_dictionaries({"$ne": scalars})
     | st.fixed_dictionaries({"$eq": scalars, "$ne": scalars})
     | st.fixed_dictionaries({"$gte": st.integers(-3, 3)})
-    | st.dictionaries(st.sampled_from(["a", "b"]), scalars, max_size=2)  # exact dict match
+    | st.dictionaries(st.sampled_from(["a", "b"]), scalars, max_size=2)  # a dict holding these
 )
 filters = st.dictionaries(st.sampled_from(["a", "b", "c", "n.a", "n.b"]), specs, max_size=3)
 operators = st.dictionaries(
@@ -100,7 +100,10 @@ def test_needle_is_in_the_payload_of_every_match(value: Any, needle_source: Any)
 def test_needles_only_for_str_and_none() -> None:
     assert filter_needles(None) == ()
     assert filter_needles({"a": "x", "b": {"$eq": None}}) == (b'"x"', b"null")
-    assert filter_needles({"a": 1, "b": True, "c": 1.0, "d": [1], "e": {"k": "v"}}) == ()
+    assert filter_needles({"a": 1, "b": True, "c": 1.0, "d": [1], "e": {"k": 2}}) == ()
+    # A dict condition matches a dict holding its keys: its strings are needles too.
+    assert filter_needles({"e": {"k": "v"}, "$and": [{"f": "w"}]}) == (b'"v"', b'"w"')
+    assert filter_needles({"$or": [{"a": "x"}, {"a": "y"}], "$not": {"b": "z"}}) == ()
     assert filter_needles({"a": {"$ne": "x"}, "b": {"$gte": "x"}}) == ()
     assert filter_needles({"a": 'q"\\\n'}) == (orjson.dumps('q"\\\n'),)
     assert filter_needles({"a": "\ud800"}) == ()  # not encodable: no needle, no error

@@ -3,6 +3,7 @@
     tieredmem demo [--turns N] [--path FILE]     a long-running agent, measured live
     tieredmem stats FILE                         what the file holds and its sizes
     tieredmem inspect FILE [--namespace NS | --history NAME | --state NAME | --thread ID]
+    tieredmem search FILE [--namespace NS] [--query TEXT] [--filter JSON] [--limit N]
     tieredmem export FILE OUT.jsonl              every row, streamed (exact round trip)
     tieredmem import FILE IN.jsonl
     tieredmem compact FILE                       Store.maintain() + WAL truncation
@@ -13,7 +14,7 @@
 ``--json`` (before or after the command) prints machine-readable output.  Exit codes: 0
 ok, 1 a check failed (``doctor``: the file is damaged), 2 bad input (missing file, not a
 store, a name the file does not hold, bad arguments), with the error on one line of
-stderr.  The read commands (``stats``, ``inspect``, ``doctor``, ``export``) never create
+stderr.  The read commands (``stats``, ``inspect``, ``search``, ``doctor``, ``export``) never create
 or change a store file.  ``rich`` (the ``cli`` extra) draws tables and progress bars;
 without it the output is plain text.
 """
@@ -134,8 +135,8 @@ def _check_store_file(path: str) -> None:
 
 
 def _existing(path: str) -> Store:
-    """Open the store *path* for a read command (``stats``, ``inspect``, ``doctor``,
-    ``export``): every read command opens its store here, and nothing else.  A file is
+    """Open the store *path* for a read command (``stats``, ``inspect``, ``search``,
+    ``doctor``, ``export``): every read command opens its store here, and nothing else.  A file is
     opened read-only (``readonly=True``: it is never written), after a missing, empty or
     non-store path is refused (:func:`_check_store_file`); so is a PostgreSQL URL (where
     no store exists, nothing is created: a one-line refusal); a Redis URL is opened as it
@@ -319,6 +320,41 @@ def _private_output(path: str) -> Any:
     except BaseException:
         os.close(fd)
         raise
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """``Store.search`` on a store opened read-only: a namespace prefix, a full-text query,
+    a JSON filter; best matches first with a query, else in (namespace, key) order."""
+    flt: Any = None
+    if args.filter is not None:
+        try:
+            flt = json.loads(args.filter)
+        except json.JSONDecodeError as exc:
+            raise CLIError(f'--filter is not JSON ({exc}): e.g. \'{{"kind": "fact"}}\'') from None
+    labels = [label for label in (args.namespace or "").split("/") if label]
+    with _existing(args.file) as store:
+        found = store.search(labels, query=args.query, filter=flt, limit=args.limit)
+        rows = [
+            {
+                "namespace": list(i.namespace),
+                "key": i.key,
+                "value": i.value,
+                "score": i.score,
+                "created_at": i.created_at.isoformat(),
+                "updated_at": i.updated_at.isoformat(),
+            }
+            for i in found
+        ]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    for row in rows:
+        score = "" if row["score"] is None else f"  score={row['score']:.3f}"
+        value = json.dumps(row["value"], default=str, ensure_ascii=False)
+        print(f"{'/'.join(row['namespace'])}  {row['key']}{score}  {value}")
+    if not rows:
+        print("no items found", file=sys.stderr)
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -709,6 +745,14 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--state", help="a MemorySaver state: keys and delta chain")
     group.add_argument("--thread", help="a LangGraph thread id")
     p.add_argument("--limit", type=_positive_int, default=50, help="most entries listed")
+    p = add("search", cmd_search, "items matching a filter or a text query (read-only)")
+    p.add_argument("file")
+    p.add_argument("--namespace", help="a namespace prefix, labels joined by '/', e.g. users/alice")
+    p.add_argument("--query", help="full-text query: best matches first")
+    p.add_argument(
+        "--filter", help='a JSON filter, e.g. \'{"kind": "fact", "score": {"$gte": 50}}\''
+    )
+    p.add_argument("--limit", type=_positive_int, default=10, help="most items listed")
     p = add("export", cmd_export, "write every row to JSON lines (file mode 0600)")
     p.add_argument("file")
     p.add_argument("out")

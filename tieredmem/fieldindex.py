@@ -11,16 +11,19 @@ filter in Python, which decides, so an index never changes what a search returns
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Union
 
 from .codec import Codec
 from .errors import SerializationError
+from .filters import AnyOf, Cond, Node
 
-__all__ = ["Condition", "conditions", "fields_of", "sql_value"]
+__all__ = ["Condition", "FieldPlan", "field_plan", "fields_of", "sql_value"]
 
 #: ``(field, SQL operator, value)``: the index rows of *field* whose value satisfies it.
 Condition = tuple[str, str, Any]
+#: A :data:`Condition`, or ``("and", [plans])``/``("or", [plans])``.
+FieldPlan = Union[Condition, tuple[str, list["FieldPlan"]]]  # noqa: UP007
 
 _SQL_OPS = {"$eq": "=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _INT64 = 2**63
@@ -71,25 +74,53 @@ def fields_of(codec: Codec) -> Callable[[bytes, Sequence[str]], list[tuple[str, 
     return extract
 
 
-def conditions(filter: Mapping[str, Any] | None, fields: Sequence[str]) -> list[Condition]:
-    """The conditions of *filter* that the index of *fields* can answer (equality and
-    ranges on a number or a string), equalities first.
+def _condition(cond: Cond) -> FieldPlan | None:
+    """The index condition of one filter condition on a declared field, if any."""
+    if cond.op not in _SQL_OPS:
+        return None  # $contains, $exists: the index holds no rows for lists or None
+    value = sql_value(cond.operand)
+    if value is None:
+        return None
+    op = _SQL_OPS[cond.op]
+    if type(value) is float and abs(value) >= _INT64 and op in (">", "<"):
+        # Integers past 64 bits are indexed as floats: two of them may round to one
+        # float, so a strict order could lose a match; the filter decides instead.
+        op += "="
+    return (cond.path, op, value)
 
-    Every item matching *filter* satisfies them (``$ne`` also matches an absent field, and
-    ``None`` or containers are not indexed, so those are left to the filter alone)."""
-    if not filter or not fields:
-        return []
-    out: list[Condition] = []
-    for path, spec in filter.items():
-        if path not in fields:
-            continue
-        if isinstance(spec, Mapping) and spec and all(str(k).startswith("$") for k in spec):
-            ops = [(op, exp) for op, exp in spec.items() if op in _SQL_OPS]
-        else:
-            ops = [("$eq", spec)]
-        for op, expected in ops:
-            value = sql_value(expected)
-            if value is not None:
-                out.append((path, _SQL_OPS[op], value))
-    out.sort(key=lambda c: c[1] != "=")
-    return out
+
+def field_plan(node: Node | None, fields: Sequence[str]) -> tuple[FieldPlan | None, bool]:
+    """What the index of *fields* can answer of a filter, given its
+    :func:`~tieredmem.filters.necessary` condition *node* (``None``: nothing):
+    equality, ``$in`` and ranges on a number or a string of a declared field, combined
+    by ``$and`` and ``$or``; and whether every field the filter's positive conditions
+    name is among *fields* (if not, a fresher list of declared fields might answer more).
+
+    Every item matching the filter satisfies the plan (``$ne``, ``$nin``, ``$not`` and
+    ``$exists: False`` also match an absent field, ``None`` and containers are not
+    indexed, so those are left to the filter alone), so the index is a sieve: the filter
+    still decides each item the index gives.
+    """
+    if node is None:
+        return None, True
+    declared = frozenset(fields)
+    complete = True
+
+    def plan(node: Node) -> FieldPlan | None:
+        nonlocal complete
+        if isinstance(node, Cond):
+            if node.path not in declared:
+                complete = False
+                return None
+            return _condition(node)
+        parts = [plan(p) for p in node.parts]
+        if isinstance(node, AnyOf):
+            if any(p is None for p in parts):
+                return None
+            return ("or", [p for p in parts if p is not None])
+        kept = [p for p in parts if p is not None]
+        if not kept:
+            return None
+        return kept[0] if len(kept) == 1 else ("and", kept)
+
+    return plan(node), complete

@@ -14,14 +14,13 @@ from typing import Any
 from .backends import SEP, Backend, Row
 from .codec import JSON, Codec
 from .errors import CorruptValueError
-from .fieldindex import conditions
+from .fieldindex import field_plan
 from .filters import (
     check_depth,
     check_page,
     check_pattern,
-    compile_filter,
-    filter_needles,
     fts_query,
+    prepare_filter,
 )
 from .item import Item
 from .names import INTERNAL_ROOT, Namespace, damaged, match_labels
@@ -52,8 +51,8 @@ def search_rows(
     wanted = offset + limit
     if limit == 0:
         return []
-    needles = filter_needles(filter)
-    test = compile_filter(filter)
+    prepared = prepare_filter(filter)
+    needles, test, node = prepared.needles, prepared.test, prepared.necessary
     names: dict[str, Namespace] = {}
     found: list[Item] = []
     if query is not None:
@@ -86,9 +85,16 @@ def search_rows(
     indexed = getattr(backend, "indexed_fields", None)
     narrowing = getattr(backend, "filter_scan", None)
     if filter and indexed is not None:
-        conds = conditions(filter, indexed())
-        if conds:
-            scan = partial(backend.field_scan, conditions=conds)  # type: ignore[attr-defined]
+        # Declared fields are never undeclared: the fields this handle last saw still
+        # are, and only a filter naming others needs the file's current list (a read).
+        plan, complete = field_plan(node, indexed(fresh=False))
+        if not complete:
+            plan, _ = field_plan(node, indexed())
+        if plan is not None:
+            scan = partial(backend.field_scan, plan=plan)  # type: ignore[attr-defined]
+            # The index's candidates mostly match: read about what is wanted (a page
+            # reads its rows' values whole, decoded or not), then more if need be.
+            page = min(_MAX_PAGE, wanted)
     elif filter and narrowing is not None:
         scan = partial(narrowing, filter=filter)
     after: tuple[str, str] | None = None

@@ -280,8 +280,10 @@ class Store(EngineView):
         """Items under *namespace_prefix* matching *filter* and the full-text *query*.
 
         Without *query* items come in (namespace, key) order; with it, best match first,
-        each with ``score``.  *filter* takes exact matches and ``$eq $ne $gt $gte $lt $lte``
-        on fields of dict values (dotted for nested fields).  Batched writes are flushed
+        each with ``score``.  *filter* takes exact matches and ``$eq $ne $gt $gte $lt $lte
+        $in $nin $exists $contains $not`` on fields of dict values (dotted for nested
+        fields), and ``$and $or $not`` of filters (see :mod:`tieredmem.filters`); fields
+        declared with :meth:`declare_index` are answered by an index.  Batched writes are flushed
         first; writes buffered in an open :meth:`transaction` are not searched.
         ``refresh_ttl`` restarts the ttl of the items returned.
         """

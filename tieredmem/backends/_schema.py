@@ -110,6 +110,10 @@ FIELDS_TRIGGER = (
     f"WHEN {_NOT_INTERNAL.format(row='old')} "
     "BEGIN DELETE FROM fields WHERE ns = old.ns AND key = old.key; END"
 )
+#: Created when field indexes are declared (by any handle, files from before it included):
+#: an equality on a declared field seeks ``(field, value)`` and reads its items in
+#: (ns, key) order, however many other values the namespace holds.
+FIELDS_VALUE_INDEX = "CREATE INDEX IF NOT EXISTS fields_value ON fields (field, value, ns, key)"
 #: Queue every existing (non-internal) item for indexing when full-text search is enabled.
 FTS_BACKFILL = (
     "INSERT INTO fts_docs (ns, key) SELECT ns, key FROM items "

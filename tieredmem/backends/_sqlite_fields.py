@@ -12,14 +12,14 @@ connections and transactions; this class owns the SQL and what it knows of the f
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import apsw
 import orjson
 
 from ..names import INTERNAL_ROOT
 from . import SEP
-from ._schema import FIELDS_TRIGGER
+from ._schema import FIELDS_TRIGGER, FIELDS_VALUE_INDEX
 
 __all__ = ["FieldIndex", "FieldsOf", "internal"]
 
@@ -84,6 +84,7 @@ class FieldIndex:
         """In the caller's write transaction: add *fields* to the declared ones."""
         known = self.declared(con)
         new = [f for f in fields if f not in known]
+        con.execute(FIELDS_VALUE_INDEX)
         if new:
             con.execute(FIELDS_TRIGGER)
             self._set_meta(con, "index", [*known, *new])
@@ -117,35 +118,36 @@ class FieldIndex:
     @staticmethod
     def scan_sql(
         bounds: tuple[str, str],
-        conditions: Sequence[tuple[str, str, Any]],
+        plan: Any,
         after: tuple[str, str] | None,
         limit: int,
         skip: tuple[str, str] | None,
     ) -> tuple[str, list[Any]]:
         """The query of the items under *bounds* (``[lo, hi)`` of joined namespaces, less
-        *skip*) whose indexed fields satisfy *conditions* (``(field, op, value)``, op one
-        of ``= > >= < <=``), in (ns, key) order."""
-        (field, op, value), rest = conditions[0], conditions[1:]
-        if op not in _OPS or any(c[1] not in _OPS for c in rest):
-            raise ValueError(f"unknown field condition in {conditions!r}")
-        where = f"f.field = ? AND f.ns >= ? AND f.ns < ? AND f.value {op} ?"
-        args: list[Any] = [field, *bounds, value]
+        *skip*) whose indexed fields satisfy *plan* (a
+        :data:`~tieredmem.fieldindex.FieldPlan`), in (ns, key) order, at most *limit*.
+
+        Each part of the plan reads the index in (ns, key) order, so SQLite merges them
+        and stops at *limit*: an equality seeks ``(field, value, ns)``, a range walks the
+        field's rows under *bounds*, an ``or`` merges its parts (``UNION``), an ``and``
+        reads one part (an equality first) and checks the others item by item.
+        """
+        where: list[str] = ["{t}ns >= ?", "{t}ns < ?"]
+        scope: list[Any] = list(bounds)
         if after is not None:
-            where += " AND (f.ns, f.key) > (?, ?)"
-            args += list(after)
+            where.append("({t}ns, {t}key) > (?, ?)")
+            scope += list(after)
         if skip is not None:
-            where += " AND NOT (f.ns >= ? AND f.ns < ?)"
-            args += list(skip)
-        for other, other_op, other_value in rest:
-            where += (
-                " AND EXISTS (SELECT 1 FROM fields g WHERE g.ns = f.ns AND g.key = f.key "
-                f"AND g.field = ? AND g.value {other_op} ?)"
-            )
-            args += [other, other_value]
+            where.append("NOT ({t}ns >= ? AND {t}ns < ?)")
+            scope += list(skip)
+        args: list[Any] = []
+        inner = _select(plan, _Scope(" AND ".join(where), scope), args)
+        # CROSS JOIN: SQLite keeps this order (the index's candidates, then their other
+        # fields, then the items), so only the items that pass are read.
         sql = (
             "SELECT i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at, i.ttl "
-            "FROM fields f JOIN items i ON i.ns = f.ns AND i.key = f.key "
-            f"WHERE {where} ORDER BY f.ns, f.key LIMIT {int(limit)}"
+            f"FROM ({inner}) s CROSS JOIN items i ON i.ns = s.ns AND i.key = s.key "
+            f"ORDER BY s.ns, s.key LIMIT {int(limit)}"
         )
         return sql, args
 
@@ -157,3 +159,85 @@ class FieldIndex:
             (key, orjson.dumps(list(fields)).decode()),
         )
         con.execute(_BUMP_SCHEMA)
+
+
+def _test(cond: tuple[str, str, Any], column: str, args: list[Any]) -> str:
+    """SQL for one index condition on *column*.  A range keeps to the operand's type
+    (numbers sort before text, text before blobs), as the filter does."""
+    _, op, value = cond
+    if op not in _OPS:
+        raise ValueError(f"unknown field condition {cond!r}")
+    args.append(value)
+    if op == "=":
+        return f"{column} = ?"
+    if isinstance(value, str):
+        return f"{column} {op} ? AND {column} >= '' AND {column} < x''"
+    return f"{column} {op} ? AND {column} < ''"
+
+
+def _is_condition(plan: Any) -> bool:
+    return len(plan) == 3
+
+
+class _Scope(NamedTuple):
+    """The namespaces searched: SQL with ``{t}`` for a table alias's prefix, arguments."""
+
+    sql: str
+    args: list[Any]
+
+    def on(self, alias: str, args: list[Any]) -> str:
+        args += self.args
+        return self.sql.format(t=f"{alias}." if alias else "")
+
+
+def _select(plan: Any, scope: _Scope, args: list[Any]) -> str:
+    """``SELECT ns, key`` of the items satisfying *plan* within *scope*, in (ns, key)
+    order; appends the arguments to *args*, in the order of the SQL text."""
+    if _is_condition(plan):
+        # An equality seeks (field, value, ns) in the value index; a range cannot use it
+        # in (ns, key) order ("+value"), so it walks the field's rows under the scope.
+        args.append(plan[0])
+        test = _test(plan, "value" if plan[1] == "=" else "+value", args)
+        return f"SELECT ns, key FROM fields WHERE field = ? AND {test} AND {scope.on('', args)}"
+    kind, parts = plan
+    if kind == "or":
+        arms = [f"SELECT ns, key FROM ({_select(p, scope, args)})" for p in parts]
+        return " UNION ".join(arms)
+    # "and": read the first equality (else the first part); join each other condition
+    # (one seek of the item's row of that field), check the rest ("or"s) item by item.
+    lead = next((p for p in parts if _is_condition(p) and p[1] == "="), parts[0])
+    rest = [p for p in parts if p is not lead]
+    where: list[str] = []
+    source = "fields c" if _is_condition(lead) else f"({_select(lead, scope, args)}) c"
+    joins = []
+    for n, part in enumerate(p for p in rest if _is_condition(p)):
+        args.append(part[0])
+        test = _test(part, f"g{n}.value", args)
+        joins.append(
+            f"CROSS JOIN fields g{n} INDEXED BY fields_item "
+            f"ON g{n}.ns = c.ns AND g{n}.key = c.key "
+            f"AND g{n}.field = ? AND {test}"
+        )
+    if _is_condition(lead):
+        args.append(lead[0])
+        where += ["c.field = ?", _test(lead, "c.value" if lead[1] == "=" else "+c.value", args)]
+        where.append(scope.on("c", args))
+    where += [_exists(p, args) for p in rest if not _is_condition(p)]
+    return f"SELECT c.ns, c.key FROM {source} {' '.join(joins)}" + (
+        f" WHERE {' AND '.join(where)}" if where else ""
+    )
+
+
+def _exists(plan: Any, args: list[Any]) -> str:
+    """SQL that is true for the item ``(c.ns, c.key)`` when it satisfies *plan*."""
+    if _is_condition(plan):
+        args.append(plan[0])
+        test = _test(plan, "g.value", args)
+        return (
+            "EXISTS (SELECT 1 FROM fields g INDEXED BY fields_item "
+            "WHERE g.ns = c.ns AND g.key = c.key "
+            f"AND g.field = ? AND {test})"
+        )
+    kind, parts = plan
+    joiner = " OR " if kind == "or" else " AND "
+    return "(" + joiner.join(_exists(p, args) for p in parts) + ")"

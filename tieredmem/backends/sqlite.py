@@ -822,9 +822,15 @@ class SQLiteBackend:
         return created
 
     # -- declared field indexes (see tieredmem.fieldindex, ._sqlite_fields) ------------
-    def indexed_fields(self) -> tuple[str, ...]:
+    def indexed_fields(self, *, fresh: bool = True) -> tuple[str, ...]:
         """Fields whose index is complete (declared, and the items stored before the
-        declaration indexed), which searches may use (``tieredmem.open(..., index=...)``)."""
+        declaration indexed), which searches may use (``tieredmem.open(..., index=...)``).
+
+        ``fresh=False``: those this handle last read, without reading the file (fields
+        declared since by another handle may be missing; none listed is ever wrong, as a
+        declared field is never undeclared)."""
+        if not fresh:
+            return self._fields.ready
         try:
             with self._reading() as con:
                 self._fields.declared(con)
@@ -864,17 +870,16 @@ class SQLiteBackend:
     def field_scan(
         self,
         ns_prefix: str,
-        conditions: Sequence[tuple[str, str, Any]],
+        plan: Any,
         *,
         after: tuple[str, str] | None = None,
         limit: int = 1000,
         skip_prefix: str | None = None,
     ) -> list[Row]:
-        """:meth:`scan` narrowed to the items whose indexed fields satisfy *conditions*
-        (``(field, op, value)``, op one of ``= > >= < <=``; see
-        :func:`tieredmem.fieldindex.conditions`), in (ns, key) order."""
+        """:meth:`scan` narrowed to the items whose indexed fields satisfy *plan* (see
+        :func:`tieredmem.fieldindex.field_plan`), in (ns, key) order."""
         skip = prefix_bounds(skip_prefix) if skip_prefix else None
-        sql, args = FieldIndex.scan_sql(prefix_bounds(ns_prefix), conditions, after, limit, skip)
+        sql, args = FieldIndex.scan_sql(prefix_bounds(ns_prefix), plan, after, limit, skip)
         try:
             with self._reading() as con:
                 return list(map(_row, con.execute(sql, args)))
