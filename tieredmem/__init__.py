@@ -30,6 +30,7 @@ from .errors import (
     TieredMemError,
     UnsupportedURLError,
     ValueTooLargeError,
+    VectorIndexError,
 )
 from .history import History
 from .hot import parse_bytes
@@ -69,6 +70,7 @@ __all__ = [
     "TieredMemError",
     "UnsupportedURLError",
     "ValueTooLargeError",
+    "VectorIndexError",
     "__version__",
     "cached",
     "open",

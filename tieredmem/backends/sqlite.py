@@ -40,9 +40,10 @@ from ..errors import (
     SchemaVersionError,
     StoreClosedError,
     TieredMemError,
+    VectorIndexError,
 )
 from ..hot import parse_bytes
-from . import SEP, Delete, Op, Put, Row, Touch
+from . import SEP, Delete, Op, Put, Row, Touch, VectorEntry
 from ._checkpoint import Checkpointer
 from ._schema import (
     APPLICATION_ID,
@@ -70,6 +71,7 @@ from ._sqlite_file import (
     wal,
     wal_bound,
 )
+from ._sqlite_vec import VectorIndex, file_spec, load_extension
 
 __all__ = ["SQLiteBackend"]
 
@@ -213,6 +215,8 @@ class SQLiteBackend:
         # removes them again when no other connection uses the file.
         self._ro_tidy = readonly and not self.memory and not os.path.exists(self.path + "-wal")
         self._checkpointer: Checkpointer | None = None
+        self._vectors: VectorIndex | None = None
+        self._vec_ext = False  # sqlite-vec loaded into every connection of this handle
         if not self.memory:
             check_header(self.path)
             if readonly:
@@ -244,6 +248,10 @@ class SQLiteBackend:
             raise self._error(exc) from exc
         busy_timeout(con, self._busy_ms)
         no_double_quoted_strings(con)
+        if writer:
+            self._vec_ext = load_extension(con)
+        elif self._vec_ext:
+            load_extension(con)
         try:
             if self.readonly:
                 con.pragma("query_only", True)
@@ -881,6 +889,92 @@ class SQLiteBackend:
         except apsw.Error as exc:
             raise self._error(exc) from exc
 
+    # -- the vector index (see ._sqlite_vec) ------------------------------------------
+    def vector_setup(self, dims: int, quantization: str = "none", oversample: int = 8) -> bool:
+        """Keep a vector index of *dims* dimensions in this file (created if the file has
+        none); ``False`` if sqlite-vec is not installed and the file has no index (the
+        caller then searches its own way).
+
+        :raises VectorIndexError: the file's index has other dims or quantization, or it
+            has an index and sqlite-vec is not installed.
+        """
+        index = VectorIndex(dims, quantization, oversample)
+        try:
+            if not self._vec_ext:
+                with self._reading() as con:
+                    spec = file_spec(con)
+                if spec is None:
+                    return False
+                raise VectorIndexError(
+                    f"{self.path} has a vector index (sqlite-vec), which this Python "
+                    "cannot read: pip install 'tieredmem[vector]' (it installs sqlite-vec)"
+                )
+            if self.readonly:
+                with self._reading() as con:
+                    spec = file_spec(con)
+                if spec is None:
+                    return False
+                index.check(spec)
+            else:
+                with self._writing() as con, immediate(con):
+                    if index.create(con):
+                        log.info("%s: vector index created (%d dims)", self.path, dims)
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+        self._vectors = index
+        return True
+
+    def _vector_index(self) -> VectorIndex:
+        if self._vectors is None:
+            raise VectorIndexError("no vector index: call vector_setup(dims) first")
+        return self._vectors
+
+    def vector_digests(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], frozenset[bytes]]:
+        """The digests of the texts embedded for each of *keys* (``(ns, key)``)."""
+        index = self._vector_index()
+        try:
+            with self._reading() as con:
+                return index.digests(con, keys)
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
+    def vector_write(self, entries: Sequence[VectorEntry]) -> None:
+        """Replace the items' vectors (inside ``locked()``: in its transaction, so with
+        the items written there)."""
+        index = self._vector_index()
+        try:
+            with self._writing() as con, immediate(con):
+                index.write(con, entries)
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
+    def vector_search(
+        self, ns_prefix: str, query: bytes, limit: int
+    ) -> tuple[list[tuple[str, str, float]], bool]:
+        """The *limit* items under *ns_prefix* nearest to *query* (float32 bytes), best
+        first, ``(ns, key, cosine similarity)``, and whether more may exist."""
+        index = self._vector_index()
+        try:
+            if not self.readonly:
+                with self._reading() as con:
+                    dead = index.has_dead(con)
+                if dead:
+                    with self._writing() as con, immediate(con):
+                        index.purge(con)
+            with self._reading() as con:
+                in_tx = con is not self._writer
+                if in_tx:
+                    con.execute("BEGIN")
+                try:
+                    return index.search(con, prefix_bounds(ns_prefix), query, limit)
+                finally:
+                    if in_tx:
+                        con.execute("COMMIT")
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
     def dictionaries(self) -> dict[int, bytes]:
         try:
             with self._reading() as con:
@@ -1108,6 +1202,8 @@ class SQLiteBackend:
                     fields = self._fields.declared(con)
                     if fields:  # at most a row per item and declared field
                         keep_stats(con, "fields", int(cast(int, items)) * len(fields))
+                    if self._vectors is not None:
+                        self._vectors.purge(con)
                     con.execute("PRAGMA optimize")
                 if not self.memory and not con.in_transaction:  # not inside locked()
                     con.pragma("wal_checkpoint", "PASSIVE")
