@@ -138,7 +138,8 @@ class VectorIndex:
             f"emb {column}[{self.dims}]{metric}, chunk_size={CHUNK_SIZE})"
         )
         con.execute(
-            "CREATE TABLE IF NOT EXISTS vec_docs (id INTEGER PRIMARY KEY, ns TEXT NOT NULL, "
+            "CREATE TABLE IF NOT EXISTS vec_docs (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "ns TEXT NOT NULL, "
             "key TEXT NOT NULL, digest BLOB NOT NULL, vector BLOB)"
         )
         con.execute("CREATE INDEX IF NOT EXISTS vec_docs_item ON vec_docs (ns, key)")
@@ -177,12 +178,14 @@ class VectorIndex:
     def write(self, con: apsw.Connection, entries: Sequence[VectorEntry]) -> None:
         """Bring each entry's item to its new vectors (in the caller's transaction)."""
         np = self._np
-        for ns, key, keep, add in entries:
+        for ns, key, keep, _ in entries:
             for doc_id, digest in list(
                 con.execute("SELECT id, digest FROM vec_docs WHERE ns = ? AND key = ?", (ns, key))
             ):
                 if bytes(digest) not in keep:
                     con.execute("DELETE FROM vec_docs WHERE id = ?", (doc_id,))
+        self.purge(con)
+        for ns, key, _, add in entries:
             for digest, blob in add:
                 vector = np.frombuffer(blob, dtype=np.float32)
                 if vector.shape != (self.dims,):
@@ -201,7 +204,6 @@ class VectorIndex:
                     f"INSERT INTO vec_index (rowid, ns, emb) VALUES (?, ?, {self._as})",
                     (doc_id, ns, self._encode(vector)),
                 )
-        self.purge(con)
 
     def purge(self, con: apsw.Connection) -> int:
         """Delete the ``vec_index`` rows of deleted items; return how many."""
