@@ -351,15 +351,21 @@ class TieredStore(BaseStore):
         ask = max(wanted, 1)
         while True:
             found, more = vectors.nearest(tuple(op.namespace_prefix), query, ask)
+            # One read for every candidate; the item decides (deleted or expired since,
+            # or filtered out: skipped).
+            items = self.store.get_many([(ns, key) for ns, key, _ in found])
             out: list[tuple[TItem, float]] = []
-            for namespace, key, score in found:
-                got = self.store.get(namespace, key, refresh_ttl=refresh)
+            for got, (_, _, score) in zip(items, found):
                 if got is None or not matches(got.value, op.filter):
-                    continue  # deleted or expired since, or filtered out
+                    continue
                 out.append((got, score))
                 if len(out) >= wanted:
-                    return out
-            if not more:
+                    break
+            if len(out) >= wanted or not more:
+                if refresh:
+                    for got, _ in out:
+                        if got.expires_at is not None:
+                            self.store.get(got.namespace, got.key, refresh_ttl=True)
                 return out
             ask *= 4
 
