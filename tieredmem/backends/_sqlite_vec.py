@@ -24,6 +24,7 @@ inside the caller's transaction where it writes.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import importlib
 from collections.abc import Sequence
@@ -50,7 +51,9 @@ CHUNK_SIZE = 64
 _INSTALL = "pip install 'tieredmem[vector]' (it installs sqlite-vec)"
 
 
+@functools.lru_cache(maxsize=1)
 def _sqlite_vec() -> Any:
+    """The sqlite_vec module, or ``None`` if it is not installed (looked up once)."""
     try:
         return importlib.import_module("sqlite_vec")
     except ImportError:
