@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -216,7 +217,10 @@ class SQLiteBackend:
         self._ro_tidy = readonly and not self.memory and not os.path.exists(self.path + "-wal")
         self._checkpointer: Checkpointer | None = None
         self._vectors: VectorIndex | None = None
-        self._vec_ext = False  # sqlite-vec loaded into every connection of this handle
+        # Connections sqlite-vec was loaded into (only once an index is configured: the
+        # module imports ctypes, which a store without vectors does without).
+        self._vec_loaded: weakref.WeakSet[apsw.Connection] = weakref.WeakSet()
+        self._vec_lock = threading.Lock()
         if not self.memory:
             check_header(self.path)
             if readonly:
@@ -248,10 +252,6 @@ class SQLiteBackend:
             raise self._error(exc) from exc
         busy_timeout(con, self._busy_ms)
         no_double_quoted_strings(con)
-        if writer:
-            self._vec_ext = load_extension(con)
-        elif self._vec_ext:
-            load_extension(con)
         try:
             if self.readonly:
                 con.pragma("query_only", True)
@@ -426,6 +426,8 @@ class SQLiteBackend:
         self._idle = []
         self._readers_lock = threading.Lock()
         self._watch_lock = threading.Lock()
+        self._vec_lock = threading.Lock()
+        self._vec_loaded = weakref.WeakSet()
         self._watch = None
         self._shm = None  # the descriptor stays open: the parent may hold locks through it
         parent = self._pid
@@ -900,7 +902,7 @@ class SQLiteBackend:
         """
         index = VectorIndex(dims, quantization, oversample)
         try:
-            if not self._vec_ext:
+            if not self._vec_ready(self._writer):
                 with self._reading() as con:
                     spec = file_spec(con)
                 if spec is None:
@@ -924,6 +926,15 @@ class SQLiteBackend:
         self._vectors = index
         return True
 
+    def _vec_ready(self, con: apsw.Connection) -> bool:
+        """Load sqlite-vec into *con* once; ``False`` if it is not installed."""
+        if con in self._vec_loaded:
+            return True
+        with self._vec_lock:
+            if con not in self._vec_loaded and load_extension(con):
+                self._vec_loaded.add(con)
+        return con in self._vec_loaded
+
     def _vector_index(self) -> VectorIndex:
         if self._vectors is None:
             raise VectorIndexError("no vector index: call vector_setup(dims) first")
@@ -936,6 +947,7 @@ class SQLiteBackend:
         index = self._vector_index()
         try:
             with self._reading() as con:
+                self._vec_ready(con)
                 return index.digests(con, keys)
         except apsw.Error as exc:
             raise self._error(exc) from exc
@@ -946,6 +958,7 @@ class SQLiteBackend:
         index = self._vector_index()
         try:
             with self._writing() as con, immediate(con):
+                self._vec_ready(con)
                 index.write(con, entries)
         except apsw.Error as exc:
             raise self._error(exc) from exc
@@ -962,8 +975,10 @@ class SQLiteBackend:
                     dead = index.has_dead(con)
                 if dead:
                     with self._writing() as con, immediate(con):
+                        self._vec_ready(con)
                         index.purge(con)
             with self._reading() as con:
+                self._vec_ready(con)
                 in_tx = con is not self._writer
                 if in_tx:
                     con.execute("BEGIN")
@@ -1202,7 +1217,7 @@ class SQLiteBackend:
                     fields = self._fields.declared(con)
                     if fields:  # at most a row per item and declared field
                         keep_stats(con, "fields", int(cast(int, items)) * len(fields))
-                    if self._vectors is not None:
+                    if self._vectors is not None and self._vec_ready(con):
                         self._vectors.purge(con)
                     con.execute("PRAGMA optimize")
                 if not self.memory and not con.in_transaction:  # not inside locked()
