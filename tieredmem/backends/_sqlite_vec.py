@@ -25,7 +25,6 @@ inside the caller's transaction where it writes.
 from __future__ import annotations
 
 import functools
-import heapq
 import importlib
 import logging
 from collections.abc import Sequence
@@ -239,11 +238,6 @@ class VectorIndex:
             con.execute("DELETE FROM vec_dead WHERE id <= ?", (max(dead),))
         return len(dead)
 
-    @staticmethod
-    def has_dead(con: apsw.Connection) -> bool:
-        """Whether :meth:`purge` has work."""
-        return any(con.execute("SELECT 1 FROM vec_dead LIMIT 1"))
-
     def _encode(self, vector: Any) -> bytes:
         np = self._np
         if self.quantization == "none":
@@ -283,7 +277,7 @@ class VectorIndex:
         ]
         if not names:
             return [], False
-        k = min(MAX_K, max(limit * 2, 16))
+        k = min(MAX_K, max(limit, 10))
         while True:
             best, full = self._nearest(con, names, bounds, q, k)
             if len(best) >= limit or not full or k >= MAX_K:
@@ -302,58 +296,41 @@ class VectorIndex:
         when quantized), and whether a partition returned all it was asked for."""
         ask = min(MAX_K, k * self.oversample)
         encoded = self._encode(q)
-        sql = f"SELECT rowid, distance FROM vec_index WHERE emb MATCH {self._as} AND k = ?"
-        found: list[tuple[int, float]] = []
+        # A LEFT JOIN: the KNN runs first; a row whose vec_docs row is gone (deleted,
+        # not purged yet) comes back with NULLs and still counts towards "full".
+        sql = (
+            "SELECT v.distance, d.ns, d.key, d.vector FROM vec_index v "
+            "LEFT JOIN vec_docs d ON d.id = v.rowid "
+            f"WHERE v.emb MATCH {self._as} AND v.k = ?"
+        )
+        rows: list[tuple[float, str | None, str | None, bytes | None]] = []
         full = False
         if len(names) <= _PER_PARTITION:
             for ns in names:
-                rows = con.execute(sql + " AND ns = ?", (encoded, ask, ns)).fetchall()
-                full = full or len(rows) >= ask
-                found += cast(list[tuple[int, float]], rows)
+                got = con.execute(sql + " AND v.ns = ?", (encoded, ask, ns)).fetchall()
+                full = full or len(got) >= ask
+                rows += cast(list[tuple[float, str | None, str | None, bytes | None]], got)
         else:
-            rows = con.execute(sql, (encoded, ask)).fetchall()
-            full = len(rows) >= ask
-            found = cast(list[tuple[int, float]], rows)
-        if self.quantization == "none":
-            found = heapq.nsmallest(k, found, key=lambda r: r[1])
-        docs = self._docs(con, [doc_id for doc_id, _ in found], bounds)
+            got = con.execute(sql, (encoded, ask)).fetchall()
+            full = len(got) >= ask
+            rows = cast(list[tuple[float, str | None, str | None, bytes | None]], got)
+        lo, hi = bounds
+        live = [r for r in rows if r[1] is not None and lo <= r[1] < hi]
         scored: list[tuple[float, str, str]] = []
         if self.quantization == "none":
-            for doc_id, distance in found:
-                doc = docs.get(doc_id)
-                if doc is not None:
-                    scored.append((1.0 - float(distance), doc[0], doc[1]))
-        else:  # rescore with the exact vectors
+            scored = [(1.0 - float(d), cast(str, ns), cast(str, key)) for d, ns, key, _ in live]
+        elif live:  # rescore with the exact vectors
             np = self._np
-            kept = [(doc_id, docs[doc_id]) for doc_id, _ in found if doc_id in docs]
-            if kept:
-                matrix = np.frombuffer(
-                    b"".join(doc[2] for _, doc in kept), dtype=np.float32
-                ).reshape(-1, self.dims)
-                norms = np.linalg.norm(matrix, axis=1)
-                norms[norms == 0] = 1.0
-                sims = (matrix @ q) / norms
-                scored = [(float(s), doc[0], doc[1]) for s, (_, doc) in zip(sims, kept)]
+            matrix = np.frombuffer(
+                b"".join(cast(bytes, r[3]) for r in live), dtype=np.float32
+            ).reshape(-1, self.dims)
+            norms = np.linalg.norm(matrix, axis=1)
+            norms[norms == 0] = 1.0
+            sims = (matrix @ q) / norms
+            scored = [(float(x), cast(str, r[1]), cast(str, r[2])) for x, r in zip(sims, live)]
         scored.sort(key=lambda t: t[0], reverse=True)
         best: dict[tuple[str, str], float] = {}
         for score, ns, key in scored[: max(k, 1)]:
             if (ns, key) not in best:
                 best[(ns, key)] = score
         return [(ns, key, s) for (ns, key), s in best.items()], full
-
-    @staticmethod
-    def _docs(
-        con: apsw.Connection, ids: list[int], bounds: tuple[str, str]
-    ) -> dict[int, tuple[str, str, bytes]]:
-        """``id -> (ns, key, exact vector)`` of the live rows among *ids* in *bounds*."""
-        out: dict[int, tuple[str, str, bytes]] = {}
-        lo, hi = bounds
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for doc_id, ns, key, vector in con.execute(
-                f"SELECT id, ns, key, vector FROM vec_docs WHERE id IN ({marks})", chunk
-            ):
-                if lo <= ns < hi:
-                    out[doc_id] = (ns, key, bytes(vector) if vector is not None else b"")
-        return out

@@ -970,23 +970,11 @@ class SQLiteBackend:
         first, ``(ns, key, cosine similarity)``, and whether more may exist."""
         index = self._vector_index()
         try:
-            if not self.readonly:
-                with self._reading() as con:
-                    dead = index.has_dead(con)
-                if dead:
-                    with self._writing() as con, immediate(con):
-                        self._vec_ready(con)
-                        index.purge(con)
+            # Rows of deleted items not purged yet are skipped by the search itself;
+            # writes and maintain() purge them.
             with self._reading() as con:
                 self._vec_ready(con)
-                in_tx = con is not self._writer
-                if in_tx:
-                    con.execute("BEGIN")
-                try:
-                    return index.search(con, prefix_bounds(ns_prefix), query, limit)
-                finally:
-                    if in_tx:
-                        con.execute("COMMIT")
+                return index.search(con, prefix_bounds(ns_prefix), query, limit)
         except apsw.Error as exc:
             raise self._error(exc) from exc
 

@@ -30,8 +30,8 @@ from ..store import Store
 __all__ = ["IndexedVectors", "ScannedVectors", "Vectors", "numpy"]
 
 Address = tuple[tuple[str, ...], str]
-#: ``(namespace, key, cosine similarity)`` best first, and whether more may exist.
-Nearest = tuple[list[tuple[tuple[str, ...], str, float]], bool]
+#: ``(joined namespace, key, cosine similarity)`` best first, and whether more may exist.
+Nearest = tuple[list[tuple[str, str, float]], bool]
 
 
 def numpy() -> Any:
@@ -159,8 +159,7 @@ class IndexedVectors(Vectors):
         )
 
     def nearest(self, prefix: tuple[str, ...], query: bytes, limit: int) -> Nearest:
-        found, more = self.backend.vector_search(SEP.join(prefix), query, limit)
-        return [(tuple(ns.split(SEP)), key, score) for ns, key, score in found], more
+        return self.backend.vector_search(SEP.join(prefix), query, limit)
 
     def import_scanned(self) -> int:
         """Move vectors a handle without the index stored as items (:class:`ScannedVectors`)
@@ -234,6 +233,4 @@ class ScannedVectors(Vectors):
             norms[norms == 0] = 1.0
             best[(SEP.join(row.namespace)[cut:], row.key)] = float(np.max(matrix @ q / norms))
         ranked = sorted(best.items(), key=lambda kv: kv[1], reverse=True)
-        return [(tuple(ns.split(SEP)), key, score) for (ns, key), score in ranked[:limit]], len(
-            ranked
-        ) > limit
+        return [(ns, key, score) for (ns, key), score in ranked[:limit]], len(ranked) > limit

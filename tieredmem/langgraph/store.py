@@ -353,7 +353,7 @@ class TieredStore(BaseStore):
             found, more = vectors.nearest(tuple(op.namespace_prefix), query, ask)
             # One read for every candidate; the item decides (deleted or expired since,
             # or filtered out: skipped).
-            items = self.store.get_many([(ns, key) for ns, key, _ in found])
+            items = self.store.raw.read_many([(ns, key) for ns, key, _ in found])
             out: list[tuple[TItem, float]] = []
             for got, (_, _, score) in zip(items, found):
                 if got is None or not matches(got.value, op.filter):
