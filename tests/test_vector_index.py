@@ -290,3 +290,30 @@ def test_a_delete_without_sqlite_vec_leaves_nothing_to_find(tmp_path: Path) -> N
     s.store.maintain()
     assert vec_rows(path) == (11, 11)
     s.close()
+
+
+@pytest.mark.parametrize("backend", ["redis", "postgres"])
+def test_backends_without_an_index_search_exactly_and_fuse(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
+    """Redis and PostgreSQL keep the exact numpy search (no index in the backend); the
+    hybrid mode fuses it with PostgreSQL's full-text search, and is the vector search on
+    Redis (which has none)."""
+    if backend == "redis":
+        url = request.getfixturevalue("redis_server").url(prefix="vec-hybrid")
+    else:
+        url = request.getfixturevalue("pg_server").url()
+    with TieredStore(url, index=index_of(CountingEmbedder())) as s:
+        assert type(s._vectors).__name__ == "ScannedVectors"
+        s.put(("hy", backend), "a", {"text": "solar panel battery"})
+        s.put(("hy", backend), "b", {"text": "coal plant"})
+        hybrid = s.search(("hy", backend), query="solar battery", limit=2)
+        assert hybrid[0].key == "a"
+        if backend == "postgres":  # fused: first in both rankings
+            assert hybrid[0].score == pytest.approx(2 / 61)
+        else:  # no full-text search on Redis: the vector ranking (cosine similarity)
+            assert 0 < hybrid[0].score <= 1
+        s.search_mode = "vector"
+        assert s.search(("hy", backend), query="solar battery", limit=1)[0].key == "a"
+        s.delete(("hy", backend), "a")
+        s.delete(("hy", backend), "b")

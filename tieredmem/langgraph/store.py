@@ -393,7 +393,10 @@ class TieredStore(BaseStore):
         check_query(op.query)
         check_page(op.limit, op.offset)
         if op.query and self._vectors is not None and self.search_mode != "text":
-            if self.search_mode == "vector":
+            # A backend without full-text search (Redis): hybrid is the vector ranking.
+            if self.search_mode == "vector" or not getattr(
+                self.store.backend, "has_text_search", True
+            ):
                 return self._vector_search(op)
             return self._hybrid_search(op)
         found = self.store.search(
