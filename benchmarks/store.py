@@ -60,6 +60,7 @@ From the repository root (the script finds ``tieredmem`` next to it)::
     python benchmarks/store.py                 # 100,000 items, every configuration
     python benchmarks/store.py --quick         # 10,000 items, 10,000 gets (smoke run)
     python benchmarks/store.py --only tieredstore,langgraph-sqlitestore --repeat 3
+    python benchmarks/store.py --vectors       # then the vector scenarios (store_vectors.py)
 
 It prints a table, the ratios and the targets (PASS/FAIL; they are defined at 100,000 items,
 so other sizes are informative only) and the command that reproduces the run, and writes
@@ -853,6 +854,12 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--dir", help="directory for the files (default: a new temporary one)")
     p.add_argument("--out", help="JSON output (default benchmarks/results/store.json)")
+    p.add_argument(
+        "--vectors",
+        action="store_true",
+        help="then the vector and hybrid search scenarios on the same items "
+        "(benchmarks/store_vectors.py)",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
     if opts.items is None:
@@ -888,7 +895,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             results[name].append(result)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    return report(opts, results)
+    status = report(opts, results)
+    if opts.vectors:
+        import store_vectors
+
+        same = ["--items", str(opts.items), "--users", str(opts.users), "--seed", str(opts.seed)]
+        status = max(status, store_vectors.main([*same, *(["--quick"] if opts.quick else [])]))
+    return status
 
 
 if __name__ == "__main__":

@@ -218,7 +218,7 @@ def test_semantic_search_ranking(
     if backend == "postgres":
         url = request.getfixturevalue("pg_server").url()
     results = []
-    for s in (InMemoryStore(index=index), TieredStore(url, index=index)):
+    for s in (InMemoryStore(index=index), TieredStore(url, index=index, search_mode="vector")):
         s.put(("docs",), "pets", {"text": "cat and dog and fish"})
         s.put(("docs",), "travel", {"text": "car train plane"})
         s.put(("docs",), "food", {"text": "pizza pasta pizza"})

@@ -31,6 +31,7 @@ from .errors import (
     TieredMemError,
     UnsupportedURLError,
     ValueTooLargeError,
+    VectorIndexError,
 )
 from .history import History
 from .hot import parse_bytes
@@ -71,6 +72,7 @@ __all__ = [
     "TieredMemError",
     "UnsupportedURLError",
     "ValueTooLargeError",
+    "VectorIndexError",
     "__version__",
     "cached",
     "open",

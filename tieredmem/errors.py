@@ -29,6 +29,7 @@ __all__ = [
     "TieredMemError",
     "UnsupportedURLError",
     "ValueTooLargeError",
+    "VectorIndexError",
 ]
 
 
@@ -132,3 +133,9 @@ class SharingError(TieredMemError, ValueError):
     """A second object was asked for a history or state that is open on the store (get
     the open one with ``History.shared`` / ``State.shared``, or through a
     ``MemorySaver``), or it was asked for with another encoding."""
+
+
+class VectorIndexError(TieredMemError, ValueError):
+    """A vector index cannot be used as configured: its dims or quantization differ from
+    the file's, an embedding has the wrong number of dimensions, or sqlite-vec (``pip
+    install 'tieredmem[vector]'``) is missing for a file that has an index."""

@@ -30,6 +30,8 @@ __all__ = [
     "Put",
     "Row",
     "Touch",
+    "VectorBackend",
+    "VectorEntry",
     "available_schemes",
     "open_backend",
     "redact_url",
@@ -183,6 +185,38 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections; idempotent."""
+
+
+class VectorEntry(NamedTuple):
+    """The vectors of one item after a write: keep the rows whose digest is in *keep*,
+    delete the others, add *add* (``(digest, float32 bytes)``)."""
+
+    ns: str
+    key: str
+    keep: frozenset[bytes]
+    add: Sequence[tuple[bytes, bytes]]
+
+
+@runtime_checkable
+class VectorBackend(Protocol):
+    """A backend that keeps a vector index beside its rows (SQLite with sqlite-vec); the
+    others (Redis, PostgreSQL) leave vector search to the layer above (exact, numpy)."""
+
+    def vector_setup(self, dims: int, quantization: str = "none", oversample: int = 8) -> bool:
+        """Use (or create) the store's index; ``False`` if this backend cannot here."""
+
+    def vector_digests(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], frozenset[bytes]]:
+        """Digests of the texts embedded for each ``(ns, key)``."""
+
+    def vector_write(self, entries: Sequence[VectorEntry]) -> None:
+        """Replace items' vectors (``VectorEntry`` rows), in the held transaction."""
+
+    def vector_search(
+        self, ns_prefix: str, query: bytes, limit: int
+    ) -> tuple[list[tuple[str, str, float]], bool]:
+        """Nearest items ``(ns, key, cosine similarity)`` and whether more may exist."""
 
 
 BackendFactory = Callable[..., Backend]

@@ -521,6 +521,9 @@ class RedisBackend:
                 break
         return out
 
+    #: No full-text index: TieredStore's hybrid search is a vector search here.
+    has_text_search = False
+
     def text_search(
         self, ns_prefix: str, query: str, *, limit: int, skip_prefix: str | None = None
     ) -> list[tuple[Row, float]]:

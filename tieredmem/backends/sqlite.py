@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -40,9 +41,10 @@ from ..errors import (
     SchemaVersionError,
     StoreClosedError,
     TieredMemError,
+    VectorIndexError,
 )
 from ..hot import parse_bytes
-from . import SEP, Delete, Op, Put, Row, Touch
+from . import SEP, Delete, Op, Put, Row, Touch, VectorEntry
 from ._checkpoint import Checkpointer
 from ._schema import (
     APPLICATION_ID,
@@ -70,6 +72,7 @@ from ._sqlite_file import (
     wal,
     wal_bound,
 )
+from ._sqlite_vec import VectorIndex, file_spec, load_extension
 
 __all__ = ["SQLiteBackend"]
 
@@ -213,6 +216,11 @@ class SQLiteBackend:
         # removes them again when no other connection uses the file.
         self._ro_tidy = readonly and not self.memory and not os.path.exists(self.path + "-wal")
         self._checkpointer: Checkpointer | None = None
+        self._vectors: VectorIndex | None = None
+        # Connections sqlite-vec was loaded into (only once an index is configured: the
+        # module imports ctypes, which a store without vectors does without).
+        self._vec_loaded: weakref.WeakSet[apsw.Connection] = weakref.WeakSet()
+        self._vec_lock = threading.Lock()
         if not self.memory:
             check_header(self.path)
             if readonly:
@@ -418,6 +426,8 @@ class SQLiteBackend:
         self._idle = []
         self._readers_lock = threading.Lock()
         self._watch_lock = threading.Lock()
+        self._vec_lock = threading.Lock()
+        self._vec_loaded = weakref.WeakSet()
         self._watch = None
         self._shm = None  # the descriptor stays open: the parent may hold locks through it
         parent = self._pid
@@ -886,6 +896,93 @@ class SQLiteBackend:
         except apsw.Error as exc:
             raise self._error(exc) from exc
 
+    # -- the vector index (see ._sqlite_vec) ------------------------------------------
+    def vector_setup(self, dims: int, quantization: str = "none", oversample: int = 8) -> bool:
+        """Keep a vector index of *dims* dimensions in this file (created if the file has
+        none); ``False`` if sqlite-vec is not installed and the file has no index (the
+        caller then searches its own way).
+
+        :raises VectorIndexError: the file's index has other dims or quantization, or it
+            has an index and sqlite-vec is not installed.
+        """
+        index = VectorIndex(dims, quantization, oversample)
+        try:
+            if not self._vec_ready(self._writer):
+                with self._reading() as con:
+                    spec = file_spec(con)
+                if spec is None:
+                    return False
+                raise VectorIndexError(
+                    f"{self.path} has a vector index (sqlite-vec), which this Python "
+                    "cannot read: pip install 'tieredmem[vector]' (it installs sqlite-vec)"
+                )
+            if self.readonly:
+                with self._reading() as con:
+                    spec = file_spec(con)
+                if spec is None:
+                    return False
+                index.check(spec)
+            else:
+                with self._writing() as con, immediate(con):
+                    if index.create(con):
+                        log.info("%s: vector index created (%d dims)", self.path, dims)
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+        self._vectors = index
+        return True
+
+    def _vec_ready(self, con: apsw.Connection) -> bool:
+        """Load sqlite-vec into *con* once; ``False`` if it is not installed."""
+        if con in self._vec_loaded:
+            return True
+        with self._vec_lock:
+            if con not in self._vec_loaded and load_extension(con):
+                self._vec_loaded.add(con)
+        return con in self._vec_loaded
+
+    def _vector_index(self) -> VectorIndex:
+        if self._vectors is None:
+            raise VectorIndexError("no vector index: call vector_setup(dims) first")
+        return self._vectors
+
+    def vector_digests(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], frozenset[bytes]]:
+        """The digests of the texts embedded for each of *keys* (``(ns, key)``)."""
+        index = self._vector_index()
+        try:
+            with self._reading() as con:
+                self._vec_ready(con)
+                return index.digests(con, keys)
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
+    def vector_write(self, entries: Sequence[VectorEntry]) -> None:
+        """Replace the items' vectors (inside ``locked()``: in its transaction, so with
+        the items written there)."""
+        index = self._vector_index()
+        try:
+            with self._writing() as con, immediate(con):
+                self._vec_ready(con)
+                index.write(con, entries)
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
+    def vector_search(
+        self, ns_prefix: str, query: bytes, limit: int
+    ) -> tuple[list[tuple[str, str, float]], bool]:
+        """The *limit* items under *ns_prefix* nearest to *query* (float32 bytes), best
+        first, ``(ns, key, cosine similarity)``, and whether more may exist."""
+        index = self._vector_index()
+        try:
+            # Rows of deleted items not purged yet are skipped by the search itself;
+            # writes and maintain() purge them.
+            with self._reading() as con:
+                self._vec_ready(con)
+                return index.search(con, prefix_bounds(ns_prefix), query, limit)
+        except apsw.Error as exc:
+            raise self._error(exc) from exc
+
     def dictionaries(self) -> dict[int, bytes]:
         try:
             with self._reading() as con:
@@ -1113,6 +1210,8 @@ class SQLiteBackend:
                     fields = self._fields.declared(con)
                     if fields:  # at most a row per item and declared field
                         keep_stats(con, "fields", int(cast(int, items)) * len(fields))
+                    if self._vectors is not None and self._vec_ready(con):
+                        self._vectors.purge(con)
                     con.execute("PRAGMA optimize")
                 if not self.memory and not con.in_transaction:  # not inside locked()
                     con.pragma("wal_checkpoint", "PASSIVE")

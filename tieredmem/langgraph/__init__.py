@@ -15,9 +15,10 @@ which a ``TieredSaver`` can share: ``TieredSaver(memory)``.
 
 from __future__ import annotations
 
+from ._hybrid import HybridRanking
 from .cache import TieredCache
 from .checkpoint import TieredSaver
 from .memory import MemorySaver
 from .store import TieredStore
 
-__all__ = ["MemorySaver", "TieredCache", "TieredSaver", "TieredStore"]
+__all__ = ["HybridRanking", "MemorySaver", "TieredCache", "TieredSaver", "TieredStore"]

@@ -10,9 +10,13 @@ Differences from LangGraph's own stores, on purpose:
 - TTL: ``omit_expired`` is always in effect (an expired item is never returned, swept or
   not), ``refresh_on_read`` restarts an item's ttl.
 
-Embeddings (with ``index=``) are stored as float32 vectors under the internal namespace
-``("tieredmem", "vec", *namespace)`` and searched by cosine similarity with numpy
-(``pip install 'tieredmem[vector]'``).
+Embeddings (with ``index=``) live in the file's vector index (SQLite with sqlite-vec:
+``pip install 'tieredmem[vector]'``), written in the transaction of their items; on other
+backends, or without sqlite-vec, as float32 vectors under the internal namespace
+``("tieredmem", "vec", *namespace)``, searched exactly with numpy (see
+:mod:`tieredmem.langgraph._vectors`).  A search with ``query`` and an index runs
+``search_mode``: ``"hybrid"`` (full-text and vector rankings fused), ``"vector"`` or
+``"text"``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-import orjson
 from langgraph.store.base import (
     BaseStore,
     GetOp,
@@ -44,15 +47,17 @@ from langgraph.store.base import (
     TTLConfig,
 )
 from langgraph.store.base import validate_op_namespace as _validate_op_namespace
-from langgraph.store.base.embed import ensure_embeddings, get_text_at_path, tokenize_path
+from langgraph.store.base.embed import ensure_embeddings
 
-from ..backends import SEP
+from ..backends import VectorBackend
 from ..errors import InvalidTTLError
 from ..filters import check_page, check_query, validate_filter
 from ..memory import MemorySaver
 from ..store import ColdReadError, Store, matches
 from ..store import Item as TItem
 from ._common import resolve_store
+from ._hybrid import SEARCH_MODES, HybridRanking, fuse
+from ._vectors import IndexedVectors, ScannedVectors, Vectors
 
 __all__ = ["TieredStore"]
 
@@ -136,14 +141,6 @@ def _check_lg_namespace(namespace: tuple[str, ...]) -> None:
         )
 
 
-def _numpy() -> Any:
-    try:
-        import numpy
-    except ImportError:  # pragma: no cover - numpy is in the test extra
-        raise ImportError("vector search needs numpy: pip install 'tieredmem[vector]'") from None
-    return numpy
-
-
 class TieredStore(BaseStore):
     """A ``BaseStore`` for cross-thread, cross-session memory (sync and async).
 
@@ -169,21 +166,37 @@ class TieredStore(BaseStore):
         hot_bytes: int | str = "64MiB",
         clock: Any = time.time,
         filter_index: Sequence[str] | None = None,
+        search_mode: str = "hybrid",
+        hybrid: HybridRanking | None = None,
+        quantization: str = "none",
+        oversample: int = 8,
     ) -> None:
+        if search_mode not in SEARCH_MODES:
+            raise ValueError(
+                f"search_mode must be one of {', '.join(SEARCH_MODES)}, not {search_mode!r}"
+            )
+        self.search_mode = search_mode
+        self.hybrid = hybrid or HybridRanking()
         self.store, self._owns = resolve_store(conn, hot_bytes=hot_bytes, clock=clock)
         if filter_index:
             self.store.declare_index(filter_index)
         self.ttl_config = ttl
         self.index_config: dict[str, Any] | None = None
         self.embeddings: Any = None
+        self._vectors: Vectors | None = None
         if index:
             self.index_config = dict(index)
             self.embeddings = ensure_embeddings(index.get("embed"))
-            fields = self.index_config.get("fields") or ["$"]
-            self.index_config["__tokenized_fields"] = [
-                (p, p if p == "$" else tokenize_path(p)) for p in fields
-            ]
-            self._dims = int(index["dims"])
+            backend = self.store.backend
+            if isinstance(backend, VectorBackend) and backend.vector_setup(
+                int(index["dims"]), quantization, oversample
+            ):
+                indexed = IndexedVectors(self.store, self.index_config, self.embeddings, backend)
+                if not getattr(backend, "readonly", False):
+                    indexed.import_scanned()  # vectors a handle without the index stored
+                self._vectors = indexed
+            else:
+                self._vectors = ScannedVectors(self.store, self.index_config, self.embeddings)
         self._stop = threading.Event()
         interval = (ttl or {}).get("sweep_interval_minutes")
         if interval:
@@ -313,105 +326,79 @@ class TieredStore(BaseStore):
         return await asyncio.to_thread(self.batch, ops)
 
     def _apply_puts(self, puts: list[PutOp]) -> None:
-        vectors = self._embed_puts(puts) if self.index_config else {}
+        vectors = self._vectors
+        # Embedding calls run before the write lock is taken.
+        prepared = vectors.prepare(puts) if vectors is not None else None
+        ttls: dict[tuple[tuple[str, ...], str], float | None] = {}
         # BaseStore.put already resolved default_ttl; a PutOp's None means "no expiry".
         with self.store.transaction():
             for op in puts:
-                vec_ns = self._vec_ns(op.namespace) if self.index_config else None
                 if op.value is None:
                     self.store.delete(op.namespace, op.key)
-                    if vec_ns is not None:
-                        self.store.raw.write(deletes=[(vec_ns, op.key)])
                     continue
-                ttl = self._ttl_seconds(op.ttl)
+                ttl = ttls[(tuple(op.namespace), op.key)] = self._ttl_seconds(op.ttl)
                 self.store.put(op.namespace, op.key, dict(op.value), ttl=ttl)
-                if vec_ns is not None:
-                    blob = vectors.get((tuple(op.namespace), op.key))
-                    if blob is not None:
-                        self.store.raw.write([(vec_ns, op.key, blob)], ttl=ttl)
-                    else:
-                        self.store.raw.write(deletes=[(vec_ns, op.key)])
+            if vectors is not None:
+                vectors.write(puts, prepared, ttls)
 
     # -- vectors ------------------------------------------------------------------------
-    def _vec_ns(self, namespace: Sequence[str]) -> str:
-        return self.store.raw.internal_ns("vec", *namespace)
-
-    def _texts(self, op: PutOp) -> list[str]:
-        assert self.index_config is not None
-        if op.index is False or op.value is None:
-            return []
-        if op.index is None:
-            paths = self.index_config["__tokenized_fields"]
-        else:
-            paths = [(ix, tokenize_path(ix)) for ix in op.index]
-        texts: list[str] = []
-        for _path, field in paths:
-            if field == "$":
-                texts.append(orjson.dumps(op.value).decode())
-            else:
-                texts.extend(get_text_at_path(op.value, field))
-        return [t for t in texts if t]
-
-    def _embed_puts(self, puts: list[PutOp]) -> dict[tuple[tuple[str, ...], str], bytes]:
-        np = _numpy()
-        todo = [(op, self._texts(op)) for op in puts]
-        flat = [t for _, texts in todo for t in texts]
-        if not flat:
-            return {}
-        vectors = np.asarray(self.embeddings.embed_documents(flat), dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self._dims:
-            raise ValueError(
-                f"the embedding function returned vectors of shape {vectors.shape}; "
-                f"index dims is {self._dims}"
-            )
-        out: dict[tuple[tuple[str, ...], str], bytes] = {}
-        at = 0
-        for op, texts in todo:
-            if texts:
-                out[(tuple(op.namespace), op.key)] = vectors[at : at + len(texts)].tobytes()
-                at += len(texts)
-        return out
+    def _nearest_items(self, op: SearchOp, wanted: int) -> list[tuple[TItem, float]]:
+        """The *wanted* best live items matching the op's filter, by vector similarity."""
+        vectors = self._vectors
+        assert vectors is not None and op.query is not None
+        query = vectors.query(op.query)
+        refresh = self._refresh(op.refresh_ttl)
+        ask = max(wanted, 1)
+        while True:
+            found, more = vectors.nearest(tuple(op.namespace_prefix), query, ask)
+            # One read for every candidate; the item decides (deleted or expired since,
+            # or filtered out: skipped).
+            items = self.store.raw.read_many([(ns, key) for ns, key, _ in found])
+            out: list[tuple[TItem, float]] = []
+            for got, (_, _, score) in zip(items, found):
+                if got is None or not matches(got.value, op.filter):
+                    continue
+                out.append((got, score))
+                if len(out) >= wanted:
+                    break
+            if len(out) >= wanted or not more:
+                if refresh:
+                    for got, _ in out:
+                        if got.expires_at is not None:
+                            self.store.get(got.namespace, got.key, refresh_ttl=True)
+                return out
+            ask *= 4
 
     def _vector_search(self, op: SearchOp) -> list[SearchItem]:
-        np = _numpy()
-        assert op.query is not None
-        query = np.asarray(self.embeddings.embed_query(op.query), dtype=np.float32)
-        query /= np.linalg.norm(query) or 1.0
-        prefix = (
-            self._vec_ns(op.namespace_prefix)
-            if op.namespace_prefix
-            else self.store.raw.internal_ns("vec")
+        found = self._nearest_items(op, op.offset + op.limit)
+        return [_search_item(it, score) for it, score in found[op.offset :]]
+
+    def _hybrid_search(self, op: SearchOp) -> list[SearchItem]:
+        wanted = op.offset + op.limit
+        pool = max(wanted * self.hybrid.candidates, 20)
+        vector = self._nearest_items(op, pool)
+        text = self.store.search(
+            op.namespace_prefix,
+            query=op.query,
+            filter=op.filter,
+            limit=pool,
+            refresh_ttl=self._refresh(op.refresh_ttl),
         )
-        cut = len(self.store.raw.internal_ns("vec")) + 1
-        best: dict[tuple[str, str], float] = {}
-        for row in self.store.raw.iter_rows(prefix):
-            matrix = np.frombuffer(row.value, dtype=np.float32).reshape(-1, self._dims)
-            norms = np.linalg.norm(matrix, axis=1)
-            norms[norms == 0] = 1.0
-            best[(SEP.join(row.namespace)[cut:], row.key)] = float(np.max(matrix @ query / norms))
-        ranked = sorted(best.items(), key=lambda kv: kv[1], reverse=True)
-        out: list[SearchItem] = []
-        skipped = 0
-        refresh = self._refresh(op.refresh_ttl)
-        for (joined, key), score in ranked:
-            got = self.store.get(tuple(joined.split(SEP)), key, refresh_ttl=refresh)
-            if got is None or not matches(got.value, op.filter):
-                continue
-            if skipped < op.offset:
-                skipped += 1
-                continue
-            out.append(_search_item(got, score))
-            if len(out) >= op.limit:
-                break
-        return out
+        fused = fuse(text, vector, self.hybrid, self.store.raw.clock())
+        return [_search_item(it, score) for it, score in fused[op.offset : wanted]]
 
     # -- searches -----------------------------------------------------------------------
     def _search(self, op: SearchOp) -> list[SearchItem]:
         validate_filter(op.filter)
         check_query(op.query)
         check_page(op.limit, op.offset)
-        if op.query and self.index_config:
-            return self._vector_search(op)
+        if op.query and self._vectors is not None and self.search_mode != "text":
+            # A backend without full-text search (Redis): hybrid is the vector ranking.
+            if self.search_mode == "vector" or not getattr(
+                self.store.backend, "has_text_search", True
+            ):
+                return self._vector_search(op)
+            return self._hybrid_search(op)
         found = self.store.search(
             op.namespace_prefix,
             query=op.query or None,
