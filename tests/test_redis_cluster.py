@@ -139,6 +139,24 @@ def _synced(cluster: RedisCluster, port: int) -> bool:
     return rep.get("role") == "slave" and rep.get("master_link_status") == "up"
 
 
+def test_a_write_that_fails_after_its_script_leaves_its_namespace_listed(
+    redis_cluster: RedisCluster,
+) -> None:
+    """A namespace's first write lands but then fails (here: ``WAIT 2`` with one replica
+    per master times out, as a failover can make it): the item is in the cluster, so
+    search and listing must find it.  Before, the namespace was registered only after a
+    successful script, so it was never listed again, and every later write to it was
+    invisible to search."""
+    prefix = _prefix()
+    failing = redis_cluster.url(prefix, wait="2", wait_timeout="50")
+    with tieredmem.open(failing) as s, pytest.raises(tieredmem.BackendUnavailableError):
+        s.put(("lost", "u1"), "first", {"i": 1})
+    with tieredmem.open(redis_cluster.url(prefix)) as s:
+        s.put(("lost", "u1"), "second", {"i": 2})  # acknowledged
+        assert [it.key for it in s.search(("lost", "u1"))] == ["first", "second"]
+        assert s.list_namespaces(prefix=["lost"]) == [("lost", "u1")]
+
+
 def test_failover_loses_nothing_acknowledged(own_cluster: RedisCluster, stress: bool) -> None:
     """A master is killed (SIGKILL) under writes with ``wait=1``: calls fail with typed
     errors until its replica takes over and the old master rejoins as a replica, and

@@ -26,9 +26,11 @@ several units is split into one script per unit, run in order; each part is atom
 batch as a whole is not: a failure (or a crash) part-way leaves the earlier parts written
 and raises.  :meth:`RedisClusterBackend.check_atomic` refuses a ``transaction()`` over
 several units with :class:`~tieredmem.errors.CrossSlotError` before anything is written.
-A namespace that gains its first key is added to its registry right after the script
-(and one that lost its last key removed, then checked again), so a listing never misses
-a namespace that holds items, except after a crash between those two steps.
+A namespace is added to its registry before the first script of this client that puts
+into it, and again right after any script that gave it its first key (or that had to be
+retried); one that lost its last key is removed, then checked again.  So a failure or a
+crash between a script and its registry update leaves at most an empty namespace listed
+(listings skip those), never one holding items missing.
 
 Durability.  Redis replicates asynchronously: a master that dies right after answering
 may take a write with it when its replica is promoted.  ``wait=1`` sends ``WAIT 1`` after
@@ -278,6 +280,8 @@ class RedisClusterBackend:
         self._closed = False
         self._lock = threading.Lock()
         self._trackers: dict[str, Tracker] = {}
+        #: Namespaces this client registered (see :meth:`_write_unit`).
+        self._registered: set[str] = set()
         self._topology_at = 0.0
         self._refresh_trackers(force=False)
 
@@ -581,10 +585,44 @@ class RedisClusterBackend:
                 args += ["R", op.ns, op.start, "" if op.stop is None else op.stop]
             elif isinstance(op, Touch):
                 args += ["T", op.ns, op.key, repr(op.now)]
-        result = self._call(lambda: self._run_script(_WRITE, self._k(ops[0].ns), args))
-        cut = result.index(b"|")
-        self._registry_changes([bytes(f).decode() for f in result[cut + 1 :]])
+        # A namespace is registered before the script that may give it its first key, so
+        # a failure between the two (a WAIT that times out, a reply lost to a failover, a
+        # crash) can leave the registry listing an empty namespace (listings skip it),
+        # never missing one that holds items.
+        filled = {op.ns for op in ops if isinstance(op, Put)}
+        self._register(filled - self._registered)
+        attempts = 0
+
+        def run() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return self._run_script(_WRITE, self._k(ops[0].ns), args)
+
+        try:
+            result = self._call(run)
+            cut = result.index(b"|")
+            flags = [bytes(f).decode() for f in result[cut + 1 :]]
+            if attempts > 1:  # an earlier attempt may have run and taken the "+k" flags
+                flags += ["+k" + ns for ns in filled]
+            self._registry_changes(flags)
+        except TieredMemError:
+            self._registered -= filled  # the next write registers them again
+            raise
         return [float(c) for c in result[:cut]]
+
+    def _register(self, names: set[str]) -> None:
+        """Add *names* to their namespace registries (one pipelined round trip)."""
+        if not names:
+            return
+
+        def run() -> None:
+            pipe = self._client.pipeline()
+            for ns in sorted(names):
+                pipe.zadd(self._registry("n", ns), {ns: 0})
+            pipe.execute()
+
+        self._call(run)
+        self._registered |= names
 
     def _run_script(self, script: str, key: bytes, args: list[Any]) -> Any:
         """Run *script* on the master of *key*'s slot (with ``WAIT`` on the same
@@ -627,6 +665,8 @@ class RedisClusterBackend:
             if sign == "+":
                 self._call(partial(client.zadd, name, {ns: 0}))
             else:
+                if kind == "k":
+                    self._registered.discard(ns)
                 self._call(partial(client.zrem, name, ns))
                 if int(self._call(partial(client.zcard, index))) > 0:
                     self._call(partial(client.zadd, name, {ns: 0}))
