@@ -77,6 +77,13 @@ class _Tx:
         self.uncached: set[str] = set()
 
 
+class _Local(threading.local):
+    """A thread's state: its open transaction, if any (a class default, so reading it
+    never raises and catches ``AttributeError``)."""
+
+    tx: _Tx | None = None
+
+
 class Engine:
     """The hot tier, write buffer and transactions over one cold backend (thread-safe).
 
@@ -152,7 +159,7 @@ class Engine:
         self._coherence_lock = threading.Lock()  # a coherence check and the drop it leads to
         self._check_seq = 0  # odd while a check runs (see _check_coherence)
         self._write_lock = threading.RLock()  # serializes writes in this process
-        self._local = threading.local()
+        self._local = _Local()
         self._epoch = 0  # bumped by every write and invalidation (guards stale fills)
         self._tx_active = 0  # open transactions in any thread (reads then check overlays)
         self._in_flush_hooks = False  # only read and set with _write_lock held
@@ -292,13 +299,41 @@ class Engine:
         """
         if self._closed:
             self.check_open()
-        self._check_coherence()
-        found: list[Entry | None] = [None] * len(pairs)
-        cold: list[int] = []
-        tx: _Tx | None = getattr(self._local, "tx", None) if self._tx_active else None
+        # _check_coherence's lock-free proof, inlined (every read pays it); the rest of
+        # the check (an interval, a snapshot, asking the backend) in the method.
+        seq = self._check_seq
+        unchanged = self._unchanged
+        if (
+            seq & 1
+            or unchanged is None
+            or self._coherence_interval
+            or not unchanged()
+            or self._check_seq != seq
+        ):
+            self._check_coherence()
+        tx: _Tx | None = self._local.tx if self._tx_active else None
         lookup = self._hot.lookup
         buffer = self._buffer
-        if lookup is not None and tx is None and not (buffer.pending or buffer.flushing):
+        if tx is not None or buffer.pending or buffer.flushing:
+            lookup = None  # a transaction or buffered writes: the locked path
+        if lookup is not None and len(pairs) == 1:
+            # One key (every get): the steps below without their lists and loops.
+            ns, key = pairs[0]
+            entry = lookup(ns + "\x1e" + key)  # names.hot_key, inlined
+            if entry is None:
+                one: list[Entry | None] = [None]
+                self._load(pairs, [0], one, self._epoch, cache, 1)
+                entry = one[0]
+            else:
+                self._hits += 1
+            if entry is None or entry.absent:
+                return [None]
+            if entry.expires is not None and entry.expires <= self._clock():
+                return [None]
+            return [entry]
+        found: list[Entry | None] = [None] * len(pairs)
+        cold: list[int] = []
+        if lookup is not None:
             # Hits take no lock (HotTier.lookup), so threads reading hot keys do not queue
             # on it; the hit counter is then approximate under threads.
             for i, (ns, key) in enumerate(pairs):
@@ -499,7 +534,7 @@ class Engine:
             raise ReadOnlyError(
                 f"{self.url} was opened with readonly=True; open it without readonly to write"
             )
-        tx: _Tx | None = getattr(self._local, "tx", None)
+        tx: _Tx | None = self._local.tx
         if tx is not None:
             for op, entry in ops:
                 hk = hot_key(op.ns, op.key)
@@ -627,7 +662,7 @@ class Engine:
         if (
             self.durability != "sync"
             or len(payload) >= self._max_value
-            or getattr(self._local, "tx", None) is not None
+            or self._local.tx is not None
         ):
             self.check_open()
             self.apply([self.prepare(ns, key, payload, None, compress=False)], cache_puts=False)
@@ -652,7 +687,7 @@ class Engine:
             if self._flush_hooks and not self._in_flush_hooks:
                 # Outside any transaction of this thread: what the hooks write is not
                 # part of it.
-                tx, self._local.tx = getattr(self._local, "tx", None), None
+                tx, self._local.tx = self._local.tx, None
                 self._in_flush_hooks = True
                 try:
                     for hook in list(self._flush_hooks):
@@ -700,7 +735,7 @@ class Engine:
         first).
         """
         self.check_open()
-        tx: _Tx | None = getattr(self._local, "tx", None)
+        tx: _Tx | None = self._local.tx
         if tx is not None:  # nested: a rollback point of the outer block
             snapshot, uncached = dict(tx.overlay), set(tx.uncached)
             try:
@@ -838,7 +873,7 @@ class Engine:
 
     def in_transaction(self) -> bool:
         """True inside :meth:`transaction` in this thread."""
-        return getattr(self._local, "tx", None) is not None
+        return self._local.tx is not None
 
     def add_flush_hook(self, hook: Callable[[], None]) -> None:
         """Run *hook* at the start of every :meth:`flush` (with ``durability="batch"``,
