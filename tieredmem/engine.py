@@ -321,9 +321,12 @@ class Engine:
             ns, key = pairs[0]
             entry = lookup(ns + "\x1e" + key)  # names.hot_key, inlined
             if entry is None:
-                one: list[Entry | None] = [None]
-                self._load(pairs, [0], one, self._epoch, cache, 1)
-                entry = one[0]
+                if self._metrics is None:
+                    entry = self._load_one(ns, key, self._epoch, cache, 1)
+                else:
+                    one: list[Entry | None] = [None]
+                    self._load(pairs, [0], one, self._epoch, cache, 1)
+                    entry = one[0]
             else:
                 self._hits += 1
             if entry is None or entry.absent:
@@ -395,7 +398,7 @@ class Engine:
         *found*, keeping them hot (a miss too, as a tombstone) when *cache* and no write
         or invalidation happened since *epoch*.  *misses*: hot-tier misses to count."""
         if len(cold) == 1 and self._metrics is None:
-            self._load_one(pairs, cold[0], found, epoch, cache, misses)
+            found[cold[0]] = self._load_one(*pairs[cold[0]], epoch, cache, misses)
             return
         cold_access()
         started = time.perf_counter() if self._metrics is not None else 0.0
@@ -425,20 +428,11 @@ class Engine:
             if spilled:
                 self.emit("spill", entries=spilled)
 
-    def _load_one(
-        self,
-        pairs: Sequence[tuple[str, str]],
-        i: int,
-        found: list[Entry | None],
-        epoch: int,
-        cache: bool,
-        misses: int,
-    ) -> None:
+    def _load_one(self, ns: str, key: str, epoch: int, cache: bool, misses: int) -> Entry:
         """:meth:`_load` of one key without metrics (every cold ``get``): the same steps
-        without the lists and generators a batch needs."""
+        without the lists and generators a batch needs; returns the entry."""
         if _MEMORY_ONLY.get():
             raise ColdReadError
-        ns, key = pairs[i]
         row = self._backend.get(ns, key)
         hk = ns + "\x1e" + key  # names.hot_key, inlined
         entry = self._row_entry(hk, row) if row is not None else self.absent(hk)
@@ -448,7 +442,7 @@ class Engine:
                 self._loads += 1
             if cache and epoch == self._epoch:
                 self._hot.offer(hk, entry)  # a miss too (within its share)
-        found[i] = entry
+        return entry
 
     def item(self, ns_t: Namespace, ns: str, key: str, entry: Entry) -> Item:
         created = entry.created
