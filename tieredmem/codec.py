@@ -88,6 +88,9 @@ _CHECKED_ZSTD = {
     for codec in (JSON, RAW)
     for kind, start in ((ZSTD, 1), (ZSTD_DICT, 5))
 }
+#: A payload is compressed only if that saves at least 1/MIN_SAVING (10%) of its bytes;
+#: below that, every read would pay a decompression for little disk.
+MIN_SAVING = 10
 #: Largest decompressed frame accepted; a header claiming more is treated as corrupt.
 MAX_FRAME = 1 << 31
 #: zstd contexts kept for reuse per dictionary (about one per concurrently busy thread).
@@ -196,6 +199,12 @@ loads_json = orjson.loads
 
 
 _Ctx = TypeVar("_Ctx")
+
+
+def _saves(packed: int, size: int) -> bool:
+    """True if a compressed frame of *packed* bytes is worth its decompression on every
+    read: it saves at least 1/:data:`MIN_SAVING` of the *size* bytes kept plain."""
+    return packed * MIN_SAVING <= size * (MIN_SAVING - 1)
 
 
 def _take(pools: dict[int, list[_Ctx]], key: int) -> _Ctx | None:
@@ -421,7 +430,7 @@ class Codec:
                 head = dict_id.to_bytes(4, "little")
                 for i, segment in zip(chosen, packed):
                     codec, payload = items[i]
-                    if len(segment) + 4 < len(payload):
+                    if _saves(len(segment) + 4, len(payload)):
                         out[i] = b"".join((bytes((codec | ZSTD_DICT | CHECKED,)), head, segment))
                     else:
                         out[i] = self.plain(codec, payload)
@@ -450,14 +459,14 @@ class Codec:
         dict_id = self._active
         if dict_id is not None and size <= self.DICT_MAX_PAYLOAD:
             packed = self._compress(dict_id, payload)
-            if len(packed) + 4 < size:
+            if _saves(len(packed) + 4, size):
                 head = bytes((codec | ZSTD_DICT | CHECKED,)) + dict_id.to_bytes(4, "little")
                 return head + packed
             return None
         if self._sampling and size <= self.DICT_MAX_PAYLOAD:
             self._sample(bytes(payload))
         packed = self._compress(0 if size <= self.DICT_MAX_PAYLOAD else _LARGE, payload)
-        if len(packed) < size:
+        if _saves(len(packed), size):
             return bytes((codec | ZSTD | CHECKED,)) + packed
         return None
 
