@@ -548,14 +548,14 @@ class SQLiteBackend:
     # -- reads -------------------------------------------------------------------------
     def get(self, ns: str, key: str) -> Row | None:
         # The hottest cold-tier call: rows are built with the C-level tuple constructor
-        # (the SELECT yields exactly Row's fields, in order), not namedtuple's __new__.
+        # (_row: the SELECT yields exactly Row's fields, in order), not namedtuple's __new__.
         if self._closed or os.getpid() != self._pid:
             self._check()
         try:
             if self.memory or self._local.in_write:
                 with self._wlock:
                     for row in self._writer.execute(_GET_VALUE, (ns, key)):
-                        return tuple.__new__(Row, (ns, key, *row))
+                        return _row((ns, key, *row))
                 return None
             idle = self._idle
             try:
@@ -564,7 +564,7 @@ class SQLiteBackend:
                 con = self._acquire()
             try:
                 for row in con.execute(_GET_VALUE, (ns, key)):
-                    return tuple.__new__(Row, (ns, key, *row))
+                    return _row((ns, key, *row))
             finally:
                 if self._closed:
                     self._release(con)
