@@ -60,6 +60,26 @@ def test_incompressible_payload_stored_plain() -> None:
     assert frame[5:] == data
 
 
+@pytest.mark.parametrize("with_dictionary", [False, True])
+def test_payload_compressed_only_when_it_saves_a_tenth(with_dictionary: bool) -> None:
+    """A value that compresses by a few percent is kept plain (no decompression on every
+    read); one that compresses by more is compressed, alone or in a batch."""
+    import os
+
+    codec, data = _trained()
+    if with_dictionary:
+        codec.add_dictionary(3, data)
+    barely = os.urandom(1800) + b"a" * 150  # zstd saves about 7%
+    well = os.urandom(1000) + b"a" * 900  # zstd saves about 45%
+    for frame in (codec.encode(barely), *codec.frames([(RAW, barely), (RAW, barely)])):
+        assert frame[0] == RAW | CHECKED
+        assert codec.decode(frame) == barely
+    for frame in (codec.encode(well), *codec.frames([(RAW, well), (RAW, well)])):
+        assert frame[0] & 0x30
+        assert len(frame) < len(well) * 0.9
+        assert codec.decode(frame) == well
+
+
 @dataclasses.dataclass
 class Point:
     x: int

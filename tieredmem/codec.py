@@ -82,6 +82,15 @@ _PLAIN_HEAD = struct.Struct("<BI").pack
 _CRC = struct.Struct("<I").unpack_from
 #: orjson options of every JSON payload (numpy arrays encode as lists).
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+#: Header -> (codec, start of the zstd frame) of the checked zstd frames writes make.
+_CHECKED_ZSTD = {
+    codec | kind | CHECKED: (codec, start)
+    for codec in (JSON, RAW)
+    for kind, start in ((ZSTD, 1), (ZSTD_DICT, 5))
+}
+#: A payload is compressed only if that saves at least 1/MIN_SAVING (10%) of its bytes;
+#: below that, every read would pay a decompression for little disk.
+MIN_SAVING = 10
 #: Largest decompressed frame accepted; a header claiming more is treated as corrupt.
 MAX_FRAME = 1 << 31
 #: zstd contexts kept for reuse per dictionary (about one per concurrently busy thread).
@@ -190,6 +199,12 @@ loads_json = orjson.loads
 
 
 _Ctx = TypeVar("_Ctx")
+
+
+def _saves(packed: int, size: int) -> bool:
+    """True if a compressed frame of *packed* bytes is worth its decompression on every
+    read: it saves at least 1/:data:`MIN_SAVING` of the *size* bytes kept plain."""
+    return packed * MIN_SAVING <= size * (MIN_SAVING - 1)
 
 
 def _take(pools: dict[int, list[_Ctx]], key: int) -> _Ctx | None:
@@ -415,7 +430,7 @@ class Codec:
                 head = dict_id.to_bytes(4, "little")
                 for i, segment in zip(chosen, packed):
                     codec, payload = items[i]
-                    if len(segment) + 4 < len(payload):
+                    if _saves(len(segment) + 4, len(payload)):
                         out[i] = b"".join((bytes((codec | ZSTD_DICT | CHECKED,)), head, segment))
                     else:
                         out[i] = self.plain(codec, payload)
@@ -444,14 +459,14 @@ class Codec:
         dict_id = self._active
         if dict_id is not None and size <= self.DICT_MAX_PAYLOAD:
             packed = self._compress(dict_id, payload)
-            if len(packed) + 4 < size:
+            if _saves(len(packed) + 4, size):
                 head = bytes((codec | ZSTD_DICT | CHECKED,)) + dict_id.to_bytes(4, "little")
                 return head + packed
             return None
         if self._sampling and size <= self.DICT_MAX_PAYLOAD:
             self._sample(bytes(payload))
         packed = self._compress(0 if size <= self.DICT_MAX_PAYLOAD else _LARGE, payload)
-        if len(packed) < size:
+        if _saves(len(packed), size):
             return bytes((codec | ZSTD | CHECKED,)) + packed
         return None
 
@@ -461,6 +476,34 @@ class Codec:
         :raises CorruptValueError: the header is unknown, the checksum does not match, or
             the payload is otherwise damaged.
         """
+        # The frames every current write makes (checked zstd, with or without a
+        # dictionary), in one frame of Python: a cold read pays this on every value.
+        # Anything else, or a check that fails, takes the general path below.
+        kind = _CHECKED_ZSTD.get(frame[0]) if frame else None
+        if kind is not None:
+            codec, start = kind
+            if len(frame) >= start + 5 and frame[start + 4] & _ZSTD_CHECKSUM_FLAG:
+                dict_id = int.from_bytes(frame[1:5], "little") if start == 5 else 0
+                free = self._free_d.get(dict_id)
+                if not free:  # no free context yet: the general path makes one
+                    return self._unframe(frame)
+                try:
+                    dec = free.pop()
+                except IndexError:  # another thread took the last one
+                    return self._unframe(frame)
+                try:
+                    return codec, dec.decompress(frame[start:], max_output_size=MAX_FRAME)
+                except zstandard.ZstdError as exc:
+                    raise CorruptValueError(f"damaged compressed value: {exc}") from None
+                except MemoryError:  # a damaged header claiming an impossible size
+                    raise CorruptValueError("damaged compressed value: impossible size") from None
+                finally:
+                    if len(free) < _FREE_CONTEXTS:
+                        free.append(dec)
+        return self._unframe(frame)
+
+    def _unframe(self, frame: bytes) -> tuple[int, bytes]:
+        """:meth:`unframe` of any frame (the general path)."""
         if not frame:
             raise CorruptValueError("empty frame: the stored row is damaged")
         header = frame[0]

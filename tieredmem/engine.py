@@ -77,6 +77,13 @@ class _Tx:
         self.uncached: set[str] = set()
 
 
+class _Local(threading.local):
+    """A thread's state: its open transaction, if any (a class default, so reading it
+    never raises and catches ``AttributeError``)."""
+
+    tx: _Tx | None = None
+
+
 class Engine:
     """The hot tier, write buffer and transactions over one cold backend (thread-safe).
 
@@ -152,7 +159,7 @@ class Engine:
         self._coherence_lock = threading.Lock()  # a coherence check and the drop it leads to
         self._check_seq = 0  # odd while a check runs (see _check_coherence)
         self._write_lock = threading.RLock()  # serializes writes in this process
-        self._local = threading.local()
+        self._local = _Local()
         self._epoch = 0  # bumped by every write and invalidation (guards stale fills)
         self._tx_active = 0  # open transactions in any thread (reads then check overlays)
         self._in_flush_hooks = False  # only read and set with _write_lock held
@@ -292,13 +299,44 @@ class Engine:
         """
         if self._closed:
             self.check_open()
-        self._check_coherence()
-        found: list[Entry | None] = [None] * len(pairs)
-        cold: list[int] = []
-        tx: _Tx | None = getattr(self._local, "tx", None) if self._tx_active else None
+        # _check_coherence's lock-free proof, inlined (every read pays it); the rest of
+        # the check (an interval, a snapshot, asking the backend) in the method.
+        seq = self._check_seq
+        unchanged = self._unchanged
+        if (
+            seq & 1
+            or unchanged is None
+            or self._coherence_interval
+            or not unchanged()
+            or self._check_seq != seq
+        ):
+            self._check_coherence()
+        tx: _Tx | None = self._local.tx if self._tx_active else None
         lookup = self._hot.lookup
         buffer = self._buffer
-        if lookup is not None and tx is None and not (buffer.pending or buffer.flushing):
+        if tx is not None or buffer.pending or buffer.flushing:
+            lookup = None  # a transaction or buffered writes: the locked path
+        if lookup is not None and len(pairs) == 1:
+            # One key (every get): the steps below without their lists and loops.
+            ns, key = pairs[0]
+            entry = lookup(ns + "\x1e" + key)  # names.hot_key, inlined
+            if entry is None:
+                if self._metrics is None:
+                    entry = self._load_one(ns, key, self._epoch, cache, 1)
+                else:
+                    one: list[Entry | None] = [None]
+                    self._load(pairs, [0], one, self._epoch, cache, 1)
+                    entry = one[0]
+            else:
+                self._hits += 1
+            if entry is None or entry.absent:
+                return [None]
+            if entry.expires is not None and entry.expires <= self._clock():
+                return [None]
+            return [entry]
+        found: list[Entry | None] = [None] * len(pairs)
+        cold: list[int] = []
+        if lookup is not None:
             # Hits take no lock (HotTier.lookup), so threads reading hot keys do not queue
             # on it; the hit counter is then approximate under threads.
             for i, (ns, key) in enumerate(pairs):
@@ -360,7 +398,7 @@ class Engine:
         *found*, keeping them hot (a miss too, as a tombstone) when *cache* and no write
         or invalidation happened since *epoch*.  *misses*: hot-tier misses to count."""
         if len(cold) == 1 and self._metrics is None:
-            self._load_one(pairs, cold[0], found, epoch, cache, misses)
+            found[cold[0]] = self._load_one(*pairs[cold[0]], epoch, cache, misses)
             return
         cold_access()
         started = time.perf_counter() if self._metrics is not None else 0.0
@@ -390,20 +428,11 @@ class Engine:
             if spilled:
                 self.emit("spill", entries=spilled)
 
-    def _load_one(
-        self,
-        pairs: Sequence[tuple[str, str]],
-        i: int,
-        found: list[Entry | None],
-        epoch: int,
-        cache: bool,
-        misses: int,
-    ) -> None:
+    def _load_one(self, ns: str, key: str, epoch: int, cache: bool, misses: int) -> Entry:
         """:meth:`_load` of one key without metrics (every cold ``get``): the same steps
-        without the lists and generators a batch needs."""
+        without the lists and generators a batch needs; returns the entry."""
         if _MEMORY_ONLY.get():
             raise ColdReadError
-        ns, key = pairs[i]
         row = self._backend.get(ns, key)
         hk = ns + "\x1e" + key  # names.hot_key, inlined
         entry = self._row_entry(hk, row) if row is not None else self.absent(hk)
@@ -413,7 +442,7 @@ class Engine:
                 self._loads += 1
             if cache and epoch == self._epoch:
                 self._hot.offer(hk, entry)  # a miss too (within its share)
-        found[i] = entry
+        return entry
 
     def item(self, ns_t: Namespace, ns: str, key: str, entry: Entry) -> Item:
         created = entry.created
@@ -499,7 +528,7 @@ class Engine:
             raise ReadOnlyError(
                 f"{self.url} was opened with readonly=True; open it without readonly to write"
             )
-        tx: _Tx | None = getattr(self._local, "tx", None)
+        tx: _Tx | None = self._local.tx
         if tx is not None:
             for op, entry in ops:
                 hk = hot_key(op.ns, op.key)
@@ -627,7 +656,7 @@ class Engine:
         if (
             self.durability != "sync"
             or len(payload) >= self._max_value
-            or getattr(self._local, "tx", None) is not None
+            or self._local.tx is not None
         ):
             self.check_open()
             self.apply([self.prepare(ns, key, payload, None, compress=False)], cache_puts=False)
@@ -652,7 +681,7 @@ class Engine:
             if self._flush_hooks and not self._in_flush_hooks:
                 # Outside any transaction of this thread: what the hooks write is not
                 # part of it.
-                tx, self._local.tx = getattr(self._local, "tx", None), None
+                tx, self._local.tx = self._local.tx, None
                 self._in_flush_hooks = True
                 try:
                     for hook in list(self._flush_hooks):
@@ -700,7 +729,7 @@ class Engine:
         first).
         """
         self.check_open()
-        tx: _Tx | None = getattr(self._local, "tx", None)
+        tx: _Tx | None = self._local.tx
         if tx is not None:  # nested: a rollback point of the outer block
             snapshot, uncached = dict(tx.overlay), set(tx.uncached)
             try:
@@ -838,7 +867,7 @@ class Engine:
 
     def in_transaction(self) -> bool:
         """True inside :meth:`transaction` in this thread."""
-        return getattr(self._local, "tx", None) is not None
+        return self._local.tx is not None
 
     def add_flush_hook(self, hook: Callable[[], None]) -> None:
         """Run *hook* at the start of every :meth:`flush` (with ``durability="batch"``,

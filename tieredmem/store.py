@@ -36,7 +36,7 @@ from .errors import TieredMemError
 from .fieldindex import fields_of
 from .filters import check_page, check_query, matches, text_of, validate_filter
 from .item import Item, Stats
-from .names import Namespace, check_key, hot_key
+from .names import VALIDATED, Namespace, check_key, hot_key
 from .names import namespace as _namespace
 from .names import prefix as _prefix
 from .raw import EngineView, Raw
@@ -163,7 +163,10 @@ class Store(EngineView):
         :raises InvalidNamespaceError: *namespace* is not a non-empty tuple of strings.
         :raises StoreClosedError: the store was closed.
         """
-        ns_t, ns = _namespace(namespace)
+        try:  # a namespace seen before (names.namespace's first step, inlined)
+            ns_t, ns = VALIDATED[namespace]
+        except (KeyError, TypeError):  # new, not a tuple, or unhashable
+            ns_t, ns = _namespace(namespace)
         if type(key) is not str or not key or not key.isascii():
             check_key(key)
         engine = self._engine

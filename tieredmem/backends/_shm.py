@@ -29,6 +29,9 @@ from __future__ import annotations
 import mmap
 import os
 import threading
+from collections.abc import Callable
+from functools import partial
+from typing import cast
 
 __all__ = ["HEADER_BYTES", "ShmHeader"]
 
@@ -101,6 +104,10 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _nothing() -> bytes:
+    return b""
+
+
 class ShmHeader:
     """The WAL-index header of the database at *path*, read without SQLite."""
 
@@ -108,6 +115,9 @@ class ShmHeader:
         self.path = path + "-shm"
         self._key: tuple[int, int] | None = None
         self._file: _File | None = None
+        #: The header bytes now (``b""`` when there is no ``-shm`` to read): a slice of
+        #: the map bound in C where there is one (every read calls it), else ``pread``.
+        self.read: Callable[[], bytes] = _nothing
         self._attach()
 
     def _attach(self) -> None:
@@ -133,15 +143,16 @@ class ShmHeader:
                 known = _open[key] = _File(fd)
             known.users += 1
         self._key, self._file = key, known
-
-    def read(self) -> bytes:
-        """The header bytes now (``b""`` when there is no ``-shm`` to read)."""
-        known = self._file
-        return known.read() if known is not None else b""
+        if known.map is not None:
+            head = partial(known.map.__getitem__, slice(0, HEADER_BYTES))
+            self.read = cast("Callable[[], bytes]", head)  # the slice overload
+        else:
+            self.read = known.read
 
     def detach(self) -> None:
         """This handle is done; close the descriptor once nobody can hold locks through it."""
         key, known, self._key, self._file = self._key, self._file, None, None
+        self.read = _nothing
         if key is None or known is None:
             return
         with _lock:

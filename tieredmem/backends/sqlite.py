@@ -119,6 +119,14 @@ _WRITER_WAIT = 0.05
 _FORK_LOCK = threading.Lock()
 
 
+class _Local(threading.local):
+    """A thread's state: ``in_write`` while it runs a write block (reads then go through
+    the writer).  A class default, so reading it is an attribute lookup, not a
+    ``getattr`` that raises and catches ``AttributeError`` in threads that never wrote."""
+
+    in_write = False
+
+
 def _version(con: apsw.Connection) -> int:
     """``PRAGMA data_version`` (the cursor run to its end, so its read ends with it)."""
     ((version,),) = con.execute(_DATA_VERSION).fetchall()
@@ -199,7 +207,7 @@ class SQLiteBackend:
         self._text_of = text_of
         self._fields = FieldIndex(fields_of)
         self._wlock = threading.RLock()
-        self._local = threading.local()
+        self._local = _Local()
         self._readers: list[apsw.Connection] = []
         self._idle: list[apsw.Connection] = []
         self._readers_lock = threading.Lock()
@@ -421,7 +429,7 @@ class SQLiteBackend:
             except apsw.Error:  # pragma: no cover - closing a copy; nothing to recover
                 log.debug("closing an inherited connection failed", exc_info=True)
         self._wlock = threading.RLock()
-        self._local = threading.local()
+        self._local = _Local()
         self._readers = []
         self._idle = []
         self._readers_lock = threading.Lock()
@@ -481,7 +489,7 @@ class SQLiteBackend:
     @contextmanager
     def _reading(self) -> Iterator[apsw.Connection]:
         self._check()
-        if self.memory or getattr(self._local, "in_write", False):
+        if self.memory or self._local.in_write:
             with self._wlock:
                 yield self._writer
             return
@@ -540,14 +548,14 @@ class SQLiteBackend:
     # -- reads -------------------------------------------------------------------------
     def get(self, ns: str, key: str) -> Row | None:
         # The hottest cold-tier call: rows are built with the C-level tuple constructor
-        # (the SELECT yields exactly Row's fields, in order), not namedtuple's __new__.
+        # (_row: the SELECT yields exactly Row's fields, in order), not namedtuple's __new__.
         if self._closed or os.getpid() != self._pid:
             self._check()
         try:
-            if self.memory or getattr(self._local, "in_write", False):
+            if self.memory or self._local.in_write:
                 with self._wlock:
                     for row in self._writer.execute(_GET_VALUE, (ns, key)):
-                        return tuple.__new__(Row, (ns, key, *row))
+                        return _row((ns, key, *row))
                 return None
             idle = self._idle
             try:
@@ -556,7 +564,7 @@ class SQLiteBackend:
                 con = self._acquire()
             try:
                 for row in con.execute(_GET_VALUE, (ns, key)):
-                    return tuple.__new__(Row, (ns, key, *row))
+                    return _row((ns, key, *row))
             finally:
                 if self._closed:
                     self._release(con)
@@ -766,7 +774,7 @@ class SQLiteBackend:
         self._check()
         self._refuse_write()
         with self._wlock:
-            outer = getattr(self._local, "in_write", False)  # inside locked()
+            outer = self._local.in_write  # inside locked()
             self._local.in_write = True
             try:
                 yield self._writer
@@ -781,7 +789,7 @@ class SQLiteBackend:
         local = self._local
         with self._wlock:
             con = self._writer
-            outer = getattr(local, "in_write", False)  # inside locked()
+            outer = local.in_write  # inside locked()
             local.in_write = True
             try:
                 fields = self._fields.kept(con)
