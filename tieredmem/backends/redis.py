@@ -78,7 +78,7 @@ from ._redis_common import (
     parse_url,
     scrub,
 )
-from ._redis_tracking import FORKS, Tracker
+from ._redis_tracking import FORKS, Tracker, connector
 from .sqlite import prefix_bounds
 
 __all__ = ["RedisBackend"]
@@ -272,13 +272,7 @@ class RedisBackend(RedisBase):
 
     def _track(self, bound: float) -> Tracker:
         """Start the tracking thread (see :mod:`tieredmem.backends._redis_tracking`)."""
-        from redis import connection
-
-        kwargs: dict[str, Any] = cast(Any, connection).parse_url(self._secret)
-        Connection = connection.Connection
-        kind = kwargs.pop("connection_class", Connection)  # SSLConnection for rediss://
-        kwargs.update(protocol=2, socket_timeout=10)  # RESP2: signals arrive as messages
-        connect = lambda: kind(**kwargs)  # noqa: E731
+        connect = connector(self._secret)
         return Tracker(connect, self.prefix.encode(), self._writer.encode(), bound=bound)
 
     def _forked(self) -> None:

@@ -85,7 +85,7 @@ from ._redis_common import (
     parse_url,
     scrub,
 )
-from ._redis_tracking import FORKS, Tracker
+from ._redis_tracking import FORKS, Tracker, connector
 from .sqlite import prefix_bounds
 
 __all__ = ["RedisClusterBackend"]
@@ -248,17 +248,7 @@ class RedisClusterBackend(RedisBase):
     def _error(self, exc: BaseException) -> TieredMemError:
         """The typed error of a failed call: unavailable (connection, timeout, cluster
         down or failing over) or any other server error."""
-        errors = self._redis.exceptions
-        down = (
-            errors.ConnectionError,
-            errors.TimeoutError,
-            errors.ClusterError,
-            errors.RedisClusterException,
-            errors.AskError,
-            errors.TryAgainError,
-            errors.ReadOnlyError,
-        )
-        unavailable = isinstance(exc, down) or "CLUSTERDOWN" in str(exc)
+        unavailable = isinstance(exc, self._transient()) or "CLUSTERDOWN" in str(exc)
         return operation_error(
             f"Redis Cluster at {self.url}",
             self._scrub(exc),
@@ -303,13 +293,10 @@ class RedisClusterBackend(RedisBase):
             f"{self.prefix}{{{kind}{i}}}{'ns' if kind == 'n' else 'exp'}" for i in range(_SHARDS)
         ]
 
-    def _retrying(self, fn: Any) -> Any:
-        """Run *fn* until it succeeds, retrying what a failover or a slot move answers
-        (connection errors, ``MOVED``/``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``,
-        ``READONLY`` from a master turned replica, ``LOADING``) with backoff, the
-        topology refreshed before each retry, for up to a few seconds."""
+    def _transient(self) -> tuple[type[BaseException], ...]:
+        """What a failover or a slot move answers: the cluster is unavailable for now."""
         errors = self._redis.exceptions
-        transient = (
+        return (
             errors.ConnectionError,  # BusyLoadingError (LOADING) among them
             errors.TimeoutError,
             errors.ClusterError,  # CLUSTERDOWN, MASTERDOWN
@@ -318,6 +305,13 @@ class RedisClusterBackend(RedisBase):
             errors.TryAgainError,
             errors.ReadOnlyError,
         )
+
+    def _retrying(self, fn: Any) -> Any:
+        """Run *fn* until it succeeds, retrying what a failover or a slot move answers
+        (connection errors, ``MOVED``/``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``,
+        ``READONLY`` from a master turned replica, ``LOADING``) with backoff, the
+        topology refreshed before each retry, for up to a few seconds."""
+        transient = self._transient()
         deadline = time.monotonic() + _RETRY_SECONDS
         delay = 0.05
         while True:
@@ -589,15 +583,8 @@ class RedisClusterBackend(RedisBase):
         return changed
 
     def _track(self, host: str, port: int) -> Tracker:
-        from redis import connection
-
-        kwargs: dict[str, Any] = cast(Any, connection).parse_url(self._secret)
-        kind = kwargs.pop("connection_class", connection.Connection)
-        kwargs.update(host=host, port=port, protocol=2, socket_timeout=10)
-        kwargs.pop("db", None)
-        return Tracker(
-            lambda: kind(**kwargs), self.prefix.encode(), self._writer.encode(), bound=self._bound
-        )
+        connect = connector(self._secret, (host, port))
+        return Tracker(connect, self.prefix.encode(), self._writer.encode(), bound=self._bound)
 
     def unchanged(self) -> bool:
         """Tracking mode: True while every master's tracking connection reports nothing
