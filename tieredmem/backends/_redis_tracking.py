@@ -34,7 +34,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 __all__ = ()
 
@@ -48,6 +48,21 @@ os.register_at_fork(after_in_child=lambda: FORKS.__setitem__(0, FORKS[0] + 1))
 #: Seconds without traffic after which the tracking connection is pinged, and seconds a
 #: ping may go unanswered before the connection is taken as lost.
 _PING_AFTER, _PING_TIMEOUT = 2.0, 5.0
+
+
+def connector(url: str, node: tuple[str, int] | None = None) -> Callable[[], Any]:
+    """The *connect* of a :class:`Tracker` on the server of *url*, or on *node* (a cluster
+    master's host and port; no database there): an unconnected RESP2 connection (signals
+    arrive as messages), TLS for ``rediss://``."""
+    from redis import connection
+
+    kwargs: dict[str, Any] = cast(Any, connection).parse_url(url)
+    kind = kwargs.pop("connection_class", connection.Connection)  # SSLConnection for rediss://
+    kwargs.update(protocol=2, socket_timeout=10)
+    if node is not None:
+        kwargs.update(host=node[0], port=node[1])
+        kwargs.pop("db", None)
+    return lambda: kind(**kwargs)
 
 
 class Tracker:

@@ -55,9 +55,8 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from ..errors import (
     BackendUnavailableError,
@@ -65,21 +64,29 @@ from ..errors import (
     TieredMemError,
     UnsupportedURLError,
 )
-from . import Delete, DeleteRange, Op, Put, Row, Touch, redact_url
-from ._redis_tracking import FORKS, Tracker
+from . import Op, Row
+from ._redis_common import (
+    HK,
+    TOP,
+    WRITE_OPS,
+    RedisBase,
+    coherence_mode,
+    cold_stats,
+    decode_row,
+    encode_ops,
+    operation_error,
+    parse_url,
+    scrub,
+)
+from ._redis_tracking import FORKS, Tracker, connector
 from .sqlite import prefix_bounds
 
 __all__ = ["RedisBackend"]
 
 log = logging.getLogger(__name__)
 
-_HK = b"\x1e"
-_TOP = "\U0010ffff"
-
 # KEYS: none (all keys derive from the prefix, passed as ARGV[1]).
-# ARGV: prefix, a random id for <p>vid, the writer's id, then ops:
-#       "P" ns key frame now expires|"" created|"" ttl|""
-#       "D" ns key | "R" ns start stop|"" | "T" ns key now
+# ARGV: prefix, a random id for <p>vid, the writer's id, then ops (see encode_ops).
 _BUMP = r"""
 -- Returns the previous and the new (ver, vid): {prev_ver, prev_vid, ver, vid}.
 -- Setting and deleting <p>w:<writer> signals the change to tracking clients (see
@@ -97,75 +104,24 @@ end
 _WRITE = (
     _BUMP
     + r"""
-local p = ARGV[1]
+local base = ARGV[1]
 local created = {}
-local i = 4
-local t = redis.call('TIME')
-local server_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
--- Native expiry reclaims memory even if no sweep runs; logical expiry (the store's clock,
--- which tests inject) stays authoritative, so a time in the server's past is left to the
--- sweep instead of deleting at once.
-local function native_expiry(r, exp)
-  local ms = math.floor(tonumber(exp) * 1000) + 60000
-  if ms > server_ms then redis.call('PEXPIREAT', r, ms) else redis.call('PERSIST', r) end
-end
+local function seen(ns) end
 local function drop(ns, key)
-  local r = p .. 'r:' .. ns .. '\30' .. key
+  local r = base .. 'r:' .. ns .. '\30' .. key
   if redis.call('DEL', r) == 1 then
-    redis.call('ZREM', p .. 'k:' .. ns, key)
-    redis.call('ZREM', p .. 'exp', ns .. '\30' .. key)
-    if redis.call('ZCARD', p .. 'k:' .. ns) == 0 then redis.call('ZREM', p .. 'ns', ns) end
+    redis.call('ZREM', base .. 'k:' .. ns, key)
+    redis.call('ZREM', base .. 'exp', ns .. '\30' .. key)
+    if redis.call('ZCARD', base .. 'k:' .. ns) == 0 then redis.call('ZREM', base .. 'ns', ns) end
   end
 end
-while i <= #ARGV do
-  local op = ARGV[i]
-  if op == 'P' then
-    local ns, key, frame, now = ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
-    local exp, c, ttl = ARGV[i+5], ARGV[i+6], ARGV[i+7]
-    local r = p .. 'r:' .. ns .. '\30' .. key
-    local old = redis.call('HGET', r, 'c')
-    if c == '' then c = old or now end
-    redis.call('HSET', r, 'v', frame, 'c', c, 'u', now)
-    if exp == '' then
-      redis.call('HDEL', r, 'e', 't')
-      redis.call('PERSIST', r)
-      redis.call('ZREM', p .. 'exp', ns .. '\30' .. key)
-    else
-      redis.call('HSET', r, 'e', exp)
-      native_expiry(r, exp)
-      if ttl ~= '' then redis.call('HSET', r, 't', ttl) else redis.call('HDEL', r, 't') end
-      redis.call('ZADD', p .. 'exp', exp, ns .. '\30' .. key)
-    end
-    redis.call('ZADD', p .. 'k:' .. ns, 0, key)
-    redis.call('ZADD', p .. 'ns', 0, ns)
-    table.insert(created, c)
-    i = i + 8
-  elseif op == 'D' then
-    drop(ARGV[i+1], ARGV[i+2])
-    i = i + 3
-  elseif op == 'R' then
-    local ns, start, stop = ARGV[i+1], ARGV[i+2], ARGV[i+3]
-    local hi = '+'
-    if stop ~= '' then hi = '(' .. stop end
-    local keys = redis.call('ZRANGEBYLEX', p .. 'k:' .. ns, '[' .. start, hi)
-    for _, key in ipairs(keys) do drop(ns, key) end
-    i = i + 4
-  elseif op == 'T' then
-    local ns, key, now = ARGV[i+1], ARGV[i+2], ARGV[i+3]
-    local r = p .. 'r:' .. ns .. '\30' .. key
-    local ttl = redis.call('HGET', r, 't')
-    if ttl then
-      local exp = tonumber(now) + tonumber(ttl)
-      redis.call('HSET', r, 'e', tostring(exp))
-      native_expiry(r, exp)
-      redis.call('ZADD', p .. 'exp', exp, ns .. '\30' .. key)
-    end
-    i = i + 4
-  else
-    return redis.error_reply('unknown op ' .. op)
-  end
-end
-return {bump(p, ARGV[2], ARGV[3]), created}
+local function expiring(ns, key, exp) redis.call('ZADD', base .. 'exp', exp, ns .. '\30' .. key) end
+local function lasting(ns, key) redis.call('ZREM', base .. 'exp', ns .. '\30' .. key) end
+local function filled(ns) redis.call('ZADD', base .. 'ns', 0, ns) end
+"""
+    + WRITE_OPS
+    + r"""
+return {bump(base, ARGV[2], ARGV[3]), created}
 """
 )
 
@@ -236,15 +192,8 @@ def _refused(redis: Any, exc: BaseException) -> bool:
     return any(word in text for word in ("NOAUTH", "WRONGPASS", "authenticat", "AUTH <user>"))
 
 
-def _num(v: bytes | None) -> float | None:
-    return None if v is None else float(v)
-
-
-class RedisBackend:
+class RedisBackend(RedisBase):
     """Cold tier on Redis.  ``url`` is ``redis://[:password@]host:port/db[?prefix=tm:]``."""
-
-    #: Every call is a network round trip (the store keeps them off event loops).
-    remote = True
 
     def __init__(self, url: str, **_: Any) -> None:
         try:
@@ -254,31 +203,23 @@ class RedisBackend:
             raise TieredMemError(
                 "the Redis backend needs redis-py: pip install 'tieredmem[redis]'"
             ) from None
-        parts = urlsplit(url)
-        query = parse_qs(parts.query)
-        self.prefix = query.get("prefix", ["tm:"])[0]
-        mode = query.get("coherence", ["strict"])[0]
-        if mode not in ("strict", "tracking"):
-            raise UnsupportedURLError(
-                f"coherence must be 'strict' or 'tracking' in a Redis URL, not {mode!r}"
-            )
+        parsed = parse_url(url)
+        self.prefix = parsed.prefix
+        mode = coherence_mode(parsed.option("coherence", "strict"))
         #: ``strict`` (a version check before each read) or ``tracking`` (pushed signals).
         self.coherence = mode
         try:
-            bound = float(query.get("tracking_bound", ["1"])[0])
+            bound = float(parsed.option("tracking_bound", "1"))
         except ValueError:
             bound = -1.0
         if not bound > 0:
             raise UnsupportedURLError(
                 "tracking_bound must be a positive number of seconds in a Redis URL"
             )
-        secret = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        secret = parsed.bare
         #: The URL as it may be shown: its password replaced by ``***``.
-        self.url = redact_url(secret)
-        try:
-            self._password = parts.password or ""
-        except ValueError:
-            self._password = ""
+        self.url = parsed.shown
+        self._password = parsed.password
         self._redis = redis
         options: dict[str, Any] = {"socket_timeout": 10, "health_check_interval": 30}
         try:
@@ -331,13 +272,7 @@ class RedisBackend:
 
     def _track(self, bound: float) -> Tracker:
         """Start the tracking thread (see :mod:`tieredmem.backends._redis_tracking`)."""
-        from redis import connection
-
-        kwargs: dict[str, Any] = cast(Any, connection).parse_url(self._secret)
-        Connection = connection.Connection
-        kind = kwargs.pop("connection_class", Connection)  # SSLConnection for rediss://
-        kwargs.update(protocol=2, socket_timeout=10)  # RESP2: signals arrive as messages
-        connect = lambda: kind(**kwargs)  # noqa: E731
+        connect = connector(self._secret)
         return Tracker(connect, self.prefix.encode(), self._writer.encode(), bound=bound)
 
     def _forked(self) -> None:
@@ -380,23 +315,28 @@ class RedisBackend:
 
     # -- helpers ----------------------------------------------------------------------
     def _k(self, kind: str, *parts: str) -> bytes:
-        return (self.prefix + kind + ":").encode() + _HK.join(p.encode() for p in parts)
-
-    def _row(self, ns: str, key: str, h: dict[bytes, bytes]) -> Row | None:
-        if not h:
-            return None
-        return Row(
-            ns, key, h[b"v"], float(h[b"c"]), float(h[b"u"]), _num(h.get(b"e")), _num(h.get(b"t"))
-        )
+        return (self.prefix + kind + ":").encode() + HK.join(p.encode() for p in parts)
 
     def _check(self) -> None:
         if self._closed:
             raise StoreClosedError(f"{self.url} is closed; open the store again to use it")
 
+    def _index(self, ns: str) -> bytes:
+        return self._k("k", ns)
+
+    def _dict_keys(self) -> tuple[str, str]:
+        return f"{self.prefix}dicts", f"{self.prefix}dictid"
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        self._check()
+        try:
+            return fn()
+        except self._redis.RedisError as exc:
+            raise self._error(exc) from exc
+
     def _scrub(self, exc: BaseException) -> str:
         """*exc*'s message without the password (in case a library echoed it)."""
-        text = str(exc)
-        return text.replace(self._password, "***") if self._password else text
+        return scrub(exc, self._password)
 
     def _unavailable(self, exc: Exception) -> BackendUnavailableError:
         """The error of a server that cannot be reached or refused us, saying what to do."""
@@ -415,22 +355,16 @@ class RedisBackend:
         return BackendUnavailableError(f"cannot use Redis at {self.url}: {reason}; {advice}")
 
     def _error(self, exc: Exception) -> TieredMemError:
-        if isinstance(exc, (self._redis.ConnectionError, self._redis.TimeoutError)):
-            return BackendUnavailableError(
-                f"Redis at {self.url}: {self._scrub(exc)} (the operation did not complete; "
-                "check that the server is running and reachable)"
-            )
-        return TieredMemError(
-            f"Redis at {self.url}: {self._scrub(exc)} (the operation did not complete)"
+        down = isinstance(exc, (self._redis.ConnectionError, self._redis.TimeoutError))
+        return operation_error(
+            f"Redis at {self.url}",
+            self._scrub(exc),
+            "check that the server is running and reachable" if down else None,
         )
 
     # -- reads -------------------------------------------------------------------------
     def get(self, ns: str, key: str) -> Row | None:
-        self._check()
-        try:
-            return self._row(ns, key, self._client.hgetall(self._k("r", ns, key)))
-        except self._redis.RedisError as exc:
-            raise self._error(exc) from exc
+        return decode_row(ns, key, self._call(lambda: self._client.hgetall(self._k("r", ns, key))))
 
     def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Row | None]:
         self._check()
@@ -438,34 +372,9 @@ class RedisBackend:
             pipe = self._client.pipeline(transaction=True)
             for ns, key in keys:
                 pipe.hgetall(self._k("r", ns, key))
-            return [self._row(ns, key, h) for (ns, key), h in zip(keys, pipe.execute())]
+            return [decode_row(ns, key, h) for (ns, key), h in zip(keys, pipe.execute())]
         except self._redis.RedisError as exc:
             raise self._error(exc) from exc
-
-    def keys(self, ns: str, start: str = "", stop: str | None = None) -> list[str]:
-        self._check()
-        hi = b"+" if stop is None else b"(" + stop.encode()
-        try:
-            found = self._client.zrangebylex(self._k("k", ns), b"[" + start.encode(), hi)
-        except self._redis.RedisError as exc:
-            raise self._error(exc) from exc
-        return [k.decode() for k in found]
-
-    def range(
-        self,
-        ns: str,
-        start: str | None = None,
-        stop: str | None = None,
-        *,
-        limit: int | None = None,
-        reverse: bool = False,
-    ) -> list[Row]:
-        keys = self.keys(ns, start or "", stop)
-        if reverse:
-            keys.reverse()
-        if limit is not None:
-            keys = keys[:limit]
-        return [r for r in self.get_many([(ns, k) for k in keys]) if r is not None]
 
     def namespaces(
         self,
@@ -478,7 +387,7 @@ class RedisBackend:
         self._check()
         lo, hi = prefix_bounds(ns_prefix)
         low = b"(" + after.encode() if after is not None else b"[" + lo.encode()
-        high = b"+" if hi == _TOP else b"(" + hi.encode()
+        high = b"+" if hi == TOP else b"(" + hi.encode()
         s_lo, s_hi = prefix_bounds(skip_prefix) if skip_prefix else ("", "")
         out: list[str] = []
         try:
@@ -498,63 +407,14 @@ class RedisBackend:
             raise self._error(exc) from exc
         return out[:limit]
 
-    def scan(
-        self,
-        ns_prefix: str,
-        *,
-        after: tuple[str, str] | None = None,
-        limit: int = 1000,
-        skip_prefix: str | None = None,
-    ) -> list[Row]:
-        out: list[Row] = []
-        start_ns = after[0] if after is not None else None
-        spaces = self.namespaces(ns_prefix, limit=10**9, skip_prefix=skip_prefix)
-        for ns in spaces:
-            if start_ns is not None and ns < start_ns:
-                continue
-            first = ""
-            if after is not None and ns == start_ns:
-                first = after[1] + "\x00"  # strictly after
-            for row in self.range(ns, first, limit=limit - len(out)):
-                out.append(row)
-            if len(out) >= limit:
-                break
-        return out
-
     #: No full-text index: TieredStore's hybrid search is a vector search here.
     has_text_search = False
-
-    def text_search(
-        self, ns_prefix: str, query: str, *, limit: int, skip_prefix: str | None = None
-    ) -> list[tuple[Row, float]]:
-        raise TieredMemError(
-            "full-text search (query=) is not available on the Redis backend: plain Redis "
-            "has no text index; use filter=, or the SQLite backend for text search"
-        )
 
     # -- writes ------------------------------------------------------------------------
     def write(self, ops: Sequence[Op]) -> list[float]:
         self._check()
         self._forked()
-        args: list[Any] = [self.prefix, secrets.token_hex(8), self._writer]
-        for op in ops:
-            if isinstance(op, Put):
-                args += [
-                    "P",
-                    op.ns,
-                    op.key,
-                    op.frame,
-                    repr(op.now),
-                    "" if op.expires_at is None else repr(op.expires_at),
-                    "" if op.created is None else repr(op.created),
-                    "" if op.ttl is None else repr(op.ttl),
-                ]
-            elif isinstance(op, Delete):
-                args += ["D", op.ns, op.key]
-            elif isinstance(op, DeleteRange):
-                args += ["R", op.ns, op.start, "" if op.stop is None else op.stop]
-            elif isinstance(op, Touch):
-                args += ["T", op.ns, op.key, repr(op.now)]
+        args: list[Any] = [self.prefix, secrets.token_hex(8), self._writer, *encode_ops(ops)]
         try:
             (prev_ver, prev_vid, ver, vid), created = self._write_script(args=args)
         except self._redis.RedisError as exc:
@@ -573,35 +433,9 @@ class RedisBackend:
             raise self._error(exc) from exc
         out = []
         for member in due:
-            ns, _, key = member.partition(_HK)
+            ns, _, key = member.partition(HK)
             out.append((ns.decode(), key.decode()))
         return out
-
-    # -- zstd dictionaries -------------------------------------------------------------
-    def dictionaries(self) -> dict[int, bytes]:
-        self._check()
-        try:
-            found = self._client.hgetall(self.prefix.encode() + b"dicts")
-        except self._redis.RedisError as exc:
-            raise self._error(exc) from exc
-        return {int(k): bytes(v) for k, v in found.items()}
-
-    def dictionary(self, dict_id: int) -> bytes | None:
-        self._check()
-        try:
-            data = self._client.hget(self.prefix.encode() + b"dicts", str(dict_id))
-        except self._redis.RedisError as exc:
-            raise self._error(exc) from exc
-        return None if data is None else bytes(data)
-
-    def add_dictionary(self, data: bytes) -> int:
-        self._check()
-        try:
-            dict_id = int(self._client.incr(self.prefix.encode() + b"dictid"))
-            self._client.hset(self.prefix.encode() + b"dicts", str(dict_id), data)
-        except self._redis.RedisError as exc:
-            raise self._error(exc) from exc
-        return dict_id
 
     # -- coherence, maintenance, stats -------------------------------------------------
     def unchanged(self) -> bool:
@@ -636,9 +470,6 @@ class RedisBackend:
             self._seen_ver = ver
         return changed or reset
 
-    def maintain(self) -> dict[str, Any]:
-        return {}
-
     def stats(self) -> dict[str, Any]:
         self._check()
         try:
@@ -648,13 +479,7 @@ class RedisBackend:
             memory = int(self._client.info("memory").get("used_memory", 0))
         except self._redis.RedisError as exc:
             raise self._error(exc) from exc
-        return {
-            "cold_bytes": memory,
-            "cold_free_bytes": 0,
-            "wal_bytes": 0,
-            "cold_rows": rows,
-            "format_version": 1,
-        }
+        return cold_stats(memory, rows)
 
     def close(self) -> None:
         if self._closed:

@@ -58,10 +58,10 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, cast
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import urlunsplit
 
 from ..errors import (
     BackendUnavailableError,
@@ -71,40 +71,44 @@ from ..errors import (
     UnsupportedURLError,
 )
 from ..names import INTERNAL_ROOT
-from . import SEP, Delete, DeleteRange, Op, Put, Row, Touch, redact_url
-from ._redis_tracking import FORKS, Tracker
+from . import SEP, Op, Put, Row
+from ._redis_common import (
+    HK,
+    TOP,
+    WRITE_OPS,
+    RedisBase,
+    coherence_mode,
+    cold_stats,
+    decode_row,
+    encode_ops,
+    operation_error,
+    parse_url,
+    scrub,
+)
+from ._redis_tracking import FORKS, Tracker, connector
 from .sqlite import prefix_bounds
 
 __all__ = ["RedisClusterBackend"]
 
 log = logging.getLogger(__name__)
 
-_HK = b"\x1e"
-_TOP = "\U0010ffff"
 #: Sorted sets each registry (namespaces, namespaces with expiring items) is spread over.
 _SHARDS = 16
 _RETRY_SECONDS = 8.0
 
 # KEYS[1]: the unit's key index of the first op (routes the script to its slot).
-# ARGV: base "<p>{<t>}", signal key, signal value, then ops as on one server:
-#       "P" ns key frame now expires|"" created|"" ttl|""
-#       "D" ns key | "R" ns start stop|"" | "T" ns key now
+# ARGV: base "<p>{<t>}", signal key, signal value, then ops as on one server (encode_ops).
 # Returns {created..., "|", ns flags...}: per namespace touched, "+k" (gained its first
 # key), "-k" (lost its last), "+x"/"-x" the same for expiring keys.
-_WRITE = r"""
+_WRITE = (
+    r"""
 local base = ARGV[1]
 local created = {}
 local cards = {}
-local function card(ns)
+local function seen(ns)
   if cards[ns] == nil then
     cards[ns] = {redis.call('ZCARD', base .. 'k:' .. ns), redis.call('ZCARD', base .. 'x:' .. ns)}
   end
-end
-local t = redis.call('TIME')
-local server_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function native_expiry(r, exp)
-  local ms = math.floor(tonumber(exp) * 1000) + 60000
-  if ms > server_ms then redis.call('PEXPIREAT', r, ms) else redis.call('PERSIST', r) end
 end
 local function drop(ns, key)
   local r = base .. 'r:' .. ns .. '\30' .. key
@@ -112,56 +116,12 @@ local function drop(ns, key)
   redis.call('ZREM', base .. 'k:' .. ns, key)
   redis.call('ZREM', base .. 'x:' .. ns, key)
 end
-local i = 4
-while i <= #ARGV do
-  local op = ARGV[i]
-  local ns = ARGV[i+1]
-  card(ns)
-  if op == 'P' then
-    local key, frame, now = ARGV[i+2], ARGV[i+3], ARGV[i+4]
-    local exp, c, ttl = ARGV[i+5], ARGV[i+6], ARGV[i+7]
-    local r = base .. 'r:' .. ns .. '\30' .. key
-    local old = redis.call('HGET', r, 'c')
-    if c == '' then c = old or now end
-    redis.call('HSET', r, 'v', frame, 'c', c, 'u', now)
-    if exp == '' then
-      redis.call('HDEL', r, 'e', 't')
-      redis.call('PERSIST', r)
-      redis.call('ZREM', base .. 'x:' .. ns, key)
-    else
-      redis.call('HSET', r, 'e', exp)
-      native_expiry(r, exp)
-      if ttl ~= '' then redis.call('HSET', r, 't', ttl) else redis.call('HDEL', r, 't') end
-      redis.call('ZADD', base .. 'x:' .. ns, exp, key)
-    end
-    redis.call('ZADD', base .. 'k:' .. ns, 0, key)
-    table.insert(created, c)
-    i = i + 8
-  elseif op == 'D' then
-    drop(ns, ARGV[i+2])
-    i = i + 3
-  elseif op == 'R' then
-    local start, stop = ARGV[i+2], ARGV[i+3]
-    local hi = '+'
-    if stop ~= '' then hi = '(' .. stop end
-    local keys = redis.call('ZRANGEBYLEX', base .. 'k:' .. ns, '[' .. start, hi)
-    for _, key in ipairs(keys) do drop(ns, key) end
-    i = i + 4
-  elseif op == 'T' then
-    local key, now = ARGV[i+2], ARGV[i+3]
-    local r = base .. 'r:' .. ns .. '\30' .. key
-    local ttl = redis.call('HGET', r, 't')
-    if ttl then
-      local exp = tonumber(now) + tonumber(ttl)
-      redis.call('HSET', r, 'e', tostring(exp))
-      native_expiry(r, exp)
-      redis.call('ZADD', base .. 'x:' .. ns, exp, key)
-    end
-    i = i + 4
-  else
-    return redis.error_reply('unknown op ' .. op)
-  end
-end
+local function expiring(ns, key, exp) redis.call('ZADD', base .. 'x:' .. ns, exp, key) end
+local function lasting(ns, key) redis.call('ZREM', base .. 'x:' .. ns, key) end
+local function filled(ns) end
+"""
+    + WRITE_OPS
+    + r"""
 redis.call('SET', ARGV[2], ARGV[3])
 redis.call('DEL', ARGV[2])
 table.insert(created, '|')
@@ -175,6 +135,7 @@ for ns, before in pairs(cards) do
 end
 return created
 """
+)
 
 # KEYS[1]: the namespace's expiry index.  ARGV: base, ns, now, limit, signal key.
 _EXPIRE = r"""
@@ -214,16 +175,9 @@ def _shard(ns: str) -> int:
     return hashlib.blake2b(ns.encode(), digest_size=2).digest()[0] % _SHARDS
 
 
-def _num(v: bytes | None) -> float | None:
-    return None if v is None else float(v)
-
-
-class RedisClusterBackend:
+class RedisClusterBackend(RedisBase):
     """Cold tier on a Redis Cluster.  ``url`` is
     ``redis+cluster://[:password@]host:port/[?prefix=tm:&coherence=strict&wait=0]``."""
-
-    #: Every call is a network round trip (the store keeps them off event loops).
-    remote = True
 
     def __init__(self, url: str, **_: Any) -> None:
         try:
@@ -233,22 +187,18 @@ class RedisClusterBackend:
             raise TieredMemError(
                 "the Redis backend needs redis-py: pip install 'tieredmem[redis]'"
             ) from None
-        parts = urlsplit(url)
+        parsed = parse_url(url)
+        parts = parsed.parts
         #: The URL as it may be shown: its password replaced by ``***``.
-        self.url = redact_url(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
-        query = parse_qs(parts.query)
-        self.prefix = query.get("prefix", ["tm:"])[0]
+        self.url = parsed.shown
+        self.prefix = parsed.prefix
         if "{" in self.prefix or "}" in self.prefix:
             raise UnsupportedURLError("a Redis Cluster prefix may not contain '{' or '}'")
-        self.coherence = query.get("coherence", ["strict"])[0]
-        if self.coherence not in ("strict", "tracking"):
-            raise UnsupportedURLError(
-                f"coherence must be 'strict' or 'tracking' in a Redis URL, not {self.coherence!r}"
-            )
+        self.coherence = coherence_mode(parsed.option("coherence", "strict"))
         try:
-            self._bound = float(query.get("tracking_bound", ["1"])[0])
-            self._wait = int(query.get("wait", ["0"])[0])
-            self._wait_ms = int(query.get("wait_timeout", ["2000"])[0])
+            self._bound = float(parsed.option("tracking_bound", "1"))
+            self._wait = int(parsed.option("wait", "0"))
+            self._wait_ms = int(parsed.option("wait_timeout", "2000"))
         except ValueError:
             raise UnsupportedURLError(
                 "tracking_bound, wait and wait_timeout must be numbers in a Redis URL"
@@ -257,10 +207,7 @@ class RedisClusterBackend:
             raise UnsupportedURLError(
                 "tracking_bound and wait_timeout must be positive and wait >= 0 in a Redis URL"
             )
-        try:
-            self._password = parts.password or ""
-        except ValueError:
-            self._password = ""
+        self._password = parsed.password
         scheme = "rediss" if parts.scheme.lower().startswith("rediss") else "redis"
         self._secret = urlunsplit((scheme, parts.netloc, "", "", ""))
         self._redis = redis
@@ -287,8 +234,7 @@ class RedisClusterBackend:
 
     # -- helpers ----------------------------------------------------------------------
     def _scrub(self, exc: BaseException) -> str:
-        text = str(exc)
-        return text.replace(self._password, "***") if self._password else text
+        return scrub(exc, self._password)
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
         reason = self._scrub(exc).rstrip(". ")
@@ -302,23 +248,11 @@ class RedisClusterBackend:
     def _error(self, exc: BaseException) -> TieredMemError:
         """The typed error of a failed call: unavailable (connection, timeout, cluster
         down or failing over) or any other server error."""
-        errors = self._redis.exceptions
-        down = (
-            errors.ConnectionError,
-            errors.TimeoutError,
-            errors.ClusterError,
-            errors.RedisClusterException,
-            errors.AskError,
-            errors.TryAgainError,
-            errors.ReadOnlyError,
-        )
-        if isinstance(exc, down) or "CLUSTERDOWN" in str(exc):
-            return BackendUnavailableError(
-                f"Redis Cluster at {self.url}: {self._scrub(exc)} (the operation did not "
-                "complete; check that the cluster is up, then retry)"
-            )
-        return TieredMemError(
-            f"Redis Cluster at {self.url}: {self._scrub(exc)} (the operation did not complete)"
+        unavailable = isinstance(exc, self._transient()) or "CLUSTERDOWN" in str(exc)
+        return operation_error(
+            f"Redis Cluster at {self.url}",
+            self._scrub(exc),
+            "check that the cluster is up, then retry" if unavailable else None,
         )
 
     def _check(self) -> None:
@@ -340,10 +274,16 @@ class RedisClusterBackend:
         return f"{self.prefix}{{{_tag(ns)}}}"
 
     def _r(self, ns: str, key: str) -> bytes:
-        return f"{self._base(ns)}r:".encode() + ns.encode() + _HK + key.encode()
+        return f"{self._base(ns)}r:".encode() + ns.encode() + HK + key.encode()
 
     def _k(self, ns: str) -> bytes:
         return f"{self._base(ns)}k:{ns}".encode()
+
+    def _index(self, ns: str) -> bytes:
+        return self._k(ns)
+
+    def _dict_keys(self) -> tuple[str, str]:
+        return f"{self.prefix}{{d}}dicts", f"{self.prefix}{{d}}dictid"
 
     def _registry(self, kind: str, ns: str) -> str:
         return f"{self.prefix}{{{kind}{_shard(ns)}}}{'ns' if kind == 'n' else 'exp'}"
@@ -353,21 +293,10 @@ class RedisClusterBackend:
             f"{self.prefix}{{{kind}{i}}}{'ns' if kind == 'n' else 'exp'}" for i in range(_SHARDS)
         ]
 
-    @staticmethod
-    def _row(ns: str, key: str, h: dict[bytes, bytes]) -> Row | None:
-        if not h:
-            return None
-        return Row(
-            ns, key, h[b"v"], float(h[b"c"]), float(h[b"u"]), _num(h.get(b"e")), _num(h.get(b"t"))
-        )
-
-    def _retrying(self, fn: Any) -> Any:
-        """Run *fn* until it succeeds, retrying what a failover or a slot move answers
-        (connection errors, ``MOVED``/``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``,
-        ``READONLY`` from a master turned replica, ``LOADING``) with backoff, the
-        topology refreshed before each retry, for up to a few seconds."""
+    def _transient(self) -> tuple[type[BaseException], ...]:
+        """What a failover or a slot move answers: the cluster is unavailable for now."""
         errors = self._redis.exceptions
-        transient = (
+        return (
             errors.ConnectionError,  # BusyLoadingError (LOADING) among them
             errors.TimeoutError,
             errors.ClusterError,  # CLUSTERDOWN, MASTERDOWN
@@ -376,6 +305,13 @@ class RedisClusterBackend:
             errors.TryAgainError,
             errors.ReadOnlyError,
         )
+
+    def _retrying(self, fn: Any) -> Any:
+        """Run *fn* until it succeeds, retrying what a failover or a slot move answers
+        (connection errors, ``MOVED``/``ASK``, ``TRYAGAIN``, ``CLUSTERDOWN``,
+        ``READONLY`` from a master turned replica, ``LOADING``) with backoff, the
+        topology refreshed before each retry, for up to a few seconds."""
+        transient = self._transient()
         deadline = time.monotonic() + _RETRY_SECONDS
         delay = 0.05
         while True:
@@ -398,7 +334,7 @@ class RedisClusterBackend:
             except Exception:  # still failing over: the next attempt tells
                 pass
 
-    def _call(self, fn: Any) -> Any:
+    def _call(self, fn: Callable[[], Any]) -> Any:
         self._check()
         try:
             return self._retrying(fn)
@@ -409,7 +345,7 @@ class RedisClusterBackend:
 
     # -- reads -------------------------------------------------------------------------
     def get(self, ns: str, key: str) -> Row | None:
-        return self._row(ns, key, self._call(lambda: self._client.hgetall(self._r(ns, key))))
+        return decode_row(ns, key, self._call(lambda: self._client.hgetall(self._r(ns, key))))
 
     def get_many(self, keys: Sequence[tuple[str, str]]) -> list[Row | None]:
         if not keys:
@@ -422,28 +358,7 @@ class RedisClusterBackend:
             return cast(list[Any], pipe.execute())
 
         found = self._call(run)
-        return [self._row(ns, key, h) for (ns, key), h in zip(keys, found)]
-
-    def keys(self, ns: str, start: str = "", stop: str | None = None) -> list[str]:
-        hi = b"+" if stop is None else b"(" + stop.encode()
-        found = self._call(lambda: self._client.zrangebylex(self._k(ns), b"[" + start.encode(), hi))
-        return [k.decode() for k in found]
-
-    def range(
-        self,
-        ns: str,
-        start: str | None = None,
-        stop: str | None = None,
-        *,
-        limit: int | None = None,
-        reverse: bool = False,
-    ) -> list[Row]:
-        keys = self.keys(ns, start or "", stop)
-        if reverse:
-            keys.reverse()
-        if limit is not None:
-            keys = keys[:limit]
-        return [r for r in self.get_many([(ns, k) for k in keys]) if r is not None]
+        return [decode_row(ns, key, h) for (ns, key), h in zip(keys, found)]
 
     def namespaces(
         self,
@@ -456,7 +371,7 @@ class RedisClusterBackend:
         """Namespaces holding items, in order: a merge of the 16 registry shards, each
         read a page at a time, so the work is bounded by what is returned (and skipped)."""
         lo, hi = prefix_bounds(ns_prefix)
-        high = b"+" if hi == _TOP else b"(" + hi.encode()
+        high = b"+" if hi == TOP else b"(" + hi.encode()
         s_lo, s_hi = prefix_bounds(skip_prefix) if skip_prefix else ("", "")
         page = max(16, min(500, limit))
         cursors: dict[str, bytes] = {
@@ -505,36 +420,6 @@ class RedisClusterBackend:
 
         return [ns for ns, n in zip(names, self._call(run)) if int(n) > 0]
 
-    def scan(
-        self,
-        ns_prefix: str,
-        *,
-        after: tuple[str, str] | None = None,
-        limit: int = 1000,
-        skip_prefix: str | None = None,
-    ) -> list[Row]:
-        out: list[Row] = []
-        start_ns = after[0] if after is not None else None
-        spaces = self.namespaces(ns_prefix, limit=10**9, skip_prefix=skip_prefix)
-        for ns in spaces:
-            if start_ns is not None and ns < start_ns:
-                continue
-            first = ""
-            if after is not None and ns == start_ns:
-                first = after[1] + "\x00"  # strictly after
-            out += self.range(ns, first, limit=limit - len(out))
-            if len(out) >= limit:
-                break
-        return out
-
-    def text_search(
-        self, ns_prefix: str, query: str, *, limit: int, skip_prefix: str | None = None
-    ) -> list[tuple[Row, float]]:
-        raise TieredMemError(
-            "full-text search (query=) is not available on the Redis backend: plain Redis "
-            "has no text index; use filter=, or the SQLite backend for text search"
-        )
-
     # -- writes ------------------------------------------------------------------------
     def check_atomic(self, ops: Sequence[Op]) -> None:
         """Refuse a batch that must be atomic (a ``transaction()``) but spans units.
@@ -566,25 +451,7 @@ class RedisClusterBackend:
     def _write_unit(self, ops: list[Op]) -> list[float]:
         base = self._base(ops[0].ns)
         signal = f"{self.prefix}w:{{{_tag(ops[0].ns)}}}{self._writer}"
-        args: list[Any] = [base, signal, "1"]
-        for op in ops:
-            if isinstance(op, Put):
-                args += [
-                    "P",
-                    op.ns,
-                    op.key,
-                    op.frame,
-                    repr(op.now),
-                    "" if op.expires_at is None else repr(op.expires_at),
-                    "" if op.created is None else repr(op.created),
-                    "" if op.ttl is None else repr(op.ttl),
-                ]
-            elif isinstance(op, Delete):
-                args += ["D", op.ns, op.key]
-            elif isinstance(op, DeleteRange):
-                args += ["R", op.ns, op.start, "" if op.stop is None else op.stop]
-            elif isinstance(op, Touch):
-                args += ["T", op.ns, op.key, repr(op.now)]
+        args: list[Any] = [base, signal, "1", *encode_ops(ops)]
         # A namespace is registered before the script that may give it its first key, so
         # a failure between the two (a WAIT that times out, a reply lost to a failover, a
         # crash) can leave the registry listing an empty namespace (listings skip it),
@@ -693,20 +560,6 @@ class RedisClusterBackend:
                     return out
         return out
 
-    # -- zstd dictionaries -------------------------------------------------------------
-    def dictionaries(self) -> dict[int, bytes]:
-        found = self._call(lambda: self._client.hgetall(f"{self.prefix}{{d}}dicts"))
-        return {int(k): bytes(v) for k, v in found.items()}
-
-    def dictionary(self, dict_id: int) -> bytes | None:
-        data = self._call(lambda: self._client.hget(f"{self.prefix}{{d}}dicts", str(dict_id)))
-        return None if data is None else bytes(data)
-
-    def add_dictionary(self, data: bytes) -> int:
-        dict_id = int(self._call(lambda: self._client.incr(f"{self.prefix}{{d}}dictid")))
-        self._call(lambda: self._client.hset(f"{self.prefix}{{d}}dicts", str(dict_id), data))
-        return dict_id
-
     # -- coherence ---------------------------------------------------------------------
     def _refresh_trackers(self, *, force: bool) -> bool:
         """Keep one tracking connection per master; True if the set changed."""
@@ -730,15 +583,8 @@ class RedisClusterBackend:
         return changed
 
     def _track(self, host: str, port: int) -> Tracker:
-        from redis import connection
-
-        kwargs: dict[str, Any] = cast(Any, connection).parse_url(self._secret)
-        kind = kwargs.pop("connection_class", connection.Connection)
-        kwargs.update(host=host, port=port, protocol=2, socket_timeout=10)
-        kwargs.pop("db", None)
-        return Tracker(
-            lambda: kind(**kwargs), self.prefix.encode(), self._writer.encode(), bound=self._bound
-        )
+        connect = connector(self._secret, (host, port))
+        return Tracker(connect, self.prefix.encode(), self._writer.encode(), bound=self._bound)
 
     def unchanged(self) -> bool:
         """Tracking mode: True while every master's tracking connection reports nothing
@@ -769,10 +615,7 @@ class RedisClusterBackend:
         moved = self._refresh_trackers(force=down)
         return down or reset or moved or any(seen)
 
-    # -- maintenance, stats ------------------------------------------------------------
-    def maintain(self) -> dict[str, Any]:
-        return {}
-
+    # -- stats -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         self._check()
         spaces = self.namespaces("", limit=10**9)
@@ -788,13 +631,7 @@ class RedisClusterBackend:
             lambda: self._client.info("memory", target_nodes=self._client.PRIMARIES)
         )
         used = sum(int(v.get("used_memory", 0)) for v in memory.values()) if memory else 0
-        return {
-            "cold_bytes": used,
-            "cold_free_bytes": 0,
-            "wal_bytes": 0,
-            "cold_rows": rows,
-            "format_version": 1,
-        }
+        return cold_stats(used, rows)
 
     def close(self) -> None:
         if self._closed:
