@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import apsw
@@ -292,15 +293,17 @@ def test_a_delete_without_sqlite_vec_leaves_nothing_to_find(tmp_path: Path) -> N
     s.close()
 
 
-@pytest.mark.parametrize("backend", ["redis", "postgres"])
+@pytest.mark.parametrize("backend", ["redis", "redis-cluster", "postgres"])
 def test_backends_without_an_index_search_exactly_and_fuse(
     request: pytest.FixtureRequest, backend: str
 ) -> None:
     """Redis and PostgreSQL keep the exact numpy search (no index in the backend); the
     hybrid mode fuses it with PostgreSQL's full-text search, and is the vector search on
-    Redis (which has none)."""
+    Redis, one server or a cluster (which have none)."""
     if backend == "redis":
         url = request.getfixturevalue("redis_server").url(prefix="vec-hybrid")
+    elif backend == "redis-cluster":
+        url = request.getfixturevalue("redis_cluster").url(f"vec-hybrid-{uuid.uuid4().hex}:")
     else:
         url = request.getfixturevalue("pg_server").url()
     with TieredStore(url, index=index_of(CountingEmbedder())) as s:

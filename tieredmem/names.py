@@ -32,6 +32,7 @@ __all__ = [
     "is_text",
     "match_labels",
     "namespace",
+    "owner",
     "prefix",
     "split",
     "ttl_seconds",
@@ -39,6 +40,9 @@ __all__ = [
 
 #: Root label of the namespaces tieredmem uses for itself (histories, states).
 INTERNAL_ROOT = "tieredmem"
+#: Internal kinds whose namespaces shadow a user's: ``("tieredmem", kind, *ns)`` holds
+#: data kept with *ns* (TieredStore's vectors), written in the same batch as *ns*'s items.
+SHADOW_KINDS = frozenset({"vec"})
 #: Between the joined namespace and the key in hot-tier keys.
 HOT_SEP = "\x1e"
 #: Characters no label (and no history or state name) may contain.
@@ -235,3 +239,21 @@ def match_labels(ns: Namespace, pattern: Namespace) -> bool:
     if len(ns) < len(pattern):
         return False
     return all(p == "*" or p == label for p, label in zip(pattern, ns))
+
+
+def owner(joined: str) -> str:
+    """The namespace whose data a joined namespace is kept with: *ns* for a shadow
+    namespace ``tieredmem/<kind>/*ns`` (a :data:`SHADOW_KINDS` kind), else itself.
+
+    A backend that places data by namespace (Redis Cluster's hash slots) places a shadow
+    namespace with its owner, so a batch writing both stays in one place.
+
+    >>> owner("tieredmem\\x1fvec\\x1fusers\\x1falice")
+    'users\\x1falice'
+    >>> owner("users\\x1falice")
+    'users\\x1falice'
+    """
+    labels = joined.split(SEP, 2)
+    if len(labels) == 3 and labels[0] == INTERNAL_ROOT and labels[1] in SHADOW_KINDS:
+        return labels[2]
+    return joined

@@ -253,6 +253,8 @@ class RedisBase(ABC):
 
     #: Every call is a network round trip (the store keeps them off event loops).
     remote = True
+    #: No full-text index: TieredStore's hybrid search is a vector search here.
+    has_text_search = False
 
     _client: Any
 

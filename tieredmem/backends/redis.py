@@ -407,9 +407,6 @@ class RedisBackend(RedisBase):
             raise self._error(exc) from exc
         return out[:limit]
 
-    #: No full-text index: TieredStore's hybrid search is a vector search here.
-    has_text_search = False
-
     # -- writes ------------------------------------------------------------------------
     def write(self, ops: Sequence[Op]) -> list[float]:
         self._check()

@@ -70,7 +70,7 @@ from ..errors import (
     TieredMemError,
     UnsupportedURLError,
 )
-from ..names import INTERNAL_ROOT
+from ..names import INTERNAL_ROOT, owner
 from . import SEP, Op, Put, Row
 from ._redis_common import (
     HK,
@@ -156,14 +156,18 @@ return {due, redis.call('ZCARD', base .. 'k:' .. ns), redis.call('ZCARD', KEYS[1
 
 def unit_of(ns: str) -> str:
     """The unit a joined namespace belongs to: its first two labels (three under the
-    ``tieredmem`` root).
+    ``tieredmem`` root); a shadow namespace (TieredStore's vectors of *ns*) belongs to the
+    unit of *ns* (see :func:`tieredmem.names.owner`), so an item and its vector commit
+    together.
 
     >>> unit_of("users\\x1falice\\x1fprefs")
     'users\\x1falice'
     >>> unit_of("tieredmem\\x1flg\\x1fthread-1\\x1f~")
     'tieredmem\\x1flg\\x1fthread-1'
+    >>> unit_of("tieredmem\\x1fvec\\x1fusers\\x1falice\\x1fprefs")
+    'users\\x1falice'
     """
-    labels = ns.split(SEP)
+    labels = owner(ns).split(SEP)
     return SEP.join(labels[: 3 if labels[0] == INTERNAL_ROOT else 2])
 
 
