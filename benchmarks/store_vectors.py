@@ -126,7 +126,9 @@ def make_store(name: str, root: Path, embed: Embedder, opts: argparse.Namespace)
     conn = sqlite_module().connect(
         str(root / "lg.db"), check_same_thread=False, isolation_level=None
     )
-    store = SqliteStore(conn, index=index)
+    # SqliteStore names the embedded fields ``text_fields`` (``fields`` is ignored there,
+    # and it would embed each whole value): the same fields as the other two.
+    store = SqliteStore(conn, index={**index, "text_fields": index["fields"]})
     store.setup()
     return store
 
