@@ -798,30 +798,35 @@ class TieredSaver(BaseCheckpointSaver[str]):
             return self._get(ns, _vkey(channel, pv)) if pv is not None else None
 
         puts: list[tuple[str, str, Any]] = []
-        # One coherence check for the reads below (a round trip each on Redis).
+        # One coherence check for the reads below (a round trip each on Redis); the log
+        # rows a list appends commit with the checkpoint's rows where they can (see
+        # _one_commit).
         with self._lock, self.store.snapshot():
-            generation = self.store.generation()
-            for channel, version in new_versions.items():
-                if channel not in values:
-                    continue
-                ref = self._value_ref(thread, cns, channel, values[channel], parent_ref, generation)
-                puts.append((ns, _vkey(channel, version), _pack(ref)))
-            ct, cd = self.serde.dumps_typed(cp)
-            mt, md = self.serde.dumps_typed(get_checkpoint_metadata(config, metadata))
-            row = {"p": parent, "ct": ct, "cd": cd, "mt": mt, "md": md}
-            puts.append((ns, "c" + checkpoint["id"], _pack(row)))
-            puts.append((self._ids, _id_key(checkpoint["id"], thread, cns), b""))
-            if not self._ids_ready and self._ids_fresh:
-                puts.append((self._ids, _IDS_BUILT, b""))
-                self._ids_ready = True
-            latest = self._get(ns, _LATEST)
-            if latest is None or checkpoint["id"] >= latest:
-                puts.append((ns, _LATEST, _pack(checkpoint["id"])))
-            if self.ttl is not None:
-                now = self.store.clock()
-                self._touched[thread] = now
-                puts.append((self._thread_ns(thread), _TOUCHED, _pack(now)))
-            self.store.raw.write(puts)
+            with self._one_commit(thread):
+                generation = self.store.generation()
+                for channel, version in new_versions.items():
+                    if channel not in values:
+                        continue
+                    ref = self._value_ref(
+                        thread, cns, channel, values[channel], parent_ref, generation
+                    )
+                    puts.append((ns, _vkey(channel, version), _pack(ref)))
+                ct, cd = self.serde.dumps_typed(cp)
+                mt, md = self.serde.dumps_typed(get_checkpoint_metadata(config, metadata))
+                row = {"p": parent, "ct": ct, "cd": cd, "mt": mt, "md": md}
+                puts.append((ns, "c" + checkpoint["id"], _pack(row)))
+                puts.append((self._ids, _id_key(checkpoint["id"], thread, cns), b""))
+                if not self._ids_ready and self._ids_fresh:
+                    puts.append((self._ids, _IDS_BUILT, b""))
+                    self._ids_ready = True
+                latest = self._get(ns, _LATEST)
+                if latest is None or checkpoint["id"] >= latest:
+                    puts.append((ns, _LATEST, _pack(checkpoint["id"])))
+                if self.ttl is not None:
+                    now = self.store.clock()
+                    self._touched[thread] = now
+                    puts.append((self._thread_ns(thread), _TOUCHED, _pack(now)))
+                self.store.raw.write(puts)
             # Read now, in the writer, the rows the next get_tuple of this checkpoint will
             # ask for but that may not exist (its pending writes; versions of channels
             # without a value): their absence is then cached, and reading the checkpoint
@@ -843,6 +848,25 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 "checkpoint_id": checkpoint["id"],
             }
         }
+
+    @contextlib.contextmanager
+    def _one_commit(self, thread: str) -> Iterator[None]:
+        """A transaction around a put's writes (its lists' log appends, its rows), so that
+        they commit together: one round trip on Redis, not one per log and one for the
+        rows.  Only with ``durability="sync"`` (with "batch" the rows wait for one flush
+        anyway) and a backend that commits any namespaces together (a Redis Cluster
+        commits one unit at a time, and the checkpoint-id index is another unit than the
+        thread).  If the block raises, nothing is written, and the thread's open logs and
+        lists, which counted on the appends, are re-read at their next use."""
+        if self.store.durability != "sync" or hasattr(self.store.backend, "check_atomic"):
+            yield
+            return
+        try:
+            with self.store.transaction():
+                yield
+        except BaseException:
+            self._forget(thread)
+            raise
 
     def put_writes(
         self,
