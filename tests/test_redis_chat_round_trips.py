@@ -64,8 +64,9 @@ def sends(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
         # 5 writes, 3 reads a put makes of rows its checkpoint's next reader needs, and
         # now and then one more (a row the hot tier did not admit).
         ("tracking", 9),
-        # the same, plus one version check per snapshot, put_writes and transaction.
-        ("strict", 18),
+        # the same, plus a version check for get_tuple, each put (two when it appends to
+        # a log: its snapshot's and its transaction's) and each put_writes.
+        ("strict", 17),
     ],
 )
 def test_a_chat_turn_round_trips(

@@ -510,6 +510,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
         value: Any,
         parent_ref: Callable[[str], Any],
         generation: int,
+        before_append: Callable[[], None],
     ) -> dict[str, Any]:
         """How to store *value*: appended to a log when it extends the previous list.
 
@@ -547,6 +548,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
         h = self._log(thread, cns, log_id)
         n = len(value)
         if n > start:
+            before_append()
             h.extend(value[start:])  # encoded now: the items are not kept
         # The decoded items, as a cold read returns them (decoded back from the log),
         # never the graph's objects; a list that extends a held one decodes only the
@@ -800,15 +802,23 @@ class TieredSaver(BaseCheckpointSaver[str]):
         puts: list[tuple[str, str, Any]] = []
         # One coherence check for the reads below (a round trip each on Redis); the log
         # rows a list appends commit with the checkpoint's rows where they can (see
-        # _one_commit).
+        # _one_commit: entered before the first append, as a put without one has no use
+        # for it).
         with self._lock, self.store.snapshot():
-            with self._one_commit(thread):
+            with contextlib.ExitStack() as stack:
+                joined: list[bool] = []
+
+                def before_append() -> None:
+                    if not joined:
+                        joined.append(True)
+                        stack.enter_context(self._one_commit(thread))
+
                 generation = self.store.generation()
                 for channel, version in new_versions.items():
                     if channel not in values:
                         continue
                     ref = self._value_ref(
-                        thread, cns, channel, values[channel], parent_ref, generation
+                        thread, cns, channel, values[channel], parent_ref, generation, before_append
                     )
                     puts.append((ns, _vkey(channel, version), _pack(ref)))
                 ct, cd = self.serde.dumps_typed(cp)
