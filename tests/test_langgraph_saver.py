@@ -540,3 +540,44 @@ def test_memory_a_saver_holds_stays_within_its_budget_whatever_the_threads(
         assert stats["tracked_threads"] == 0
         state = graph.get_state({"configurable": {"thread_id": "t0"}})
         assert contents(state)[-1] == "reply 5: " + "x" * 400
+
+
+def test_a_put_that_fails_after_its_log_append_writes_nothing(tmp_path: Path) -> None:
+    """A put's log append and its rows commit together (#19): when the put raises after
+    the append (its metadata cannot be encoded), neither is written, and the saver's open
+    logs and lists, which counted on the append, do not lead the next turns astray."""
+    import threading
+
+    path = str(tmp_path / "lg.db")
+    saver = TieredSaver(path)
+    graph, config = run_chat(saver, 3)
+    latest = saver.get_tuple(config)
+    assert latest is not None
+    checkpoint = dict(latest.checkpoint)
+    values = dict(checkpoint["channel_values"])
+    values["messages"] = [*values["messages"], HumanMessage("lost", id="lost")]
+    version = saver.get_next_version(checkpoint["channel_versions"]["messages"], None)
+    checkpoint["channel_values"] = values
+    checkpoint["channel_versions"] = {**checkpoint["channel_versions"], "messages": version}
+    checkpoint["id"] = "1" + latest.checkpoint["id"][1:]  # later than every checkpoint
+    with pytest.raises(TypeError):
+        saver.put(
+            latest.config,
+            checkpoint,  # type: ignore[arg-type]
+            {"bad": threading.Lock()},  # type: ignore[typeddict-unknown-key]
+            {"messages": version},
+        )
+    for i in range(3, 5):
+        graph.invoke({"messages": [HumanMessage(content=f"hello {i}", id=f"h-{i}")]}, config)
+    expected, _ = run_chat(InMemorySaver(), 5)
+    assert contents(graph.get_state(config)) == contents(expected.get_state(config))
+    saver.close()
+    # Nothing of the failed put reached the file (before #19 its log append had).
+    assert not any(
+        b"lost" in Path(f).read_bytes() for f in (path, path + "-wal") if os.path.exists(f)
+    )
+    reopened = TieredSaver(path)
+    again = chat_graph(reopened)
+    assert contents(again.get_state(config)) == contents(expected.get_state(config))
+    assert "lost" not in contents(again.get_state(config))
+    reopened.close()

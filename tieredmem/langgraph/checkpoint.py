@@ -510,6 +510,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
         value: Any,
         parent_ref: Callable[[str], Any],
         generation: int,
+        before_append: Callable[[], None],
     ) -> dict[str, Any]:
         """How to store *value*: appended to a log when it extends the previous list.
 
@@ -547,6 +548,7 @@ class TieredSaver(BaseCheckpointSaver[str]):
         h = self._log(thread, cns, log_id)
         n = len(value)
         if n > start:
+            before_append()
             h.extend(value[start:])  # encoded now: the items are not kept
         # The decoded items, as a cold read returns them (decoded back from the log),
         # never the graph's objects; a list that extends a held one decodes only the
@@ -798,30 +800,43 @@ class TieredSaver(BaseCheckpointSaver[str]):
             return self._get(ns, _vkey(channel, pv)) if pv is not None else None
 
         puts: list[tuple[str, str, Any]] = []
-        # One coherence check for the reads below (a round trip each on Redis).
+        # One coherence check for the reads below (a round trip each on Redis); the log
+        # rows a list appends commit with the checkpoint's rows where they can (see
+        # _one_commit: entered before the first append, as a put without one has no use
+        # for it).
         with self._lock, self.store.snapshot():
-            generation = self.store.generation()
-            for channel, version in new_versions.items():
-                if channel not in values:
-                    continue
-                ref = self._value_ref(thread, cns, channel, values[channel], parent_ref, generation)
-                puts.append((ns, _vkey(channel, version), _pack(ref)))
-            ct, cd = self.serde.dumps_typed(cp)
-            mt, md = self.serde.dumps_typed(get_checkpoint_metadata(config, metadata))
-            row = {"p": parent, "ct": ct, "cd": cd, "mt": mt, "md": md}
-            puts.append((ns, "c" + checkpoint["id"], _pack(row)))
-            puts.append((self._ids, _id_key(checkpoint["id"], thread, cns), b""))
-            if not self._ids_ready and self._ids_fresh:
-                puts.append((self._ids, _IDS_BUILT, b""))
-                self._ids_ready = True
-            latest = self._get(ns, _LATEST)
-            if latest is None or checkpoint["id"] >= latest:
-                puts.append((ns, _LATEST, _pack(checkpoint["id"])))
-            if self.ttl is not None:
-                now = self.store.clock()
-                self._touched[thread] = now
-                puts.append((self._thread_ns(thread), _TOUCHED, _pack(now)))
-            self.store.raw.write(puts)
+            with contextlib.ExitStack() as stack:
+                joined: list[bool] = []
+
+                def before_append() -> None:
+                    if not joined:
+                        joined.append(True)
+                        stack.enter_context(self._one_commit(thread))
+
+                generation = self.store.generation()
+                for channel, version in new_versions.items():
+                    if channel not in values:
+                        continue
+                    ref = self._value_ref(
+                        thread, cns, channel, values[channel], parent_ref, generation, before_append
+                    )
+                    puts.append((ns, _vkey(channel, version), _pack(ref)))
+                ct, cd = self.serde.dumps_typed(cp)
+                mt, md = self.serde.dumps_typed(get_checkpoint_metadata(config, metadata))
+                row = {"p": parent, "ct": ct, "cd": cd, "mt": mt, "md": md}
+                puts.append((ns, "c" + checkpoint["id"], _pack(row)))
+                puts.append((self._ids, _id_key(checkpoint["id"], thread, cns), b""))
+                if not self._ids_ready and self._ids_fresh:
+                    puts.append((self._ids, _IDS_BUILT, b""))
+                    self._ids_ready = True
+                latest = self._get(ns, _LATEST)
+                if latest is None or checkpoint["id"] >= latest:
+                    puts.append((ns, _LATEST, _pack(checkpoint["id"])))
+                if self.ttl is not None:
+                    now = self.store.clock()
+                    self._touched[thread] = now
+                    puts.append((self._thread_ns(thread), _TOUCHED, _pack(now)))
+                self.store.raw.write(puts)
             # Read now, in the writer, the rows the next get_tuple of this checkpoint will
             # ask for but that may not exist (its pending writes; versions of channels
             # without a value): their absence is then cached, and reading the checkpoint
@@ -843,6 +858,25 @@ class TieredSaver(BaseCheckpointSaver[str]):
                 "checkpoint_id": checkpoint["id"],
             }
         }
+
+    @contextlib.contextmanager
+    def _one_commit(self, thread: str) -> Iterator[None]:
+        """A transaction around a put's writes (its lists' log appends, its rows), so that
+        they commit together: one round trip on Redis, not one per log and one for the
+        rows.  Only with ``durability="sync"`` (with "batch" the rows wait for one flush
+        anyway) and a backend that commits any namespaces together (a Redis Cluster
+        commits one unit at a time, and the checkpoint-id index is another unit than the
+        thread).  If the block raises, nothing is written, and the thread's open logs and
+        lists, which counted on the appends, are re-read at their next use."""
+        if self.store.durability != "sync" or hasattr(self.store.backend, "check_atomic"):
+            yield
+            return
+        try:
+            with self.store.transaction():
+                yield
+        except BaseException:
+            self._forget(thread)
+            raise
 
     def put_writes(
         self,
